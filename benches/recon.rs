@@ -1,0 +1,576 @@
+//! The reconciliation benchmark: `cargo bench --bench recon -- [--records N] [--scenario NAME]
+//! [--threads N]`.
+//!
+//! Every scenario runs in a fresh child process (so its peak resident memory, read from
+//! /proc/self/status VmHWM, is its own) against a fresh store in a temporary folder, reading
+//! its source through the real CSV connector. The parent first measures the storage floor
+//! (the same objects, index entries and links written with no reconciliation logic) and
+//! prints one JSON line per scenario on stdout, plus a readable table on stderr.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use recond::app::App;
+use recond::config::Config;
+use recond::runner::{ReconKind, StartRequest};
+use recond::storage::{index_terms, DataBatch, Link, Store, StoreOptions};
+use serde_json::{json, Map, Value};
+
+const SCENARIOS: &[&str] = &[
+    "floor",
+    "first-load",
+    "first-load-assoc",
+    "steady",
+    "drift",
+    "correlate",
+    "correlate-4x",
+    "delete",
+    "transform",
+    "transform-twin",
+    "http",
+];
+
+struct Args {
+    records: usize,
+    scenario: Option<String>,
+    threads: usize,
+    child: bool,
+    floor: Option<f64>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        records: 1_000_000,
+        scenario: None,
+        threads: 2,
+        child: false,
+        floor: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--records" => a.records = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.records),
+            "--scenario" => a.scenario = it.next(),
+            "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.threads),
+            "--child" => a.child = true,
+            "--floor" => a.floor = it.next().and_then(|v| v.parse().ok()),
+            _ => {} // cargo passes --bench
+        }
+    }
+    a
+}
+
+fn main() {
+    let args = parse_args();
+    if args.child {
+        let name = args.scenario.clone().unwrap_or_default();
+        let (seconds, extra) = run_scenario(&name, args.records, args.threads);
+        let mut line = json!({
+            "scenario": name,
+            "records": args.records,
+            "seconds": round3(seconds),
+            "entries_per_sec": (args.records as f64 / seconds).round(),
+            "peak_rss_bytes": peak_rss(),
+            "floor_seconds": args.floor.map(round3),
+        });
+        if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), extra) {
+            obj.extend(extra);
+        }
+        let _ = writeln!(std::io::stdout(), "{line}");
+        return;
+    }
+    let selected: Vec<&str> = match &args.scenario {
+        Some(s) => vec![SCENARIOS
+            .iter()
+            .copied()
+            .find(|x| x == s)
+            .unwrap_or_else(|| {
+                eprintln!("unknown scenario {s}; known: {}", SCENARIOS.join(", "));
+                std::process::exit(2)
+            })],
+        None => SCENARIOS.to_vec(),
+    };
+    let exe = std::env::current_exe().expect("the benchmark knows its own path");
+    let run_child = |name: &str, floor: Option<f64>| -> Option<Value> {
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "--child",
+            "--scenario",
+            name,
+            "--records",
+            &args.records.to_string(),
+            "--threads",
+            &args.threads.to_string(),
+        ]);
+        if let Some(f) = floor {
+            cmd.args(["--floor", &f.to_string()]);
+        }
+        let out = cmd.output().expect("run a scenario child");
+        if !out.status.success() {
+            eprintln!(
+                "scenario {name} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+    };
+    eprintln!(
+        "recond benchmark: {} records, {} threads",
+        args.records, args.threads
+    );
+    let floor = run_child("floor", None).and_then(|v| v["seconds"].as_f64());
+    let mut rows = Vec::new();
+    for name in selected {
+        let line = if name == "floor" {
+            run_child("floor", floor)
+        } else {
+            run_child(name, floor)
+        };
+        if let Some(mut line) = line {
+            if let Some(obj) = line.as_object_mut() {
+                obj.insert("floor_seconds".into(), json!(floor.map(round3)));
+            }
+            let _ = writeln!(std::io::stdout(), "{line}");
+            rows.push(line);
+        }
+    }
+    eprintln!(
+        "\n{:<18} {:>10} {:>10} {:>14} {:>12} {:>10}",
+        "scenario", "records", "seconds", "entries/s", "peak RSS MiB", "x floor"
+    );
+    for r in &rows {
+        let secs = r["seconds"].as_f64().unwrap_or(0.0);
+        let ratio = floor
+            .map(|f| if f > 0.0 { secs / f } else { 0.0 })
+            .unwrap_or(0.0);
+        eprintln!(
+            "{:<18} {:>10} {:>10.2} {:>14.0} {:>12.0} {:>10.2}",
+            r["scenario"].as_str().unwrap_or(""),
+            r["records"],
+            secs,
+            r["entries_per_sec"].as_f64().unwrap_or(0.0),
+            r["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0,
+            ratio
+        );
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+// ---- data ----------------------------------------------------------------------------------
+
+const FIRST: &[&str] = &[
+    "Ada", "Barbara", "Carlos", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal",
+    "Kira", "Liam",
+];
+const LAST: &[&str] = &[
+    "Jensen", "Carter", "Okafor", "Novak", "Silva", "Tanaka", "Muller", "Haddad", "Kowalski",
+    "Nguyen",
+];
+const DEPT: &[&str] = &[
+    "Sales",
+    "Engineering",
+    "Support",
+    "Finance",
+    "Legal",
+    "Operations",
+];
+const CITY: &[&str] = &[
+    "Grenoble", "Oslo", "Austin", "Porto", "Kyoto", "Nairobi", "Quito",
+];
+
+const COLUMNS: &[&str] = &[
+    "uid",
+    "userName",
+    "givenName",
+    "sn",
+    "mail",
+    "telephoneNumber",
+    "street",
+    "city",
+    "postalCode",
+    "department",
+    "title",
+];
+
+fn row(i: usize, variant: u32) -> Vec<String> {
+    let g = FIRST[i % FIRST.len()];
+    let s = LAST[(i / 7) % LAST.len()];
+    let title = if variant == 0 {
+        "Engineer".to_string()
+    } else {
+        format!("Engineer v{variant}")
+    };
+    vec![
+        format!("e{i:08}"),
+        format!("{}.{}{i}", g.to_lowercase(), s.to_lowercase()),
+        g.to_string(),
+        s.to_string(),
+        format!("{}.{}{i}@example.com", g.to_lowercase(), s.to_lowercase()),
+        format!("+1-555-{:04}-{:04}", i % 10_000, (i / 10_000) % 10_000),
+        format!("{} Main Street, Building {}", i % 997, i % 13),
+        CITY[i % CITY.len()].to_string(),
+        format!("{:05}", (i * 7919) % 100_000),
+        DEPT[i % DEPT.len()].to_string(),
+        title,
+    ]
+}
+
+fn write_csv(path: &Path, n: usize, skip_every: Option<usize>, change_every: Option<usize>) {
+    let file = std::fs::File::create(path).expect("create the source CSV");
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    writeln!(w, "{}", COLUMNS.join(",")).expect("write");
+    for i in 0..n {
+        if skip_every.is_some_and(|k| i % k == 0) {
+            continue;
+        }
+        let variant = u32::from(change_every.is_some_and(|k| i % k == 0));
+        writeln!(w, "{}", row(i, variant).join(",")).expect("write");
+    }
+    w.flush().expect("flush the source CSV");
+}
+
+fn target_body(i: usize) -> Map<String, Value> {
+    let r = row(i, 0);
+    let mut m = Map::new();
+    for (k, v) in COLUMNS.iter().zip(r).skip(1) {
+        m.insert((*k).to_string(), Value::String(v));
+    }
+    m
+}
+
+// ---- configuration -------------------------------------------------------------------------
+
+fn config_text(threads: usize, correlate: bool, transform: Option<bool>) -> String {
+    let props: String = COLUMNS
+        .iter()
+        .skip(1)
+        .enumerate()
+        .map(|(i, c)| match transform {
+            Some(true) if i < 5 => format!(
+                "  {{ source = \"{c}\", target = \"{c}\", transform = {{ type = \"text/javascript\", source = \"source.toLowerCase()\" }} }},\n"
+            ),
+            _ => format!("  {{ source = \"{c}\", target = \"{c}\" }},\n"),
+        })
+        .collect();
+    let id_rule = if correlate {
+        String::new()
+    } else {
+        "  { source = \"uid\", target = \"_id\" },\n".to_string()
+    };
+    let correlation = if correlate {
+        "correlationQuery = { expressionTree = { all = [\"userName\"] } }\n"
+    } else {
+        ""
+    };
+    let policies = if correlate {
+        "policies = [ { situation = \"FOUND\", action = \"LINK\" }, { situation = \"UNASSIGNED\", action = \"IGNORE\" } ]"
+    } else {
+        "policies = [ { situation = \"CONFIRMED\", action = \"UPDATE\" }, { situation = \"ABSENT\", action = \"CREATE\" }, { situation = \"SOURCE_MISSING\", action = \"DELETE\" } ]"
+    };
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "db"
+
+[storage]
+cache_capacity_mb = 256
+flush_every_ms = 1000
+
+[managed.user]
+indexed = ["userName"]
+
+[system.hr.account]
+connector = "csv"
+file = "hr.csv"
+id_column = "uid"
+
+[[users]]
+username = "bench"
+password = "bench"
+
+[[mappings]]
+name = "bench"
+source = "system/hr/account"
+target = "managed/user"
+taskThreads = {threads}
+{correlation}properties = [
+{id_rule}{props}]
+{policies}
+"#
+    )
+}
+
+struct Bench {
+    dir: PathBuf,
+}
+
+impl Bench {
+    fn new(name: &str) -> Bench {
+        let dir = std::env::temp_dir().join(format!("recond-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the bench folder");
+        Bench { dir }
+    }
+
+    fn app(&self, text: &str) -> App {
+        let path = self.dir.join("recon.toml");
+        std::fs::write(&path, text).expect("write the config");
+        let config = Config::load(&path, None, None).expect("a valid bench config");
+        App::build(config).expect("the bench app starts")
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn recon(app: &App, persist: bool) -> (f64, Value) {
+    let started = Instant::now();
+    let run = app
+        .state
+        .runner
+        .start(StartRequest {
+            mapping: "bench".into(),
+            kind: ReconKind::Full,
+            body: None,
+            analyze: false,
+            persist_associations: persist,
+            user: "bench".into(),
+            schedule: None,
+        })
+        .expect("the run starts");
+    while !run.stage().is_completed() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let summary = run.summary();
+    assert_eq!(summary["state"], "SUCCESS", "bench run failed: {summary}");
+    (secs, summary)
+}
+
+/// Writes `n` targets (and optionally their links) straight through the storage layer.
+fn write_targets(store: &Store, n: usize, start: usize, links: bool) {
+    let mut batch = DataBatch::new();
+    for i in start..start + n {
+        let body = target_body(i);
+        let terms: Vec<_> = body
+            .get("userName")
+            .map(index_terms)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| ("/userName".to_string(), t))
+            .collect();
+        let id = format!("e{i:08}");
+        batch
+            .put_object("managed/user", &id, 1, &body, &[], &terms)
+            .expect("stage an object");
+        if links {
+            let link = Link {
+                link_type: "bench".into(),
+                qualifier: "default".into(),
+                first_id: id.clone(),
+                second_id: id,
+                rev: 1,
+            };
+            batch.put_link(&link, None).expect("stage a link");
+        }
+        if batch.len() >= 1000 {
+            store
+                .apply(std::mem::take(&mut batch))
+                .expect("write a batch");
+        }
+    }
+    store.apply(batch).expect("write a batch");
+}
+
+fn situation(summary: &Value, s: &str) -> u64 {
+    summary["situationSummary"][s].as_u64().unwrap_or(0)
+}
+
+fn run_scenario(name: &str, n: usize, threads: usize) -> (f64, Value) {
+    let b = Bench::new(name);
+    let csv = b.dir.join("hr.csv");
+    match name {
+        "floor" => {
+            let store = Store::open(
+                &b.dir.join("db"),
+                &StoreOptions {
+                    cache_capacity_bytes: 256 << 20,
+                    flush_every_ms: Some(1000),
+                },
+            )
+            .expect("open the store");
+            let started = Instant::now();
+            write_targets(&store, n, 0, true);
+            store.flush().expect("flush");
+            (started.elapsed().as_secs_f64(), json!({}))
+        }
+        "first-load" | "first-load-assoc" => {
+            write_csv(&csv, n, None, None);
+            let app = b.app(&config_text(threads, false, None));
+            let (secs, s) = recon(&app, name == "first-load-assoc");
+            assert_eq!(situation(&s, "ABSENT"), n as u64);
+            (secs, json!({"created": s["progress"]["target"]["created"]}))
+        }
+        "steady" | "drift" | "delete" => {
+            write_csv(&csv, n, None, None);
+            let app = b.app(&config_text(threads, false, None));
+            recon(&app, false);
+            match name {
+                "drift" => write_csv(&csv, n, None, Some(10)),
+                "delete" => write_csv(&csv, n, Some(10), None),
+                _ => {}
+            }
+            let (secs, s) = recon(&app, false);
+            let t = &s["progress"]["target"];
+            (
+                secs,
+                json!({"updated": t["updated"], "unchanged": t["unchanged"], "deleted": t["deleted"]}),
+            )
+        }
+        "correlate" | "correlate-4x" => {
+            write_csv(&csv, n, None, None);
+            let targets = if name == "correlate-4x" { 4 * n } else { n };
+            let app = b.app(&config_text(threads, true, None));
+            write_targets(&app.store, targets, 0, false);
+            let (secs, s) = recon(&app, false);
+            assert_eq!(
+                situation(&s, "FOUND"),
+                n as u64,
+                "every source correlates: {s}"
+            );
+            (secs, json!({"targets": targets}))
+        }
+        "transform" | "transform-twin" => {
+            write_csv(&csv, n, None, None);
+            let app = b.app(&config_text(threads, false, Some(name == "transform")));
+            let (secs, _) = recon(&app, false);
+            (
+                secs,
+                json!({"scripted_properties": if name == "transform" { 5 } else { 0 }}),
+            )
+        }
+        "http" => http_scenario(&b, n, threads),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+// ---- the http scenario ---------------------------------------------------------------------
+
+fn http(addr: &str, method: &str, path: &str) -> (u16, Value) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-OpenIDM-Username: bench\r\nX-OpenIDM-Password: bench\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).expect("status");
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut len = 0usize;
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 || l.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    let _ = r.read_exact(&mut body);
+    (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn http_scenario(b: &Bench, n: usize, threads: usize) -> (f64, Value) {
+    write_csv(&b.dir.join("hr.csv"), n, None, None);
+    let app = b.app(&config_text(threads, false, None));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(app.run(listener, async {
+        let _ = rx.await;
+    }));
+    let started = Instant::now();
+    let a = addr.clone();
+    let runner = std::thread::spawn(move || {
+        http(
+            &a,
+            "POST",
+            "/openidm/recon?_action=recon&mapping=bench&waitForCompletion=true",
+        )
+    });
+    // Poll the active run's summary while it runs.
+    let mut latencies = Vec::new();
+    let mut run_id = None;
+    while !runner.is_finished() {
+        if run_id.is_none() {
+            let (_, list) = http(&addr, "GET", "/openidm/recon");
+            run_id = list["reconciliations"]
+                .as_array()
+                .and_then(|l| l.last())
+                .and_then(|r| r["_id"].as_str())
+                .map(str::to_string);
+        }
+        if let Some(id) = &run_id {
+            let t = Instant::now();
+            let (code, _) = http(&addr, "GET", &format!("/openidm/recon/{id}"));
+            if code == 200 {
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, body) = runner.join().expect("the run request");
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(code, 200, "{body}");
+    let _ = tx.send(());
+    let _ = rt.block_on(server);
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    (
+        secs,
+        json!({"polls": latencies.len(), "p50_ms": round3(pct(0.5)), "p99_ms": round3(pct(0.99))}),
+    )
+}

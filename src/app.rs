@@ -1,0 +1,321 @@
+//! Wiring and lifecycle: validate everything, open the store, recover interrupted runs,
+//! start the scheduler, serve, and shut down in order.
+//!
+//! Startup order: config and mappings and schedules are validated before the store is
+//! opened, so a bad file never touches data. Shutdown order: stop accepting and drain HTTP
+//! (bounded) → stop the scheduler → cancel running reconciliations and wait (bounded) for
+//! their records to say how they ended → flush the store.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError};
+use crate::http::AppState;
+use crate::objects::ObjectSets;
+use crate::runner::{ReconKind, Runner, RunnerSettings, StartRequest};
+use crate::scheduler::{
+    self, LaunchOutcome, Launcher, RawSchedule, ScheduleSpec, ScheduleState, Scheduler, Trigger,
+};
+use crate::storage::{Store, StoreOptions};
+
+/// Why the process stops with an error: configuration problems exit 2, the rest 1.
+#[derive(Debug)]
+pub enum AppError {
+    Config(ConfigError),
+    Runtime(String),
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::Config(e) => write!(f, "{e}"),
+            AppError::Runtime(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl From<ConfigError> for AppError {
+    fn from(e: ConfigError) -> Self {
+        AppError::Config(e)
+    }
+}
+
+/// Everything validated and opened, ready to serve.
+pub struct App {
+    pub state: AppState,
+    pub store: Store,
+}
+
+/// Builds schedule specs from `[[schedules]]` entries and IDM schedule files.
+pub fn load_schedules(
+    config: &Config,
+    mappings: &[String],
+) -> Result<Vec<ScheduleSpec>, ConfigError> {
+    let mut out: Vec<ScheduleSpec> = Vec::new();
+    for (file, v) in &config.schedules {
+        let path = std::path::Path::new(file);
+        let raw = if let (Some(name), Some(idm)) =
+            (v.get("idmFile").and_then(Value::as_str), v.get("idm"))
+        {
+            match scheduler::parse_idm_schedule_file(name, idm)
+                .map_err(|e| ConfigError::new(path, e))?
+            {
+                Some(r) => r,
+                None => continue,
+            }
+        } else {
+            let m = v.as_object().ok_or_else(|| {
+                ConfigError::new(path, "[[schedules]]: each schedule must be a table")
+            })?;
+            const KEYS: &[&str] = &[
+                "name",
+                "schedule",
+                "mapping",
+                "enabled",
+                "persistAssociations",
+                "analyze",
+                "timeZone",
+                "misfirePolicy",
+                "concurrentExecution",
+                "type",
+            ];
+            if let Some(k) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
+                return Err(ConfigError::new(
+                    path,
+                    format!("[[schedules]]: unknown key \"{k}\""),
+                ));
+            }
+            let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+            let b = |k: &str| -> Result<Option<bool>, ConfigError> {
+                match m.get(k) {
+                    None => Ok(None),
+                    Some(Value::Bool(b)) => Ok(Some(*b)),
+                    Some(_) => Err(ConfigError::new(
+                        path,
+                        format!("[[schedules]]: {k} must be true or false"),
+                    )),
+                }
+            };
+            if m.get("concurrentExecution").and_then(Value::as_bool) == Some(true) {
+                return Err(ConfigError::new(path, "[[schedules]]: concurrentExecution = true is not supported for reconciliations"));
+            }
+            RawSchedule {
+                name: s("name")
+                    .ok_or_else(|| ConfigError::new(path, "[[schedules]]: name is required"))?,
+                schedule: s("schedule")
+                    .ok_or_else(|| ConfigError::new(path, "[[schedules]]: schedule is required"))?,
+                mapping: s("mapping")
+                    .ok_or_else(|| ConfigError::new(path, "[[schedules]]: mapping is required"))?,
+                enabled: b("enabled")?,
+                persist_associations: b("persistAssociations")?.unwrap_or(false),
+                analyze: b("analyze")?.unwrap_or(false),
+                time_zone: s("timeZone"),
+                misfire_policy: s("misfirePolicy"),
+            }
+        };
+        let name = raw.name.clone();
+        if !mappings.contains(&raw.mapping) {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "schedule \"{name}\": mapping: no mapping named \"{}\"",
+                    raw.mapping
+                ),
+            ));
+        }
+        let spec = scheduler::build_spec(raw).map_err(|e| ConfigError::new(path, e))?;
+        if out.iter().any(|s| s.name == spec.name) {
+            return Err(ConfigError::new(
+                path,
+                format!("schedule \"{name}\": name: duplicate schedule name"),
+            ));
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// Starts scheduled runs through the runner.
+struct RunLauncher {
+    runner: Runner,
+}
+
+impl Launcher for RunLauncher {
+    fn launch(&self, spec: &ScheduleSpec, trigger: Trigger) -> LaunchOutcome {
+        if let Some(active) = self.runner.active_run(&spec.mapping) {
+            return LaunchOutcome::Busy(active.id.clone());
+        }
+        let req = StartRequest {
+            mapping: spec.mapping.clone(),
+            kind: ReconKind::Full,
+            body: None,
+            analyze: spec.analyze,
+            persist_associations: spec.persist_associations,
+            user: format!("scheduler ({trigger:?})"),
+            schedule: Some(spec.name.clone()),
+        };
+        match self.runner.start(req) {
+            Ok(run) => LaunchOutcome::Started(run.id.clone()),
+            Err(crate::runner::RunError::Conflict(m)) => {
+                match self.runner.active_run(&spec.mapping) {
+                    Some(active) => LaunchOutcome::Busy(active.id.clone()),
+                    None => LaunchOutcome::Failed(m),
+                }
+            }
+            Err(e) => LaunchOutcome::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Schedule state kept in the store so misfires are detected across restarts.
+struct StoredScheduleState {
+    store: Store,
+}
+
+impl ScheduleState for StoredScheduleState {
+    fn last_fire(&self, name: &str) -> Option<i64> {
+        self.store
+            .get_meta::<i64>(&format!("schedule:{name}"))
+            .ok()
+            .flatten()
+    }
+
+    fn record_fire(&self, name: &str, at: i64, run_id: Option<&str>) {
+        if let Err(e) = self.store.put_meta(&format!("schedule:{name}"), &at) {
+            tracing::error!(schedule = name, error = %e, "could not record a schedule firing");
+        }
+        if let Some(id) = run_id {
+            let _ = self
+                .store
+                .put_meta(&format!("schedule-run:{name}"), &id.to_string());
+        }
+    }
+}
+
+impl App {
+    /// Validates the configuration and opens everything. Configuration problems come back as
+    /// `AppError::Config` before any data is touched.
+    pub fn build(config: Config) -> Result<App, AppError> {
+        let mappings = crate::mapping::load_all(&config)?;
+        let names: Vec<String> = mappings.keys().cloned().collect();
+        let schedules = load_schedules(&config, &names)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            AppError::Runtime(format!(
+                "cannot create the data folder {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let options = StoreOptions {
+            cache_capacity_bytes: config.storage.cache_capacity_mb.saturating_mul(1024 * 1024),
+            flush_every_ms: (config.storage.flush_every_ms > 0)
+                .then_some(config.storage.flush_every_ms),
+        };
+        let store = Store::open(&config.data_dir, &options)
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        let objects =
+            ObjectSets::new(&config, &store).map_err(|e| AppError::Runtime(e.to_string()))?;
+        let runner = Runner::new(
+            store.clone(),
+            objects.clone(),
+            mappings,
+            RunnerSettings::from_config(&config),
+        );
+        let recovered = runner
+            .recover()
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        if recovered > 0 {
+            tracing::warn!(
+                count = recovered,
+                "runs interrupted by a crash were marked COMPLETED_FAILED"
+            );
+        }
+        let scheduler = if schedules.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Scheduler::new(
+                schedules,
+                Arc::new(scheduler::SystemClock),
+                Arc::new(RunLauncher {
+                    runner: runner.clone(),
+                }),
+                Arc::new(StoredScheduleState {
+                    store: store.clone(),
+                }),
+            )))
+        };
+        let state = AppState {
+            config: Arc::new(config),
+            runner,
+            objects,
+            scheduler,
+        };
+        Ok(App { state, store })
+    }
+
+    /// Serves until `shutdown` completes, then stops in order. Returns once the store is
+    /// flushed.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AppError> {
+        let App { state, store } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let sched_task = state
+            .scheduler
+            .clone()
+            .map(|s| tokio::spawn(s.run_loop(stop_rx)));
+        crate::http::server::serve(listener, state.clone(), shutdown).await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        if let Some(t) = sched_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let runner = state.runner.clone();
+        let grace = Duration::from_secs(state.config.server.shutdown_grace_secs.max(5) * 3);
+        let _ = tokio::task::spawn_blocking(move || runner.shutdown(grace)).await;
+        match store.flush_async().await {
+            Ok(bytes) => tracing::info!(bytes, "store flushed"),
+            Err(e) => {
+                return Err(AppError::Runtime(format!(
+                    "flushing the store at shutdown failed: {e}"
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,167 @@
+//! HTTP: the only module that knows hyper. Routing is a pure function ([`routes::route`]);
+//! errors become CREST error bodies in one place ([`error`]); handlers convert requests into
+//! calls on the object sets, the runner and the scheduler, and their results into JSON.
+//!
+//! | Method + path | Handler |
+//! | --- | --- |
+//! | `GET /openidm/info/ping` (no credentials) | ping |
+//! | `GET /openidm/health/recon` | run pool figures |
+//! | `POST /openidm/recon?_action=recon\|reconById` | start a run |
+//! | `GET /openidm/recon` | list runs |
+//! | `GET /openidm/recon/{id}` | run summary |
+//! | `POST /openidm/recon/{id}?_action=cancel` | cancel |
+//! | `DELETE /openidm/recon/{id}` | delete a run and its history |
+//! | `GET /openidm/recon/assoc[/{id}[/entry[/{n}]]]` | association data |
+//! | `GET/POST/PUT/PATCH/DELETE /openidm/managed/{type}[/{id}]` | managed objects |
+//! | `... /openidm/system/{name}/{type}[/{id}]` | connector objects |
+//! | `GET /openidm/repo/link[/{id}]`, `DELETE /openidm/repo/link/{id}` | link table |
+//! | `GET /openidm/audit/recon[/{id}]` | recon audit events |
+//! | `GET /openidm/scheduler/job[/{name}]`, `POST ...?_action=trigger` | schedules |
+
+pub mod auth;
+pub mod error;
+mod handlers;
+pub mod request;
+pub mod routes;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::{Request, Response};
+
+use crate::config::Config;
+use crate::objects::ObjectSets;
+use crate::runner::Runner;
+use crate::scheduler::Scheduler;
+use error::ApiError;
+use request::{error_response, json_response, Body, Params};
+use routes::{Route, RouteError};
+
+/// Shared handles for every request. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub runner: Runner,
+    pub objects: ObjectSets,
+    pub scheduler: Option<Arc<Scheduler>>,
+}
+
+/// Checks `Accept-API-Version`: absent or `resource=1.0` (any protocol); the scheduler also
+/// accepts `resource=2.0`.
+fn check_api_version(
+    req: &Request<hyper::body::Incoming>,
+    route: Option<&Route>,
+) -> Result<(), ApiError> {
+    let Some(v) = req.headers().get("accept-api-version") else {
+        return Ok(());
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::not_found("Resource '' not found"))?;
+    for part in text.split(',') {
+        let Some((k, val)) = part.split_once('=') else {
+            continue;
+        };
+        if k.trim().eq_ignore_ascii_case("resource") {
+            let val = val.trim();
+            let ok = matches!(val, "1.0" | "1")
+                || (route.is_some_and(Route::is_scheduler) && matches!(val, "2.0" | "2"));
+            if !ok {
+                return Err(ApiError::not_found(format!(
+                    "Resource '' not found (unsupported resource version {val})"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The service function: never fails; every error is a CREST error response.
+pub async fn handle(state: AppState, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let params = Params::parse(req.uri().query());
+    let pretty = params
+        .as_ref()
+        .ok()
+        .and_then(|p| p.flag("_prettyPrint", false).ok())
+        .unwrap_or(false);
+    let result = respond(state, req, params).await;
+    let res = match result {
+        Ok(r) => r,
+        Err(e) => error_response(&e, pretty),
+    };
+    tracing::debug!(%method, %path, status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    res
+}
+
+async fn respond(
+    state: AppState,
+    req: Request<hyper::body::Incoming>,
+    params: Result<Params, ApiError>,
+) -> Result<Response<Body>, ApiError> {
+    let route = routes::route(req.method(), req.uri().path());
+    if !matches!(route, Ok(Route::Ping))
+        && auth::authenticate(req.headers(), &state.config.users).is_none()
+    {
+        return Err(ApiError::unauthorized());
+    }
+    let user = auth::authenticate(req.headers(), &state.config.users)
+        .unwrap_or_else(|| "anonymous".into());
+    check_api_version(&req, route.as_ref().ok())?;
+    let route = route.map_err(|e| match e {
+        RouteError::NotFound => {
+            ApiError::not_found(format!("Resource '{}' not found", req.uri().path()))
+        }
+        RouteError::MethodNotAllowed { allow } => {
+            let mut e = ApiError::new(
+                405,
+                format!(
+                    "Method {} not allowed on {}",
+                    req.method(),
+                    req.uri().path()
+                ),
+            );
+            e.allow = Some(allow);
+            e
+        }
+        RouteError::NotSupported(op) => {
+            ApiError::new(501, format!("The {op} operations are not supported"))
+        }
+        RouteError::BadPath => {
+            ApiError::bad_request("The request path is not valid UTF-8 after percent-decoding")
+        }
+    })?;
+    let params = params?;
+    let pretty = params.flag("_prettyPrint", false)?;
+    let headers = req.headers().clone();
+    let body = request::read_body(req.into_body(), state.config.server.max_body_bytes).await?;
+    let ctx = handlers::Call {
+        route,
+        params,
+        headers,
+        body,
+        user,
+    };
+    let st = state.clone();
+    let reply = tokio::task::spawn_blocking(move || handlers::dispatch(&st, ctx))
+        .await
+        .map_err(|e| ApiError::internal(format!("request handler failed: {e}")))??;
+    let (status, value) = match reply {
+        handlers::Reply::Json(status, v) => (status, v),
+        handlers::Reply::Wait(run) => {
+            state.runner.wait(&run).await;
+            if run.thrown() {
+                let m = run.message().unwrap_or_default();
+                return Err(ApiError::conflict(format!("Synchronization failed: {m}")));
+            }
+            (
+                200,
+                serde_json::json!({ "_id": run.id, "state": run.stage().state() }),
+            )
+        }
+    };
+    Ok(json_response(status, &value, pretty))
+}

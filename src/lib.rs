@@ -1,0 +1,19 @@
+//! recond: a single-binary reconciliation server speaking PingIDM's `/openidm/recon` REST API.
+//!
+//! Layers (see ARCHITECTURE.md): `http` (hyper, routing, CREST errors) → `runner` (runs,
+//! threads, history) → `engine` (situations, actions, property mapping; no IO) and
+//! `objects` (object sets, links) → `storage` (the only user of sled and bincode).
+
+pub mod app;
+pub mod config;
+pub mod connectors;
+pub mod engine;
+pub mod http;
+pub mod ids;
+pub mod mapping;
+pub mod objects;
+pub mod query;
+pub mod runner;
+pub mod scheduler;
+pub mod script;
+pub mod storage;

@@ -1,0 +1,367 @@
+//! An object set kept in the embedded store (`managed/<type>`, `connector = "store"`).
+//!
+//! Invariants:
+//! * An object and its index entries are written in one atomic batch.
+//! * REST writes to one id are serialised by a striped lock, so If-Match checks and the write
+//!   that follows them cannot interleave with another REST write of the same object.
+//! * The equality index is rebuilt at startup when the declared `indexed` list changed.
+
+use std::ops::ControlFlow;
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+
+use super::paging::{self, QueryRequest, QueryResult};
+use super::{body_object, check_id, with_meta, ObjectError, ObjectErrorKind, ObjectSet};
+use crate::query::{Filter, Pointer};
+use crate::storage::{index_terms, DataBatch, IndexTerm, Store, StoredObject};
+
+const STRIPES: usize = 64;
+
+pub struct StoreSet {
+    store: Store,
+    name: String,
+    /// Indexed attributes: the name as declared (also the index key) and its pointer.
+    indexed: Vec<(String, Pointer)>,
+    locks: Vec<Mutex<()>>,
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl StoreSet {
+    pub fn open(
+        store: Store,
+        name: &str,
+        indexed: &[String],
+    ) -> Result<StoreSet, crate::storage::StoreError> {
+        let indexed: Vec<(String, Pointer)> = indexed
+            .iter()
+            .map(|a| {
+                let p = Pointer::parse(a);
+                (p.to_string(), p)
+            })
+            .collect();
+        let set = StoreSet {
+            store,
+            name: name.to_string(),
+            indexed,
+            locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        };
+        set.ensure_index()?;
+        Ok(set)
+    }
+
+    /// Rebuilds the index when the declared attributes differ from the ones it was built for.
+    fn ensure_index(&self) -> Result<(), crate::storage::StoreError> {
+        let signature: Vec<String> = self.indexed.iter().map(|(a, _)| a.clone()).collect();
+        let meta_key = format!("index:{}", self.name);
+        let built: Option<Vec<String>> = self.store.get_meta(&meta_key)?;
+        if built.as_ref() == Some(&signature) {
+            return Ok(());
+        }
+        if built.is_none() && self.store.set_is_empty(&self.name)? {
+            return self.store.put_meta(&meta_key, &signature);
+        }
+        tracing::info!(set = %self.name, attributes = ?signature, "rebuilding the equality index");
+        self.store.drop_index_entries(&self.name)?;
+        let mut batch = DataBatch::new();
+        let mut failure = None;
+        self.store.scan_objects(&self.name, None, &mut |o| {
+            let terms = self.terms(&o.body);
+            if let Err(e) = batch.put_object(&self.name, &o.id, o.rev, &o.body, &[], &terms) {
+                failure = Some(e);
+                return ControlFlow::Break(());
+            }
+            if batch.len() >= 1000 {
+                if let Err(e) = self.store.apply(std::mem::take(&mut batch)) {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        self.store.apply(batch)?;
+        self.store.put_meta(&meta_key, &signature)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// (attribute, term) pairs of the indexed attributes of `body`.
+    pub fn terms(&self, body: &Map<String, Value>) -> Vec<(String, IndexTerm)> {
+        if self.indexed.is_empty() {
+            return Vec::new();
+        }
+        let doc = BodyRef(body);
+        let mut out = Vec::new();
+        for (attr, ptr) in &self.indexed {
+            if let Some(v) = doc.get(ptr) {
+                for t in index_terms(v) {
+                    out.push((attr.clone(), t));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<StoredObject>, ObjectError> {
+        Ok(self.store.get_object(&self.name, id)?)
+    }
+
+    /// Adds an object write (create or replace) to `batch`, maintaining the index.
+    pub fn stage_put(
+        &self,
+        batch: &mut DataBatch,
+        id: &str,
+        rev: u64,
+        body: &Map<String, Value>,
+        old: Option<&Map<String, Value>>,
+    ) -> Result<(), ObjectError> {
+        let old_terms = old.map(|o| self.terms(o)).unwrap_or_default();
+        let new_terms = self.terms(body);
+        batch.put_object(&self.name, id, rev, body, &old_terms, &new_terms)?;
+        Ok(())
+    }
+
+    pub fn stage_delete(&self, batch: &mut DataBatch, id: &str, old: &Map<String, Value>) {
+        batch.delete_object(&self.name, id, &self.terms(old));
+    }
+
+    /// Candidate ids from the index for an equality filter, or None when it cannot help.
+    fn index_candidates(&self, filter: &Filter) -> Result<Option<Vec<String>>, ObjectError> {
+        for (ptr, value) in filter.equality_terms() {
+            let key = ptr.to_string();
+            if !self.indexed.iter().any(|(a, _)| *a == key) {
+                continue;
+            }
+            let terms = index_terms(value);
+            let Some(term) = terms.first() else { continue };
+            if terms.len() != 1 {
+                continue;
+            }
+            return Ok(Some(self.store.index_lookup(&self.name, &key, term)?));
+        }
+        Ok(None)
+    }
+
+    fn lock(&self, id: &str) -> parking_lot::MutexGuard<'_, ()> {
+        self.locks[(fnv(id) as usize) % STRIPES].lock()
+    }
+
+    fn to_value(o: StoredObject) -> Value {
+        with_meta(&o.id, &o.rev.to_string(), o.body)
+    }
+
+    fn check_rev(&self, current: &StoredObject, if_match: Option<&str>) -> Result<(), ObjectError> {
+        match if_match {
+            Some(r) if r != current.rev.to_string() => Err(ObjectError::new(
+                ObjectErrorKind::RevisionMismatch,
+                format!(
+                    "Revision {r} does not match the current revision {} of {}/{}",
+                    current.rev, self.name, current.id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn write(
+        &self,
+        id: &str,
+        rev: u64,
+        body: &Map<String, Value>,
+        old: Option<&Map<String, Value>>,
+    ) -> Result<(), ObjectError> {
+        let mut batch = DataBatch::new();
+        self.stage_put(&mut batch, id, rev, body, old)?;
+        self.store.apply(batch)?;
+        Ok(())
+    }
+}
+
+/// Lets a pointer be resolved against a body map without cloning it into a Value.
+struct BodyRef<'a>(&'a Map<String, Value>);
+
+impl BodyRef<'_> {
+    fn get(&self, ptr: &Pointer) -> Option<&Value> {
+        let segs = ptr.segments();
+        let first = segs.first()?;
+        let mut cur = self.0.get(first)?;
+        for seg in &segs[1..] {
+            cur = match cur {
+                Value::Object(m) => m.get(seg)?,
+                Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+}
+
+impl ObjectSet for StoreSet {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn read(&self, id: &str) -> Result<Option<Value>, ObjectError> {
+        Ok(self.get(id)?.map(Self::to_value))
+    }
+
+    fn query(&self, q: &QueryRequest) -> Result<QueryResult, ObjectError> {
+        if let Some(ids) = self.index_candidates(&q.filter)? {
+            let scan = |after: Option<&str>,
+                        f: &mut dyn FnMut(&str, Value) -> ControlFlow<()>|
+             -> Result<(), ObjectError> {
+                for id in ids
+                    .iter()
+                    .filter(|id| after.is_none_or(|a| id.as_str() > a))
+                {
+                    if let Some(o) = self.get(id)? {
+                        if f(id, Self::to_value(o)).is_break() {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            };
+            return paging::run(q, &scan);
+        }
+        let scan = |after: Option<&str>,
+                    f: &mut dyn FnMut(&str, Value) -> ControlFlow<()>|
+         -> Result<(), ObjectError> {
+            self.store.scan_objects(&self.name, after, &mut |o| {
+                let id = o.id.clone();
+                f(&id, Self::to_value(o))
+            })?;
+            Ok(())
+        };
+        paging::run(q, &scan)
+    }
+
+    fn scan(&self, f: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), ObjectError> {
+        self.store
+            .scan_objects(&self.name, None, &mut |o| f(Self::to_value(o)))?;
+        Ok(())
+    }
+
+    fn find(&self, filter: &Filter) -> Result<Vec<Value>, ObjectError> {
+        let mut out = Vec::new();
+        if let Some(ids) = self.index_candidates(filter)? {
+            for id in ids {
+                if let Some(o) = self.get(&id)? {
+                    let v = Self::to_value(o);
+                    if filter.matches(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        self.scan(&mut |v| {
+            if filter.matches(&v) {
+                out.push(v);
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    fn count(&self) -> Result<u64, ObjectError> {
+        Ok(self.store.count_objects(&self.name)?)
+    }
+
+    fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {
+        let body = body_object(body)?;
+        let id = match id {
+            Some(i) => {
+                check_id(i)?;
+                i.to_string()
+            }
+            None => crate::ids::new_uuid(),
+        };
+        let _guard = self.lock(&id);
+        if self.store.object_exists(&self.name, &id)? {
+            return Err(ObjectError::new(
+                ObjectErrorKind::AlreadyExists,
+                format!("Object {}/{id} already exists", self.name),
+            ));
+        }
+        self.write(&id, 1, &body, None)?;
+        Ok(with_meta(&id, "1", body))
+    }
+
+    fn put(
+        &self,
+        id: &str,
+        body: Value,
+        if_match: Option<&str>,
+        create_only: bool,
+    ) -> Result<(Value, bool), ObjectError> {
+        check_id(id)?;
+        let body = body_object(body)?;
+        let _guard = self.lock(id);
+        match self.get(id)? {
+            Some(current) => {
+                if create_only {
+                    return Err(ObjectError::new(
+                        ObjectErrorKind::AlreadyExists,
+                        format!("Object {}/{id} already exists", self.name),
+                    ));
+                }
+                self.check_rev(&current, if_match)?;
+                if current.body == body {
+                    return Ok((Self::to_value(current), false));
+                }
+                let rev = current.rev + 1;
+                self.write(id, rev, &body, Some(&current.body))?;
+                Ok((with_meta(id, &rev.to_string(), body), false))
+            }
+            None => {
+                if if_match.is_some() {
+                    return Err(ObjectError::not_found(&self.name, id));
+                }
+                self.write(id, 1, &body, None)?;
+                Ok((with_meta(id, "1", body), true))
+            }
+        }
+    }
+
+    fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {
+        let _guard = self.lock(id);
+        let current = self
+            .get(id)?
+            .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
+        self.check_rev(&current, if_match)?;
+        let body = super::patch::apply(&current.body, ops)?;
+        if body == current.body {
+            return Ok(Self::to_value(current));
+        }
+        let rev = current.rev + 1;
+        self.write(id, rev, &body, Some(&current.body))?;
+        Ok(with_meta(id, &rev.to_string(), body))
+    }
+
+    fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Value, ObjectError> {
+        let _guard = self.lock(id);
+        let current = self
+            .get(id)?
+            .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
+        self.check_rev(&current, if_match)?;
+        let mut batch = DataBatch::new();
+        self.stage_delete(&mut batch, id, &current.body);
+        self.store.apply(batch)?;
+        Ok(Self::to_value(current))
+    }
+
+    fn as_store(&self) -> Option<&StoreSet> {
+        Some(self)
+    }
+}

@@ -1,0 +1,569 @@
+//! Runs: starting, tracking, cancelling, listing, deleting and retaining reconciliation runs,
+//! and recovering the ones a crash interrupted.
+//!
+//! Each run executes on its own OS threads (never on the async runtime). The write order is
+//! the crash-safety design:
+//! 1. the run record is written ACTIVE before any data is touched;
+//! 2. targets, their index entries and their links go in atomic batches, then the batch's
+//!    association entries and audit events;
+//! 3. retention removes the runs this one pushes past the limit;
+//! 4. the completed record is written last, then flushed, and only then does the run stop
+//!    being active and show `ended`.
+//!
+//! At startup, records still ACTIVE belonged to a process that died: they become
+//! COMPLETED_FAILED with a message. Purged runs leave a marker; a background thread
+//! reclaims their entries and audit events in small batches and resumes after a restart.
+
+mod history;
+mod host;
+mod state;
+mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use serde_json::{json, Value};
+
+pub use host::StoreHost;
+pub use state::{ReconKind, RunOptions, RunState};
+
+use crate::config::{AuditLevel, Config};
+use crate::engine::model::Stage;
+use crate::ids;
+use crate::mapping::Mapping;
+use crate::objects::ObjectSets;
+use crate::script::ScriptLimits;
+use crate::storage::{RunRecord, Store, StoreError};
+
+/// Errors of run operations, mapped to CREST errors by the HTTP layer.
+#[derive(Debug)]
+pub enum RunError {
+    BadRequest(String),
+    NotFound(String),
+    Conflict(String),
+    Store(StoreError),
+    Internal(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::BadRequest(m)
+            | RunError::NotFound(m)
+            | RunError::Conflict(m)
+            | RunError::Internal(m) => f.write_str(m),
+            RunError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        RunError::Store(e)
+    }
+}
+
+impl From<crate::objects::ObjectError> for RunError {
+    fn from(e: crate::objects::ObjectError) -> Self {
+        use crate::objects::ObjectErrorKind as K;
+        match e.kind {
+            K::BadRequest => RunError::BadRequest(e.message),
+            K::NotFound => RunError::NotFound(e.message),
+            _ => RunError::Internal(e.message),
+        }
+    }
+}
+
+fn not_found(id: &str) -> RunError {
+    RunError::NotFound(format!("Reconciliation with id {id} not found."))
+}
+
+/// A request to start a run.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub mapping: String,
+    pub kind: ReconKind,
+    pub body: Option<Value>,
+    pub analyze: bool,
+    pub persist_associations: bool,
+    pub user: String,
+    pub schedule: Option<String>,
+}
+
+/// Settings the runner takes from the configuration.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub max_concurrent_runs: usize,
+    pub keep_runs_per_mapping: u32,
+    pub batch_size: usize,
+    pub audit: AuditLevel,
+    pub script_limits: ScriptLimits,
+}
+
+impl RunnerSettings {
+    pub fn from_config(c: &Config) -> RunnerSettings {
+        RunnerSettings {
+            max_concurrent_runs: c.server.max_concurrent_runs,
+            keep_runs_per_mapping: c.recon.keep_runs_per_mapping,
+            batch_size: c.recon.batch_size,
+            audit: c.audit.recon,
+            script_limits: ScriptLimits {
+                time: Duration::from_millis(c.scripts.time_limit_ms),
+                memory_bytes: (c.scripts.memory_limit_mb as usize).saturating_mul(1024 * 1024),
+            },
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub objects: ObjectSets,
+    pub mappings: BTreeMap<String, Arc<Mapping>>,
+    pub settings: RunnerSettings,
+    /// Active run per mapping name.
+    active: Mutex<HashMap<String, Arc<RunState>>>,
+    /// Free execution slots (bounded parallel runs).
+    slots: Mutex<usize>,
+    slot_freed: Condvar,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    purge_wake: Condvar,
+    purge_lock: Mutex<bool>,
+    stopping: AtomicBool,
+}
+
+/// The run registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+impl Runner {
+    pub fn new(
+        store: Store,
+        objects: ObjectSets,
+        mappings: BTreeMap<String, Arc<Mapping>>,
+        settings: RunnerSettings,
+    ) -> Runner {
+        let slots = settings.max_concurrent_runs.max(1);
+        Runner {
+            inner: Arc::new(Inner {
+                store,
+                objects,
+                mappings,
+                settings,
+                active: Mutex::new(HashMap::new()),
+                slots: Mutex::new(slots),
+                slot_freed: Condvar::new(),
+                threads: Mutex::new(Vec::new()),
+                purge_wake: Condvar::new(),
+                purge_lock: Mutex::new(false),
+                stopping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn mappings(&self) -> &BTreeMap<String, Arc<Mapping>> {
+        &self.inner.mappings
+    }
+
+    pub fn objects(&self) -> &ObjectSets {
+        &self.inner.objects
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Startup: interrupted runs become COMPLETED_FAILED; the purge thread starts and resumes
+    /// pending purges.
+    pub fn recover(&self) -> Result<usize, RunError> {
+        let mut interrupted = Vec::new();
+        self.inner.store.scan_runs(&mut |r| {
+            if !r.completed {
+                interrupted.push(r);
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        let n = interrupted.len();
+        for mut r in interrupted {
+            let mut summary: Value = serde_json::from_str(&r.summary).unwrap_or_else(|_| json!({}));
+            let now = ids::now_millis();
+            if let Some(obj) = summary.as_object_mut() {
+                let started_ms = obj.get("started").and_then(Value::as_str).map(|_| now);
+                obj.insert("stage".into(), json!(Stage::CompletedFailed.as_str()));
+                obj.insert("state".into(), json!(Stage::CompletedFailed.state()));
+                obj.insert(
+                    "stageDescription".into(),
+                    json!(Stage::CompletedFailed.description()),
+                );
+                obj.insert("ended".into(), json!(ids::iso_millis(now)));
+                if started_ms.is_some() {
+                    if let Some(d) = obj.get("duration").and_then(Value::as_i64) {
+                        obj.insert("duration".into(), json!(d));
+                    }
+                }
+                obj.insert(
+                    "message".into(),
+                    json!("The server stopped while this reconciliation was running; it was marked failed at the next start."),
+                );
+            }
+            r.summary = summary.to_string();
+            r.completed = true;
+            r.finish_time = Some(ids::iso_micros(ids::now_micros()));
+            tracing::warn!(run = %r.id, mapping = %r.mapping, "marking a run interrupted by a crash as COMPLETED_FAILED");
+            self.inner.store.put_run(&r)?;
+        }
+        if n > 0 {
+            self.inner.store.flush()?;
+        }
+        let inner = self.inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("recon-purge".into())
+            .spawn(move || purge_loop(&inner))
+            .map_err(|e| RunError::Internal(format!("cannot start the purge thread: {e}")))?;
+        self.inner.threads.lock().push(handle);
+        Ok(n)
+    }
+
+    /// Validates and starts a run; it executes on its own threads.
+    pub fn start(&self, req: StartRequest) -> Result<Arc<RunState>, RunError> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err(RunError::Conflict("The server is shutting down".into()));
+        }
+        let mapping = self
+            .inner
+            .mappings
+            .get(&req.mapping)
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.inner.mappings.keys().map(String::as_str).collect();
+                RunError::Conflict(format!(
+                    "No such mapping: {}. Configured mappings: {}",
+                    req.mapping,
+                    names.join(", ")
+                ))
+            })?;
+        let options = worker::effective_options(&mapping, &req)?;
+        let mut active = self.inner.active.lock();
+        if let Some(run) = active.get(&mapping.name) {
+            return Err(RunError::Conflict(format!(
+                "A reconciliation of mapping {} is already active: {}",
+                mapping.name, run.id
+            )));
+        }
+        let seq = self.inner.store.next_id()?;
+        let id = format!("{}-{seq}", ids::new_uuid());
+        let run = Arc::new(RunState::new(
+            id,
+            seq,
+            mapping.clone(),
+            req.kind,
+            options,
+            req.user,
+        ));
+        self.inner.store.put_run(&run.record(None))?;
+        active.insert(mapping.name.clone(), run.clone());
+        drop(active);
+        let inner = self.inner.clone();
+        let r = run.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("recon-{seq}"))
+            .spawn(move || {
+                inner.acquire_slot(&r);
+                worker::execute(&inner, &r);
+                inner.finish(&r);
+                inner.release_slot();
+            });
+        match spawned {
+            Ok(h) => {
+                let mut threads = self.inner.threads.lock();
+                threads.retain(|t| !t.is_finished());
+                threads.push(h);
+            }
+            Err(e) => {
+                run.fail(format!("cannot start the run thread: {e}"), true);
+                run.set_stage(Stage::CompletedFailed);
+                self.inner.finish(&run);
+                return Err(RunError::Internal(format!(
+                    "cannot start the run thread: {e}"
+                )));
+            }
+        }
+        tracing::info!(run = %run.id, mapping = %mapping.name, "reconciliation started");
+        Ok(run)
+    }
+
+    /// Waits until the run has completed (its record shows `ended`).
+    pub async fn wait(&self, run: &Arc<RunState>) {
+        let mut rx = run.subscribe();
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    }
+
+    fn seq_of(id: &str) -> Option<u64> {
+        id.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+    }
+
+    fn live(&self, id: &str) -> Option<Arc<RunState>> {
+        self.inner
+            .active
+            .lock()
+            .values()
+            .find(|r| r.id == id)
+            .cloned()
+    }
+
+    fn stored(&self, id: &str) -> Result<Option<RunRecord>, RunError> {
+        let Some(seq) = Self::seq_of(id) else {
+            return Ok(None);
+        };
+        Ok(self.inner.store.get_run(seq)?.filter(|r| r.id == id))
+    }
+
+    /// `GET /openidm/recon/{id}`.
+    pub fn summary(&self, id: &str) -> Result<Value, RunError> {
+        if let Some(run) = self.live(id) {
+            return Ok(run.summary());
+        }
+        let rec = self.stored(id)?.ok_or_else(|| not_found(id))?;
+        serde_json::from_str(&rec.summary)
+            .map_err(|e| RunError::Internal(format!("stored summary of {id}: {e}")))
+    }
+
+    /// `GET /openidm/recon`: every retained run, oldest first.
+    pub fn list(&self) -> Result<Vec<Value>, RunError> {
+        let live: HashMap<String, Arc<RunState>> = self
+            .inner
+            .active
+            .lock()
+            .values()
+            .map(|r| (r.id.clone(), r.clone()))
+            .collect();
+        let mut out = Vec::new();
+        self.inner.store.scan_runs(&mut |r| {
+            match live.get(&r.id) {
+                Some(run) => out.push(run.summary()),
+                None => {
+                    if let Ok(v) = serde_json::from_str(&r.summary) {
+                        out.push(v);
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    pub fn cancel(&self, id: &str) -> Result<Value, RunError> {
+        if let Some(run) = self.live(id) {
+            run.cancel();
+            tracing::info!(run = %id, "cancel requested");
+        } else if self.stored(id)?.is_none() {
+            return Err(not_found(id));
+        }
+        Ok(json!({ "_id": id, "action": "cancel", "status": "INITIATED" }))
+    }
+
+    /// `DELETE /openidm/recon/{id}`: 409 while active; otherwise the run, its statistics,
+    /// association data and audit events go.
+    pub fn delete(&self, id: &str) -> Result<Value, RunError> {
+        if self.live(id).is_some() {
+            return Err(RunError::Conflict(format!(
+                "Reconciliation {id} is still active; cancel it first"
+            )));
+        }
+        let rec = self.stored(id)?.ok_or_else(|| not_found(id))?;
+        self.inner.store.remove_run(rec.seq)?;
+        self.inner.wake_purge();
+        serde_json::from_str(&rec.summary)
+            .map_err(|e| RunError::Internal(format!("stored summary of {id}: {e}")))
+    }
+
+    /// The active run of a mapping, if any.
+    pub fn active_run(&self, mapping: &str) -> Option<Arc<RunState>> {
+        self.inner.active.lock().get(mapping).cloned()
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.inner.active.lock().len()
+    }
+
+    /// Shutdown: refuse new runs, cancel active ones, wait (bounded) for their records to say
+    /// how they ended, stop the purge thread.
+    pub fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let runs: Vec<Arc<RunState>> = self.inner.active.lock().values().cloned().collect();
+        for r in &runs {
+            tracing::info!(run = %r.id, "cancelling at shutdown");
+            r.cancel();
+        }
+        self.inner.wake_purge();
+        self.inner.slot_freed.notify_all();
+        let deadline = std::time::Instant::now() + grace;
+        let handles: Vec<_> = std::mem::take(&mut *self.inner.threads.lock());
+        for h in handles {
+            while !h.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                tracing::warn!("a run thread did not stop within the shutdown grace period");
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn acquire_slot(&self, run: &RunState) {
+        let mut free = self.slots.lock();
+        while *free == 0 && !run.is_canceled() {
+            self.slot_freed
+                .wait_for(&mut free, Duration::from_millis(200));
+        }
+        if *free > 0 {
+            *free -= 1;
+        } else {
+            // Cancelled while queued: run without a slot; it ends at once.
+            *free = 0;
+        }
+    }
+
+    fn release_slot(&self) {
+        let mut free = self.slots.lock();
+        *free = (*free + 1).min(self.settings.max_concurrent_runs.max(1));
+        self.slot_freed.notify_one();
+    }
+
+    fn wake_purge(&self) {
+        let mut pending = self.purge_lock.lock();
+        *pending = true;
+        self.purge_wake.notify_all();
+    }
+
+    /// Retention: removes the oldest completed runs of the same mapping and kind beyond the
+    /// limit (this run counts as one of those kept).
+    fn retain(&self, run: &RunState) -> Result<(), StoreError> {
+        let limit = if run.options.analyze {
+            run.mapping.max_analysis_runs
+        } else {
+            run.mapping.max_runs
+        }
+        .unwrap_or(self.settings.keep_runs_per_mapping)
+        .max(1) as usize;
+        let mut same = Vec::new();
+        self.store.scan_runs(&mut |r| {
+            if r.mapping == run.mapping.name
+                && r.is_analysis == run.options.analyze
+                && r.completed
+                && r.seq != run.seq
+            {
+                same.push(r.seq);
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        let keep_others = limit - 1;
+        if same.len() > keep_others {
+            let remove = same.len() - keep_others;
+            for seq in same.into_iter().take(remove) {
+                self.store.remove_run(seq)?;
+            }
+            self.wake_purge();
+        }
+        Ok(())
+    }
+
+    /// Ends a run: retention, then the completed record (written last), flush, and only then
+    /// the run stops being active and shows its end.
+    fn finish(&self, run: &Arc<RunState>) {
+        let final_stage = match run.stage() {
+            s if s.is_completed() => s,
+            Stage::ActiveCanceling => Stage::CompletedCanceled,
+            _ if run.is_canceled() => Stage::CompletedCanceled,
+            _ if run.message().is_some() => Stage::CompletedFailed,
+            _ => Stage::CompletedSuccess,
+        };
+        if let Err(e) = self.retain(run) {
+            tracing::error!(run = %run.id, error = %e, "retention failed");
+        }
+        let finish_time = Some(ids::iso_micros(ids::now_micros()));
+        // Build the completed record from a view of the final stage without publishing it yet.
+        let mut record = run.record(finish_time);
+        record.completed = true;
+        let stage_now = {
+            let mut summary: Value =
+                serde_json::from_str(&record.summary).unwrap_or_else(|_| json!({}));
+            let ended = ids::now_millis();
+            if let Some(obj) = summary.as_object_mut() {
+                obj.insert("stage".into(), json!(final_stage.as_str()));
+                obj.insert("state".into(), json!(final_stage.state()));
+                obj.insert("stageDescription".into(), json!(final_stage.description()));
+                obj.insert("ended".into(), json!(ids::iso_millis(ended)));
+                obj.insert("duration".into(), json!(ended - run.started_ms));
+                obj.insert(
+                    "progress".into(),
+                    run.stats.progress(final_stage == Stage::CompletedSuccess),
+                );
+            }
+            record.summary = summary.to_string();
+            final_stage
+        };
+        worker::audit_summary(self, run, stage_now);
+        if let Err(e) = self.store.put_run(&record) {
+            tracing::error!(run = %run.id, error = %e, "could not write the completed run record");
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(run = %run.id, error = %e, "flush after the run failed");
+        }
+        {
+            let mut active = self.active.lock();
+            if active
+                .get(&run.mapping.name)
+                .is_some_and(|r| Arc::ptr_eq(r, run))
+            {
+                active.remove(&run.mapping.name);
+            }
+            run.set_stage(stage_now);
+        }
+        tracing::info!(run = %run.id, stage = stage_now.as_str(), "reconciliation ended");
+        run.mark_done();
+    }
+}
+
+fn purge_loop(inner: &Arc<Inner>) {
+    loop {
+        if inner.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        match inner.store.pending_purges() {
+            Ok(seqs) => {
+                for seq in seqs {
+                    let keep_going = || !inner.stopping.load(Ordering::SeqCst);
+                    match inner.store.reclaim(seq, &keep_going) {
+                        Ok(true) => tracing::debug!(seq, "reclaimed a purged run's entries"),
+                        Ok(false) => return,
+                        Err(e) => {
+                            tracing::error!(seq, error = %e, "reclaiming a purged run failed")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing pending purges failed"),
+        }
+        let mut pending = inner.purge_lock.lock();
+        if !*pending {
+            inner
+                .purge_wake
+                .wait_for(&mut pending, Duration::from_secs(30));
+        }
+        *pending = false;
+    }
+}

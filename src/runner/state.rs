@@ -1,0 +1,197 @@
+//! The live state of one run: its stage, statistics, parameters and times, and the summary
+//! JSON (reference §1.5) built from them.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::engine::model::Stage;
+use crate::engine::stats::RunStats;
+use crate::ids;
+use crate::mapping::Mapping;
+use crate::storage::RunRecord;
+
+/// A full run or a run over given source ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconKind {
+    Full,
+    ById(Vec<String>),
+}
+
+/// The effective options of one run (mapping settings with the request's overrides applied).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub source_query: Value,
+    pub target_query: Value,
+    pub run_target_phase: bool,
+    pub allow_empty_source_set: bool,
+    pub analyze: bool,
+    pub persist_associations: bool,
+    pub schedule: Option<String>,
+}
+
+pub struct RunState {
+    pub id: String,
+    pub seq: u64,
+    pub mapping: Arc<Mapping>,
+    pub kind: ReconKind,
+    pub options: RunOptions,
+    pub user: String,
+    pub started_ms: i64,
+    ended_ms: AtomicI64,
+    stage: Mutex<Stage>,
+    canceled: AtomicBool,
+    pub stats: RunStats,
+    message: Mutex<Option<String>>,
+    /// The run failed by an infrastructure error (a synchronous start answers 409).
+    thrown: AtomicBool,
+    done: tokio::sync::watch::Sender<bool>,
+    pub next_entry: AtomicU64,
+    pub next_audit: AtomicU64,
+}
+
+impl RunState {
+    pub fn new(
+        id: String,
+        seq: u64,
+        mapping: Arc<Mapping>,
+        kind: ReconKind,
+        options: RunOptions,
+        user: String,
+    ) -> RunState {
+        RunState {
+            id,
+            seq,
+            mapping,
+            kind,
+            options,
+            user,
+            started_ms: ids::now_millis(),
+            ended_ms: AtomicI64::new(0),
+            stage: Mutex::new(Stage::ActiveInitialized),
+            canceled: AtomicBool::new(false),
+            stats: RunStats::default(),
+            message: Mutex::new(None),
+            thrown: AtomicBool::new(false),
+            done: tokio::sync::watch::channel(false).0,
+            next_entry: AtomicU64::new(0),
+            next_audit: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stage(&self) -> Stage {
+        *self.stage.lock()
+    }
+
+    /// Moves to `to` following the transition rules; returns the stage now in effect.
+    pub fn set_stage(&self, to: Stage) -> Stage {
+        let mut s = self.stage.lock();
+        *s = s.transition(to, self.is_canceled());
+        if s.is_completed() {
+            self.ended_ms.store(ids::now_millis(), Ordering::SeqCst);
+        }
+        *s
+    }
+
+    pub fn cancel(&self) {
+        self.canceled.store(true, Ordering::SeqCst);
+        let mut s = self.stage.lock();
+        if !s.is_completed() {
+            *s = Stage::ActiveCanceling;
+        }
+    }
+
+    pub fn is_canceled(&self) -> bool {
+        self.canceled.load(Ordering::Relaxed)
+    }
+
+    pub fn fail(&self, message: impl Into<String>, thrown: bool) {
+        *self.message.lock() = Some(message.into());
+        if thrown {
+            self.thrown.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub fn message(&self) -> Option<String> {
+        self.message.lock().clone()
+    }
+
+    pub fn thrown(&self) -> bool {
+        self.thrown.load(Ordering::SeqCst)
+    }
+
+    pub fn mark_done(&self) {
+        self.done.send_replace(true);
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.done.subscribe()
+    }
+
+    pub fn parameters(&self) -> Value {
+        let mut p = serde_json::Map::new();
+        match &self.kind {
+            ReconKind::Full => {
+                p.insert("sourceQuery".into(), self.options.source_query.clone());
+            }
+            ReconKind::ById(ids) => {
+                p.insert("sourceIds".into(), json!(ids));
+            }
+        }
+        p.insert("targetQuery".into(), self.options.target_query.clone());
+        if let Some(s) = &self.options.schedule {
+            p.insert("schedule".into(), json!(s));
+        }
+        Value::Object(p)
+    }
+
+    /// The run summary, live while active.
+    pub fn summary(&self) -> Value {
+        let stage = self.stage();
+        let ended = self.ended_ms.load(Ordering::SeqCst);
+        let now = if ended > 0 { ended } else { ids::now_millis() };
+        let mut v = json!({
+            "_id": self.id,
+            "mapping": self.mapping.name,
+            "state": stage.state(),
+            "stage": stage.as_str(),
+            "stageDescription": stage.description(),
+            "progress": self.stats.progress(stage == Stage::CompletedSuccess),
+            "situationSummary": self.stats.situation_summary(),
+            "statusSummary": self.stats.status_summary(),
+            "durationSummary": self.stats.duration_summary(),
+            "parameters": self.parameters(),
+            "started": ids::iso_millis(self.started_ms),
+            "ended": if ended > 0 { ids::iso_millis(ended) } else { String::new() },
+            "duration": now - self.started_ms,
+            "sourceProcessedByNode": {},
+        });
+        if let (Some(m), Some(obj)) = (self.message(), v.as_object_mut()) {
+            obj.insert("message".into(), Value::String(m));
+        }
+        if self.options.analyze {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("analyze".into(), Value::Bool(true));
+            }
+        }
+        v
+    }
+
+    pub fn record(&self, finish_time: Option<String>) -> RunRecord {
+        let summary = self.summary();
+        RunRecord {
+            seq: self.seq,
+            id: self.id.clone(),
+            mapping: self.mapping.name.clone(),
+            completed: self.stage().is_completed(),
+            is_analysis: self.options.analyze,
+            persist_associations: self.options.persist_associations,
+            source_collection: self.mapping.source.clone(),
+            target_collection: self.mapping.target.clone(),
+            finish_time,
+            summary: summary.to_string(),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The one value codec: a format-version byte followed by bincode 1.3 in its default
+//! (fixed-int, little-endian) configuration. Nothing outside `storage` sees these bytes.
+//!
+//! Records are plain structs (no `flatten`, `untagged` or `skip_serializing_if`, which
+//! bincode cannot read back). A change to a record's shape must bump `VERSION` and add a
+//! decoding arm for the old version.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::StoreError;
+
+/// Format version of every value written by this build.
+pub(crate) const VERSION: u8 = 1;
+
+/// Values larger than this are refused on decode (a corrupt length must not allocate GiBs).
+const MAX_VALUE: u64 = 256 * 1024 * 1024;
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(64);
+    out.push(VERSION);
+    bincode::serialize_into(&mut out, value).map_err(|e| StoreError::Codec(e.to_string()))?;
+    Ok(out)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    use bincode::Options;
+    match bytes.first() {
+        Some(&VERSION) => bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(MAX_VALUE)
+            .deserialize(&bytes[1..])
+            .map_err(|e| StoreError::Codec(e.to_string())),
+        Some(v) => Err(StoreError::Codec(format!(
+            "unknown value format version {v}"
+        ))),
+        None => Err(StoreError::Codec("empty value".to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct R {
+        a: u64,
+        b: String,
+        c: Option<Vec<u8>>,
+    }
+
+    #[test]
+    fn round_trip_and_version_check() {
+        let r = R {
+            a: 7,
+            b: "x".into(),
+            c: Some(vec![1, 2]),
+        };
+        let bytes = encode(&r).expect("encodable");
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(decode::<R>(&bytes).expect("decodable"), r);
+        let mut bad = bytes.clone();
+        bad[0] = 99;
+        assert!(decode::<R>(&bad).is_err());
+        assert!(decode::<R>(&[]).is_err());
+        assert!(decode::<R>(&[VERSION, 1]).is_err());
+    }
+}

@@ -1,0 +1,971 @@
+//! Storage: the only module that knows sled and bincode.
+//!
+//! Trees:
+//! * `data` — object sets, their equality indexes and the link table. They share one tree so
+//!   that a reconciliation can write a target object, its index entries and its link in one
+//!   atomic `apply_batch` (no target without its link after a crash).
+//! * `runs` — run records keyed by run sequence number, plus purge markers.
+//! * `entries` — association entries, keyed (run seq, entry no).
+//! * `audit` — recon audit events, keyed (run seq, event no).
+//! * `meta` — small named values (scheduler state).
+//!
+//! Invariants: keys are built only in [`keys`]; values pass only through [`codec`]; a run's
+//! completion record is written after all of its entries and audit events.
+
+mod codec;
+mod keys;
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of the storage layer, carrying what was being done.
+#[derive(Debug)]
+pub enum StoreError {
+    /// sled reported an error (IO, corruption).
+    Sled {
+        context: String,
+        source: sled::Error,
+    },
+    /// A stored value could not be encoded or decoded.
+    Codec(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Sled { context, source } => {
+                write!(f, "store error while {context}: {source}")
+            }
+            StoreError::Codec(m) => write!(f, "store value error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Sled { source, .. } => Some(source),
+            StoreError::Codec(_) => None,
+        }
+    }
+}
+
+fn sled_err(context: &str) -> impl FnOnce(sled::Error) -> StoreError + '_ {
+    move |source| StoreError::Sled {
+        context: context.to_string(),
+        source,
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An object as stored: its revision and its JSON body (without `_id` and `_rev`).
+#[derive(Serialize, Deserialize)]
+struct ObjectRecord {
+    rev: u64,
+    body: Vec<u8>,
+}
+
+/// A stored object, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub id: String,
+    pub rev: u64,
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LinkRecord {
+    second_id: String,
+    rev: u64,
+}
+
+/// One row of the link table (reference §5). Ids are unqualified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub link_type: String,
+    pub qualifier: String,
+    pub first_id: String,
+    pub second_id: String,
+    pub rev: u64,
+}
+
+impl Link {
+    /// The link's `_id`: an opaque, reversible encoding of (linkType, qualifier, firstId), so
+    /// that a link needs no third key to be read by id.
+    pub fn id(&self) -> String {
+        use base64::Engine;
+        let key = keys::link_key(
+            keys::LINK_FIRST,
+            &self.link_type,
+            &self.qualifier,
+            &self.first_id,
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key[1..])
+    }
+
+    /// Decodes a link `_id` into (linkType, qualifier, firstId).
+    pub fn parse_id(id: &str) -> Option<(String, String, String)> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id)
+            .ok()?;
+        let mut key = vec![keys::LINK_FIRST];
+        key.extend_from_slice(&raw);
+        let (a, b, c) = keys::parse_link_key(&key)?;
+        Some((a.to_string(), b.to_string(), c.to_string()))
+    }
+}
+
+/// Opaque equality-index term (see `keys::index_terms`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IndexTerm(Vec<u8>);
+
+/// The index terms of one attribute value (strings case-insensitive, arrays element-wise).
+pub fn index_terms(value: &serde_json::Value) -> Vec<IndexTerm> {
+    let mut out = Vec::new();
+    keys::index_terms(value, &mut out);
+    out.into_iter().map(IndexTerm).collect()
+}
+
+/// A persisted run record: the summary JSON plus the fields the store needs to list,
+/// filter and retain runs without parsing the summary.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub seq: u64,
+    pub id: String,
+    pub mapping: String,
+    pub completed: bool,
+    pub is_analysis: bool,
+    pub persist_associations: bool,
+    pub source_collection: String,
+    pub target_collection: String,
+    /// Association summary `finishTime` (microsecond ISO-8601), once completed.
+    pub finish_time: Option<String>,
+    /// The run summary (reference §1.5) as JSON text.
+    pub summary: String,
+}
+
+/// One association entry (reference §1.8), compactly stored; the run-level fields (mapping,
+/// collections) are joined in when it is read.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct EntryRecord {
+    pub situation: Option<String>,
+    pub action: Option<String>,
+    pub phase: String,
+    pub link_qualifier: String,
+    pub source_id: Option<String>,
+    pub target_id: Option<String>,
+    pub success: bool,
+    pub exception: Option<String>,
+    pub message: Option<String>,
+    pub message_detail: Option<String>,
+    pub ambiguous: Option<Vec<String>>,
+}
+
+/// A batch of writes to the `data` tree, applied atomically by [`Store::apply`].
+#[derive(Default)]
+pub struct DataBatch {
+    batch: sled::Batch,
+    ops: usize,
+}
+
+impl DataBatch {
+    pub fn new() -> DataBatch {
+        DataBatch::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    /// Writes an object. `old_terms`/`new_terms` are (attribute, term) pairs of the indexed
+    /// attributes before and after; only their difference is written.
+    pub fn put_object(
+        &mut self,
+        set: &str,
+        id: &str,
+        rev: u64,
+        body: &serde_json::Map<String, serde_json::Value>,
+        old_terms: &[(String, IndexTerm)],
+        new_terms: &[(String, IndexTerm)],
+    ) -> Result<()> {
+        let body = serde_json::to_vec(body).map_err(|e| StoreError::Codec(e.to_string()))?;
+        let value = codec::encode(&ObjectRecord { rev, body })?;
+        self.batch.insert(keys::object_key(set, id), value);
+        for (attr, term) in old_terms {
+            if !new_terms.iter().any(|(a, t)| a == attr && t == term) {
+                self.batch.remove(keys::index_key(set, attr, &term.0, id));
+            }
+        }
+        for (attr, term) in new_terms {
+            if !old_terms.iter().any(|(a, t)| a == attr && t == term) {
+                self.batch
+                    .insert(keys::index_key(set, attr, &term.0, id), &[][..]);
+            }
+        }
+        self.ops += 1;
+        Ok(())
+    }
+
+    pub fn delete_object(&mut self, set: &str, id: &str, old_terms: &[(String, IndexTerm)]) {
+        self.batch.remove(keys::object_key(set, id));
+        for (attr, term) in old_terms {
+            self.batch.remove(keys::index_key(set, attr, &term.0, id));
+        }
+        self.ops += 1;
+    }
+
+    /// Writes a link. `previous_second` is the second id the same (type, qualifier, first)
+    /// link pointed to before, whose reverse key must go.
+    pub fn put_link(&mut self, link: &Link, previous_second: Option<&str>) -> Result<()> {
+        if let Some(prev) = previous_second {
+            if prev != link.second_id {
+                self.batch.remove(keys::link_key(
+                    keys::LINK_SECOND,
+                    &link.link_type,
+                    &link.qualifier,
+                    prev,
+                ));
+            }
+        }
+        let value = codec::encode(&LinkRecord {
+            second_id: link.second_id.clone(),
+            rev: link.rev,
+        })?;
+        self.batch.insert(
+            keys::link_key(
+                keys::LINK_FIRST,
+                &link.link_type,
+                &link.qualifier,
+                &link.first_id,
+            ),
+            value,
+        );
+        self.batch.insert(
+            keys::link_key(
+                keys::LINK_SECOND,
+                &link.link_type,
+                &link.qualifier,
+                &link.second_id,
+            ),
+            link.first_id.as_bytes(),
+        );
+        self.ops += 1;
+        Ok(())
+    }
+
+    pub fn delete_link(&mut self, link: &Link) {
+        self.batch.remove(keys::link_key(
+            keys::LINK_FIRST,
+            &link.link_type,
+            &link.qualifier,
+            &link.first_id,
+        ));
+        self.batch.remove(keys::link_key(
+            keys::LINK_SECOND,
+            &link.link_type,
+            &link.qualifier,
+            &link.second_id,
+        ));
+        self.ops += 1;
+    }
+}
+
+/// A batch of per-run items (association entries or audit events).
+#[derive(Default)]
+pub struct ItemBatch {
+    batch: sled::Batch,
+    ops: usize,
+}
+
+impl ItemBatch {
+    pub fn len(&self) -> usize {
+        self.ops
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    pub fn put_entry(&mut self, seq: u64, item: u64, entry: &EntryRecord) -> Result<()> {
+        self.batch
+            .insert(&keys::item_key(seq, item)[..], codec::encode(entry)?);
+        self.ops += 1;
+        Ok(())
+    }
+
+    pub fn put_audit(&mut self, seq: u64, item: u64, event: &serde_json::Value) -> Result<()> {
+        let text = serde_json::to_string(event).map_err(|e| StoreError::Codec(e.to_string()))?;
+        self.batch
+            .insert(&keys::item_key(seq, item)[..], codec::encode(&text)?);
+        self.ops += 1;
+        Ok(())
+    }
+}
+
+/// Storage settings from `recon.toml`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub cache_capacity_bytes: u64,
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: 128 * 1024 * 1024,
+            flush_every_ms: Some(500),
+        }
+    }
+}
+
+/// The embedded store. Cheap to clone (sled handles are reference-counted).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    data: sled::Tree,
+    runs: sled::Tree,
+    entries: sled::Tree,
+    audit: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl Store {
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store> {
+        let context = format!("opening the store at {}", path.display());
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_capacity_bytes)
+            .flush_every_ms(options.flush_every_ms)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(sled_err(&context))?;
+        let tree = |name: &str| db.open_tree(name).map_err(sled_err(&context));
+        Ok(Store {
+            data: tree("data")?,
+            runs: tree("runs")?,
+            entries: tree("entries")?,
+            audit: tree("audit")?,
+            meta: tree("meta")?,
+            db,
+        })
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<usize> {
+        self.db.flush().map_err(sled_err("flushing"))
+    }
+
+    pub async fn flush_async(&self) -> Result<usize> {
+        self.db.flush_async().await.map_err(sled_err("flushing"))
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// A unique, increasing number (survives restarts).
+    pub fn next_id(&self) -> Result<u64> {
+        self.db.generate_id().map_err(sled_err("generating an id"))
+    }
+
+    pub fn apply(&self, batch: DataBatch) -> Result<()> {
+        if batch.ops == 0 {
+            return Ok(());
+        }
+        self.data
+            .apply_batch(batch.batch)
+            .map_err(sled_err("writing objects and links"))
+    }
+
+    // ---- objects -------------------------------------------------------------------------
+
+    fn decode_object(id: &str, bytes: &[u8]) -> Result<StoredObject> {
+        let rec: ObjectRecord = codec::decode(bytes)?;
+        let body = serde_json::from_slice(&rec.body)
+            .map_err(|e| StoreError::Codec(format!("object {id}: {e}")))?;
+        Ok(StoredObject {
+            id: id.to_string(),
+            rev: rec.rev,
+            body,
+        })
+    }
+
+    pub fn get_object(&self, set: &str, id: &str) -> Result<Option<StoredObject>> {
+        match self
+            .data
+            .get(keys::object_key(set, id))
+            .map_err(sled_err("reading an object"))?
+        {
+            Some(bytes) => Self::decode_object(id, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn object_exists(&self, set: &str, id: &str) -> Result<bool> {
+        self.data
+            .contains_key(keys::object_key(set, id))
+            .map_err(sled_err("reading an object"))
+    }
+
+    /// Visits the objects of a set in id order, starting after `after` (exclusive) if given.
+    pub fn scan_objects(
+        &self,
+        set: &str,
+        after: Option<&str>,
+        f: &mut dyn FnMut(StoredObject) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let prefix = keys::object_prefix(set);
+        let iter = match after {
+            Some(a) => {
+                let mut start = keys::object_key(set, a);
+                start.push(0);
+                self.data.range(start..)
+            }
+            None => self.data.range(prefix.clone()..),
+        };
+        for item in iter {
+            let (k, v) = item.map_err(sled_err("scanning objects"))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some(id) = keys::object_id_from_key(&k, prefix.len()) else {
+                continue;
+            };
+            let obj = Self::decode_object(id, &v)?;
+            if f(obj).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits the ids of a set in order without decoding the objects.
+    pub fn scan_object_ids(
+        &self,
+        set: &str,
+        f: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let prefix = keys::object_prefix(set);
+        for item in self.data.scan_prefix(&prefix).keys() {
+            let k = item.map_err(sled_err("scanning object ids"))?;
+            if let Some(id) = keys::object_id_from_key(&k, prefix.len()) {
+                if f(id).is_break() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn count_objects(&self, set: &str) -> Result<u64> {
+        let mut n = 0u64;
+        self.scan_object_ids(set, &mut |_| {
+            n += 1;
+            ControlFlow::Continue(())
+        })?;
+        Ok(n)
+    }
+
+    pub fn set_is_empty(&self, set: &str) -> Result<bool> {
+        let prefix = keys::object_prefix(set);
+        Ok(self
+            .data
+            .scan_prefix(&prefix)
+            .keys()
+            .next()
+            .transpose()
+            .map_err(sled_err("scanning"))?
+            .is_none())
+    }
+
+    /// Ids of the objects whose indexed `attr` has `term`, in id order.
+    pub fn index_lookup(&self, set: &str, attr: &str, term: &IndexTerm) -> Result<Vec<String>> {
+        let prefix = keys::index_prefix(set, attr, &term.0);
+        let mut out = Vec::new();
+        for item in self.data.scan_prefix(&prefix).keys() {
+            let k = item.map_err(sled_err("reading an index"))?;
+            if let Some(id) = keys::object_id_from_key(&k, prefix.len()) {
+                out.push(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the set has any index entry at all (used to detect an index that must be
+    /// built for objects written before the attribute was declared indexed).
+    pub fn drop_index_entries(&self, set: &str) -> Result<()> {
+        let prefix = keys::index_set_prefix(set);
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.data.scan_prefix(&prefix).keys() {
+            batch.remove(item.map_err(sled_err("dropping an index"))?);
+            n += 1;
+            if n % 10_000 == 0 {
+                self.data
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(sled_err("dropping an index"))?;
+            }
+        }
+        self.data
+            .apply_batch(batch)
+            .map_err(sled_err("dropping an index"))
+    }
+
+    // ---- links ---------------------------------------------------------------------------
+
+    fn decode_link(key: &[u8], value: &[u8]) -> Result<Link> {
+        let (lt, q, first) = keys::parse_link_key(key)
+            .ok_or_else(|| StoreError::Codec("malformed link key".into()))?;
+        let rec: LinkRecord = codec::decode(value)?;
+        Ok(Link {
+            link_type: lt.to_string(),
+            qualifier: q.to_string(),
+            first_id: first.to_string(),
+            second_id: rec.second_id,
+            rev: rec.rev,
+        })
+    }
+
+    pub fn link_by_first(
+        &self,
+        link_type: &str,
+        qualifier: &str,
+        first_id: &str,
+    ) -> Result<Option<Link>> {
+        let key = keys::link_key(keys::LINK_FIRST, link_type, qualifier, first_id);
+        match self.data.get(&key).map_err(sled_err("reading a link"))? {
+            Some(v) => Self::decode_link(&key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn link_by_second(
+        &self,
+        link_type: &str,
+        qualifier: &str,
+        second_id: &str,
+    ) -> Result<Option<Link>> {
+        let key = keys::link_key(keys::LINK_SECOND, link_type, qualifier, second_id);
+        match self.data.get(&key).map_err(sled_err("reading a link"))? {
+            Some(first) => {
+                let first = String::from_utf8_lossy(&first).into_owned();
+                self.link_by_first(link_type, qualifier, &first)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Visits links: all of them, those of one link type, or of one type and qualifier.
+    pub fn scan_links(
+        &self,
+        link_type: Option<&str>,
+        qualifier: Option<&str>,
+        f: &mut dyn FnMut(Link) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let prefix = match (link_type, qualifier) {
+            (Some(lt), Some(q)) => keys::link_prefix(keys::LINK_FIRST, lt, q),
+            (Some(lt), None) => keys::link_type_prefix(keys::LINK_FIRST, lt),
+            _ => vec![keys::LINK_FIRST],
+        };
+        for item in self.data.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(sled_err("scanning links"))?;
+            if f(Self::decode_link(&k, &v)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn count_links(&self, link_type: &str, qualifier: &str) -> Result<u64> {
+        let prefix = keys::link_prefix(keys::LINK_FIRST, link_type, qualifier);
+        let mut n = 0;
+        for item in self.data.scan_prefix(&prefix).keys() {
+            item.map_err(sled_err("counting links"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    // ---- runs ----------------------------------------------------------------------------
+
+    pub fn put_run(&self, run: &RunRecord) -> Result<()> {
+        self.runs
+            .insert(keys::run_key(run.seq), codec::encode(run)?)
+            .map_err(sled_err("writing a run record"))?;
+        Ok(())
+    }
+
+    pub fn get_run(&self, seq: u64) -> Result<Option<RunRecord>> {
+        match self
+            .runs
+            .get(keys::run_key(seq))
+            .map_err(sled_err("reading a run record"))?
+        {
+            Some(v) => codec::decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits run records oldest first.
+    pub fn scan_runs(&self, f: &mut dyn FnMut(RunRecord) -> ControlFlow<()>) -> Result<()> {
+        for item in self.runs.scan_prefix([keys::RUN]) {
+            let (_, v) = item.map_err(sled_err("listing runs"))?;
+            if f(codec::decode(&v)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a run record and leaves a purge marker for its entries and audit events, in
+    /// one atomic batch; the entries themselves are reclaimed by [`Store::reclaim`].
+    pub fn remove_run(&self, seq: u64) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.remove(&keys::run_key(seq)[..]);
+        batch.insert(&keys::purge_key(seq)[..], &[][..]);
+        self.runs
+            .apply_batch(batch)
+            .map_err(sled_err("removing a run"))
+    }
+
+    /// Runs whose items still wait to be reclaimed.
+    pub fn pending_purges(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for item in self.runs.scan_prefix([keys::PURGE]).keys() {
+            let k = item.map_err(sled_err("listing purges"))?;
+            if let Some(seq) = keys::seq_from_tagged(&k) {
+                out.push(seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a purged run's entries and audit events in small batches (so other writers are
+    /// not blocked for long), then its purge marker. Stops early when `keep_going` says so.
+    pub fn reclaim(&self, seq: u64, keep_going: &dyn Fn() -> bool) -> Result<bool> {
+        for tree in [&self.entries, &self.audit] {
+            loop {
+                if !keep_going() {
+                    return Ok(false);
+                }
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for item in tree.scan_prefix(seq.to_be_bytes()).keys().take(5_000) {
+                    batch.remove(item.map_err(sled_err("reclaiming entries"))?);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                tree.apply_batch(batch)
+                    .map_err(sled_err("reclaiming entries"))?;
+            }
+        }
+        self.runs
+            .remove(keys::purge_key(seq))
+            .map_err(sled_err("clearing a purge marker"))?;
+        Ok(true)
+    }
+
+    // ---- association entries and audit events --------------------------------------------
+
+    pub fn apply_entries(&self, batch: ItemBatch) -> Result<()> {
+        if batch.ops == 0 {
+            return Ok(());
+        }
+        self.entries
+            .apply_batch(batch.batch)
+            .map_err(sled_err("writing association entries"))
+    }
+
+    pub fn apply_audit(&self, batch: ItemBatch) -> Result<()> {
+        if batch.ops == 0 {
+            return Ok(());
+        }
+        self.audit
+            .apply_batch(batch.batch)
+            .map_err(sled_err("writing audit events"))
+    }
+
+    pub fn get_entry(&self, seq: u64, item: u64) -> Result<Option<EntryRecord>> {
+        match self
+            .entries
+            .get(keys::item_key(seq, item))
+            .map_err(sled_err("reading an entry"))?
+        {
+            Some(v) => codec::decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits a run's entries in entry order, starting after item `after` if given.
+    pub fn scan_entries(
+        &self,
+        seq: u64,
+        after: Option<u64>,
+        f: &mut dyn FnMut(u64, EntryRecord) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let start = match after {
+            Some(a) => match a.checked_add(1) {
+                Some(n) => keys::item_key(seq, n),
+                None => return Ok(()),
+            },
+            None => keys::item_key(seq, 0),
+        };
+        let end = match seq.checked_add(1) {
+            Some(n) => keys::item_key(n, 0).to_vec(),
+            None => vec![0xff; 17],
+        };
+        for item in self.entries.range(start.to_vec()..end) {
+            let (k, v) = item.map_err(sled_err("scanning entries"))?;
+            let Some((_, no)) = keys::item_from_key(&k) else {
+                continue;
+            };
+            if f(no, codec::decode(&v)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits audit events of one run, or of all runs (oldest run first).
+    pub fn scan_audit(
+        &self,
+        seq: Option<u64>,
+        f: &mut dyn FnMut(serde_json::Value) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let iter = match seq {
+            Some(s) => self.audit.scan_prefix(s.to_be_bytes()),
+            None => self.audit.iter(),
+        };
+        for item in iter {
+            let (_, v) = item.map_err(sled_err("scanning audit events"))?;
+            let text: String = codec::decode(&v)?;
+            let event =
+                serde_json::from_str(&text).map_err(|e| StoreError::Codec(e.to_string()))?;
+            if f(event).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- meta ----------------------------------------------------------------------------
+
+    pub fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.meta
+            .insert(name.as_bytes(), codec::encode(value)?)
+            .map_err(sled_err("writing state"))?;
+        Ok(())
+    }
+
+    pub fn get_meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        match self
+            .meta
+            .get(name.as_bytes())
+            .map_err(sled_err("reading state"))?
+        {
+            Some(v) => codec::decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn temp_store(tag: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "recond-store-{tag}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let store = Store::open(&dir, &StoreOptions::default()).expect("open temp store");
+        (store, dir)
+    }
+
+    fn rand_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    }
+
+    fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().expect("object literal")
+    }
+
+    #[test]
+    fn objects_indexes_and_links_round_trip() {
+        let (store, dir) = temp_store("objects");
+        let mut b = DataBatch::new();
+        let terms: Vec<_> = index_terms(&json!("Alice"))
+            .into_iter()
+            .map(|t| ("userName".to_string(), t))
+            .collect();
+        b.put_object(
+            "managed/user",
+            "a1",
+            1,
+            &obj(json!({"userName": "Alice"})),
+            &[],
+            &terms,
+        )
+        .expect("put");
+        let link = Link {
+            link_type: "m".into(),
+            qualifier: "default".into(),
+            first_id: "s1".into(),
+            second_id: "a1".into(),
+            rev: 1,
+        };
+        b.put_link(&link, None).expect("link");
+        store.apply(b).expect("apply");
+        let o = store
+            .get_object("managed/user", "a1")
+            .expect("get")
+            .expect("exists");
+        assert_eq!(o.rev, 1);
+        let t = index_terms(&json!("ALICE")).remove(0);
+        assert_eq!(
+            store
+                .index_lookup("managed/user", "userName", &t)
+                .expect("lookup"),
+            vec!["a1".to_string()]
+        );
+        assert_eq!(
+            store.link_by_first("m", "default", "s1").expect("link"),
+            Some(link.clone())
+        );
+        assert_eq!(
+            store.link_by_second("m", "default", "a1").expect("link"),
+            Some(link.clone())
+        );
+        assert_eq!(
+            Link::parse_id(&link.id()),
+            Some(("m".into(), "default".into(), "s1".into()))
+        );
+
+        // Repoint the link and delete the object: the old reverse key and index entry go.
+        let mut b = DataBatch::new();
+        let moved = Link {
+            second_id: "a2".into(),
+            rev: 2,
+            ..link.clone()
+        };
+        b.put_link(&moved, Some("a1")).expect("link");
+        b.delete_object("managed/user", "a1", &terms);
+        store.apply(b).expect("apply");
+        assert_eq!(
+            store.link_by_second("m", "default", "a1").expect("link"),
+            None
+        );
+        assert_eq!(
+            store.link_by_second("m", "default", "a2").expect("link"),
+            Some(moved)
+        );
+        assert!(store
+            .index_lookup("managed/user", "userName", &t)
+            .expect("lookup")
+            .is_empty());
+        assert!(store.set_is_empty("managed/user").expect("empty"));
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn scan_objects_pages_after_an_id() {
+        let (store, dir) = temp_store("scan");
+        let mut b = DataBatch::new();
+        for id in ["c", "a", "b"] {
+            b.put_object("managed/x", id, 1, &obj(json!({})), &[], &[])
+                .expect("put");
+        }
+        b.put_object("managed/xy", "z", 1, &obj(json!({})), &[], &[])
+            .expect("put");
+        store.apply(b).expect("apply");
+        let mut seen = Vec::new();
+        store
+            .scan_objects("managed/x", Some("a"), &mut |o| {
+                seen.push(o.id);
+                ControlFlow::Continue(())
+            })
+            .expect("scan");
+        assert_eq!(seen, vec!["b", "c"]);
+        assert_eq!(store.count_objects("managed/x").expect("count"), 3);
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn runs_entries_and_purge() {
+        let (store, dir) = temp_store("runs");
+        let run = RunRecord {
+            seq: 5,
+            id: "x-5".into(),
+            mapping: "m".into(),
+            completed: true,
+            is_analysis: false,
+            persist_associations: true,
+            source_collection: "a".into(),
+            target_collection: "b".into(),
+            finish_time: None,
+            summary: "{}".into(),
+        };
+        store.put_run(&run).expect("put run");
+        let mut items = ItemBatch::default();
+        for i in 0..10 {
+            items
+                .put_entry(
+                    5,
+                    i,
+                    &EntryRecord {
+                        phase: "source".into(),
+                        ..Default::default()
+                    },
+                )
+                .expect("entry");
+        }
+        items
+            .put_entry(6, 0, &EntryRecord::default())
+            .expect("entry");
+        store.apply_entries(items).expect("apply");
+        let mut n = 0;
+        store
+            .scan_entries(5, Some(6), &mut |_, _| {
+                n += 1;
+                ControlFlow::Continue(())
+            })
+            .expect("scan");
+        assert_eq!(n, 3);
+        store.remove_run(5).expect("remove");
+        assert_eq!(store.get_run(5).expect("get"), None);
+        assert_eq!(store.pending_purges().expect("pending"), vec![5]);
+        assert!(store.reclaim(5, &|| true).expect("reclaim"));
+        assert!(store.pending_purges().expect("pending").is_empty());
+        let mut left = 0;
+        store
+            .scan_entries(5, None, &mut |_, _| {
+                left += 1;
+                ControlFlow::Continue(())
+            })
+            .expect("scan");
+        assert_eq!(left, 0);
+        assert!(
+            store.get_entry(6, 0).expect("get").is_some(),
+            "another run's entries stay"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

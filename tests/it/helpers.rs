@@ -1,0 +1,431 @@
+//! Test helpers: start the real `recond` binary on 127.0.0.1:0 with a fresh folder, talk
+//! HTTP to it with a minimal blocking client, restart it, and kill it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const USERS: &str = r#"
+[[users]]
+username = "openidm-admin"
+password = "openidm-admin"
+tokens = ["test-token-0123456789"]
+"#;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh temporary folder, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!(
+            "recond-it-{tag}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub enum Auth {
+    Admin,
+    None,
+    Headers(&'static str, &'static str),
+    Raw(&'static str),
+}
+
+pub struct Server {
+    pub dir: TempDir,
+    pub addr: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_recond"))
+}
+
+impl Server {
+    /// Writes `config` (+ users) and `files` into a fresh folder and starts the server.
+    pub fn start(config: &str, files: &[(&str, &str)]) -> Server {
+        let dir = TempDir::new("srv");
+        for (rel, content) in files {
+            let p = dir.0.join(rel);
+            std::fs::create_dir_all(p.parent().expect("file has a parent")).expect("mkdir");
+            std::fs::write(&p, content).expect("write file");
+        }
+        std::fs::write(dir.0.join("recon.toml"), format!("{config}\n{USERS}"))
+            .expect("write config");
+        let log = dir.0.join("server.log");
+        let mut s = Server {
+            dir,
+            addr: String::new(),
+            child: None,
+            log,
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.0.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        std::fs::write(self.path(rel), content).expect("write file");
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(binary())
+            .arg("--config")
+            .arg(self.dir.0.join("recon.toml"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .current_dir(&self.dir.0)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start recond");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let start_len = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let fresh = text.get(start_len as usize..).unwrap_or("");
+            if let Some(pos) = fresh.rfind("listening on http://") {
+                let rest = &fresh[pos + "listening on http://".len()..];
+                self.addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                if self.get("/openidm/info/ping").status == 200 {
+                    return;
+                }
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("recond exited at start with {status}:\n{text}");
+                }
+            }
+            assert!(Instant::now() < deadline, "recond did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("recond did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) -> Option<i32> {
+        let code = self.stop();
+        self.spawn();
+        code
+    }
+
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+        auth: Auth,
+    ) -> Response {
+        let raw_body = body.map(|b| b.to_string());
+        self.raw_request(method, path, raw_body.as_deref(), headers, auth)
+    }
+
+    pub fn raw_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+        auth: Auth,
+    ) -> Response {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        match auth {
+            Auth::Admin => req.push_str(
+                "X-OpenIDM-Username: openidm-admin\r\nX-OpenIDM-Password: openidm-admin\r\n",
+            ),
+            Auth::None => {}
+            Auth::Headers(u, p) => req.push_str(&format!(
+                "X-OpenIDM-Username: {u}\r\nX-OpenIDM-Password: {p}\r\n"
+            )),
+            Auth::Raw(line) => req.push_str(&format!("{line}\r\n")),
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if !body.is_empty() || method != "GET" {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        send(&self.addr, req.as_bytes())
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, None, &[], Auth::Admin)
+    }
+
+    pub fn post(&self, path: &str, body: Option<&Value>) -> Response {
+        self.request("POST", path, body, &[], Auth::Admin)
+    }
+
+    pub fn put(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Response {
+        self.request("PUT", path, Some(body), headers, Auth::Admin)
+    }
+
+    pub fn delete(&self, path: &str) -> Response {
+        self.request("DELETE", path, None, &[], Auth::Admin)
+    }
+
+    /// Starts a run and waits for it; returns its summary.
+    pub fn run(&self, mapping: &str, extra: &str) -> Value {
+        let r = self.post(
+            &format!(
+                "/openidm/recon?_action=recon&mapping={mapping}&waitForCompletion=true{extra}"
+            ),
+            None,
+        );
+        assert_eq!(r.status, 200, "start run: {}", r.body);
+        let id = r.body["_id"].as_str().expect("run id").to_string();
+        self.wait_run(&id)
+    }
+
+    pub fn wait_run(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = self.get(&format!("/openidm/recon/{id}"));
+            assert_eq!(r.status, 200, "read run {id}: {}", r.body);
+            if r.body["ended"].as_str().is_some_and(|e| !e.is_empty()) {
+                return r.body;
+            }
+            assert!(Instant::now() < deadline, "run {id} did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn query(&self, path: &str, filter: &str) -> Value {
+        let r = self.get(&format!("{path}?_queryFilter={}", enc(filter)));
+        assert_eq!(r.status, 200, "query {path} {filter}: {}", r.body);
+        r.body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Sends raw bytes and reads one response (Connection: close).
+pub fn send(addr: &str, bytes: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    stream.write_all(bytes).expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut headers = Vec::new();
+    let mut len: Option<usize> = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().ok();
+            }
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut buf = Vec::new();
+    match len {
+        Some(n) => {
+            buf.resize(n, 0);
+            reader.read_exact(&mut buf).expect("body");
+        }
+        None => {
+            let _ = reader.read_to_end(&mut buf);
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let body = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text.to_string()))
+    };
+    Response {
+        status,
+        body,
+        headers,
+    }
+}
+
+/// Runs the binary with arguments and returns (exit code, stderr).
+pub fn run_binary(args: &[&str], cwd: &Path) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run recond");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+pub const HEADER: &str = "uid,userName,givenName,sn,mail\n";
+
+pub fn people(n: usize, start: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("u{i},user{i},Given{i},Family{i},user{i}@example.com\n"))
+        .collect()
+}
+
+pub const HR: &str = r#"
+[managed.user]
+indexed = ["userName"]
+
+[system.hr.account]
+connector = "csv"
+file = "data/hr.csv"
+id_column = "uid"
+
+[[mappings]]
+name = "hr"
+source = "system/hr/account"
+target = "managed/user"
+properties = [
+  { source = "uid", target = "_id" },
+  { source = "userName", target = "userName" },
+  { source = "givenName", target = "givenName" },
+  { source = "sn", target = "sn" },
+  { source = "mail", target = "mail" },
+]
+policies = [
+  { situation = "CONFIRMED", action = "UPDATE" },
+  { situation = "FOUND", action = "UPDATE" },
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "SOURCE_MISSING", action = "DELETE" },
+  { situation = "MISSING", action = "CREATE" },
+]
+"#;
+
+/// The non-zero situation counts of a run summary.
+pub fn counts(run: &Value) -> std::collections::BTreeMap<String, u64> {
+    run["situationSummary"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_u64().filter(|n| *n > 0).map(|n| (k.clone(), n)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn map(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
