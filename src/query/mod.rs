@@ -1,113 +1,94 @@
-//! TEMPORARY STUB (replaced by the real module).
-#![allow(dead_code, unused_variables)]
-use serde_json::Value;
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Pointer(Vec<String>);
-impl Pointer {
-    pub fn parse(text: &str) -> Pointer {
-        Pointer(
-            text.split('/')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
-    }
-    pub fn segments(&self) -> &[String] {
-        &self.0
-    }
-    pub fn is_root(&self) -> bool {
-        self.0.is_empty()
-    }
-    pub fn get<'a>(&self, v: &'a Value) -> Option<&'a Value> {
-        None
-    }
-    pub fn set(&self, v: &mut Value, new: Value) -> Result<(), QueryError> {
-        Ok(())
-    }
-    pub fn remove(&self, v: &mut Value) -> Option<Value> {
-        None
-    }
+//! CREST query filters (`_queryFilter`), sort keys (`_sortKeys`) and field selection (`_fields`).
+//!
+//! Every object set, the link table, association entries, audit events and the reconciliation
+//! engine's conditions evaluate filters through this module, so:
+//!
+//! * [`parse`] never panics and never overflows the stack: input is capped at 1 MiB and
+//!   parenthesis nesting at 256 levels; every failure is a [`QueryError`] carrying the filter
+//!   text, the char offset where parsing failed and a short reason.
+//! * [`Filter::matches`] works on borrowed `serde_json::Value`s and does not allocate for the
+//!   common comparisons (string/number/bool `eq`, `co`, `sw`, ordering, `pr`).
+//! * `Display` of a parsed [`Filter`] is canonical text that [`parse`] reads back to an equal
+//!   filter (up to the nesting limit: the canonical form may add one or two parenthesis levels).
+//! * [`compare_values`] is a total order (required by `sort_by`, which may panic otherwise).
+//!
+//! Submodules: `pointer` (JSON pointers), `parse` (tokeniser + recursive-descent parser),
+//! `eval` (filter AST, evaluation, canonical text), `select` (sorting and `_fields`).
+
+mod eval;
+mod parse;
+mod pointer;
+mod select;
+
+#[cfg(test)]
+mod tests;
+
+pub use eval::{compare_values, quote, CmpOp, Filter};
+pub use parse::{parse, MAX_DEPTH, MAX_FILTER_LEN};
+pub use pointer::Pointer;
+pub use select::{parse_fields, parse_sort_keys, project, sort_cmp, SortKey};
+
+use std::fmt;
+
+/// What the text in a [`QueryError`] was meant to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueryErrorKind {
+    /// A `_queryFilter` expression.
+    Filter,
+    /// A `_sortKeys` list.
+    SortKeys,
+    /// A JSON pointer used for writing ([`Pointer::set`]); `position` is the segment index.
+    Pointer,
 }
-impl std::fmt::Display for Pointer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Ok(())
-    }
-}
-#[derive(Debug, Clone, PartialEq)]
-pub enum CmpOp {
-    Eq,
-    Co,
-    Sw,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-#[derive(Debug, Clone, PartialEq)]
-pub enum Filter {
-    True,
-    False,
-    And(Vec<Filter>),
-    Or(Vec<Filter>),
-    Not(Box<Filter>),
-    Cmp {
-        ptr: Pointer,
-        op: CmpOp,
-        value: Value,
-    },
-    Present(Pointer),
-    Extended {
-        ptr: Pointer,
-        op: String,
-        value: Value,
-    },
-}
-#[derive(Debug, Clone, PartialEq)]
+
+/// The single error type of the query module.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryError {
+    pub kind: QueryErrorKind,
+    /// The whole text that failed (filter, sort keys, or pointer).
     pub text: String,
+    /// Char offset (not byte offset) where parsing failed; segment index for pointer errors.
+    pub position: usize,
+    /// Short reason, e.g. `expected an operator`.
+    pub reason: String,
 }
-impl std::fmt::Display for QueryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Ok(())
+
+impl QueryError {
+    pub(crate) fn new(
+        kind: QueryErrorKind,
+        text: &str,
+        position: usize,
+        reason: impl Into<String>,
+    ) -> QueryError {
+        QueryError {
+            kind,
+            text: text.to_string(),
+            position,
+            reason: reason.into(),
+        }
     }
 }
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            QueryErrorKind::Filter => write!(
+                f,
+                "Invalid query filter '{}': {} at position {}",
+                self.text, self.reason, self.position
+            ),
+            QueryErrorKind::SortKeys => write!(
+                f,
+                "Invalid sort keys '{}': {} at position {}",
+                self.text, self.reason, self.position
+            ),
+            QueryErrorKind::Pointer => write!(
+                f,
+                "Invalid pointer '{}': {} at segment {}",
+                self.text, self.reason, self.position
+            ),
+        }
+    }
+}
+
 impl std::error::Error for QueryError {}
-pub fn parse(text: &str) -> Result<Filter, QueryError> {
-    Ok(Filter::True)
-}
-impl Filter {
-    pub fn matches(&self, obj: &Value) -> bool {
-        true
-    }
-    pub fn equality_terms(&self) -> Vec<(&Pointer, &Value)> {
-        vec![]
-    }
-    pub fn eq(ptr: Pointer, value: Value) -> Filter {
-        Filter::True
-    }
-}
-impl std::fmt::Display for Filter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Ok(())
-    }
-}
-pub fn quote(s: &str) -> String {
-    String::new()
-}
-#[derive(Debug, Clone, PartialEq)]
-pub struct SortKey {
-    pub ptr: Pointer,
-    pub descending: bool,
-}
-pub fn parse_sort_keys(text: &str) -> Result<Vec<SortKey>, QueryError> {
-    Ok(vec![])
-}
-pub fn sort_cmp(a: &Value, b: &Value, keys: &[SortKey]) -> std::cmp::Ordering {
-    std::cmp::Ordering::Equal
-}
-pub fn parse_fields(text: &str) -> Vec<Pointer> {
-    vec![]
-}
-pub fn project(obj: &Value, fields: &[Pointer]) -> Value {
-    obj.clone()
-}

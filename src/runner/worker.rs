@@ -404,6 +404,7 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
     if run.options.run_target_phase {
         run.set_stage(Stage::ActiveReconcilingTarget);
         let phase_start = Instant::now();
+        let deleted_before = run.stats.deleted.load(Ordering::Relaxed);
         let target_q = QueryRequest::from_json(&run.options.target_query)
             .map_err(|e| format!("targetQuery: {}", e.message))?;
         let touched = std::mem::take(&mut *ctx.touched.lock());
@@ -473,7 +474,7 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
         // The target total is the target set as the run found it: what the scan saw, less
         // what this run created, plus what it deleted before the scan.
         let created = run.stats.created.load(Ordering::Relaxed);
-        let total = scanned.saturating_sub(created);
+        let total = (scanned + deleted_before).saturating_sub(created);
         run.stats
             .target_total
             .store(total as i64, Ordering::Relaxed);
