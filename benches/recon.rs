@@ -236,17 +236,14 @@ fn row(i: usize, variant: u32) -> Vec<String> {
 }
 
 fn write_csv(path: &Path, n: usize, skip_every: Option<usize>, change_every: Option<usize>) {
-    let file = std::fs::File::create(path).expect("create the source CSV");
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    writeln!(w, "{}", COLUMNS.join(",")).expect("write");
-    for i in 0..n {
-        if skip_every.is_some_and(|k| i % k == 0) {
-            continue;
-        }
-        let variant = u32::from(change_every.is_some_and(|k| i % k == 0));
-        writeln!(w, "{}", row(i, variant).join(",")).expect("write");
-    }
-    w.flush().expect("flush the source CSV");
+    let header: Vec<String> = COLUMNS.iter().map(|c| (*c).to_string()).collect();
+    let mut rows = (0..n)
+        .filter(|i| !skip_every.is_some_and(|k| i % k == 0))
+        .map(|i| {
+            let variant = u32::from(change_every.is_some_and(|k| i % k == 0));
+            row(i, variant)
+        });
+    recond::connectors::csv::write_csv(path, &header, &mut rows).expect("write the source CSV");
 }
 
 fn target_body(i: usize) -> Map<String, Value> {

@@ -50,6 +50,8 @@ pub struct RunState {
     done: tokio::sync::watch::Sender<bool>,
     pub next_entry: AtomicU64,
     pub next_audit: AtomicU64,
+    /// When the run record was last written while active (ms), for periodic snapshots.
+    pub last_snapshot_ms: AtomicI64,
 }
 
 impl RunState {
@@ -78,6 +80,7 @@ impl RunState {
             done: tokio::sync::watch::channel(false).0,
             next_entry: AtomicU64::new(0),
             next_audit: AtomicU64::new(0),
+            last_snapshot_ms: AtomicI64::new(0),
         }
     }
 

@@ -10,6 +10,7 @@
 //! Per-object failures are counted and recorded, never abort the run; infrastructure errors
 //! (a source that cannot be read, a store write that fails) fail the run.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
@@ -661,6 +662,21 @@ fn run_unit<'a, T>(
         ctx.touched.lock().extend(unit.touched);
     }
     run.stats.merge(&unit.tally);
+    // Every few seconds the ACTIVE record is refreshed, so a run cut off by a crash still
+    // shows how far it got.
+    let now = ids::now_millis();
+    let last = run.last_snapshot_ms.load(Ordering::Relaxed);
+    if now - last > 2000
+        && run
+            .last_snapshot_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        ctx.inner
+            .store
+            .put_run(&run.record(None))
+            .map_err(|e| format!("writing the run record: {e}"))?;
+    }
     Ok(())
 }
 
@@ -895,9 +911,9 @@ impl Ctx<'_> {
         ws: &mut WorkerScripts,
         object: &Value,
         return_all: bool,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Cow<'_, [String]>, String> {
         match &self.mapping.qualifiers {
-            Qualifiers::Static(q) => Ok(q.clone()),
+            Qualifiers::Static(q) => Ok(Cow::Borrowed(q.as_slice())),
             Qualifiers::Script(s) => {
                 let m = json!({ "name": self.mapping.name, "source": self.mapping.source, "target": self.mapping.target });
                 let ra = Value::Bool(return_all);
@@ -910,11 +926,13 @@ impl Ctx<'_> {
                         ("oldValue", &Value::Null),
                     ],
                 )? {
-                    Value::Array(items) => Ok(items
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()),
-                    Value::String(s) => Ok(vec![s]),
+                    Value::Array(items) => Ok(Cow::Owned(
+                        items
+                            .iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect(),
+                    )),
+                    Value::String(s) => Ok(Cow::Owned(vec![s])),
                     other => Err(format!(
                         "linkQualifiers script returned {other}, expected a list of strings"
                     )),
@@ -957,7 +975,7 @@ fn source_object(
     };
     // One failure marks the object's remaining qualifiers as failed too (reference §1.5).
     let mut failed = false;
-    for q in &qualifiers {
+    for q in qualifiers.iter() {
         let mut op = Op {
             source_id: Some(sid.clone()),
             ..Op::default()
@@ -1085,7 +1103,7 @@ fn target_object(
             return Ok(());
         }
     };
-    for q in &qualifiers {
+    for q in qualifiers.iter() {
         let mut op = Op {
             target_id: Some(tid.to_string()),
             ..Op::default()

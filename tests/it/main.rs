@@ -7,3 +7,4 @@ mod foundation;
 mod history;
 mod objects;
 mod recon;
+mod scheduler;
