@@ -238,7 +238,7 @@ fn row(i: usize, variant: u32) -> Vec<String> {
 fn write_csv(path: &Path, n: usize, skip_every: Option<usize>, change_every: Option<usize>) {
     let header: Vec<String> = COLUMNS.iter().map(|c| (*c).to_string()).collect();
     let mut rows = (0..n)
-        .filter(|i| !skip_every.is_some_and(|k| i % k == 0))
+        .filter(|i| skip_every.is_none_or(|k| i % k != 0))
         .map(|i| {
             let variant = u32::from(change_every.is_some_and(|k| i % k == 0));
             row(i, variant)
