@@ -238,6 +238,46 @@ pub fn apply_properties(
     Ok(())
 }
 
+/// Like [`apply_properties`] onto a copy of `target`, but copies only when a rule changes
+/// something: returns None when the mapping leaves the target as it is (the common case of
+/// a steady-state run, which then writes nothing and allocates little).
+pub fn apply_properties_changed(
+    mapping: &Mapping,
+    source: &Value,
+    target: &Value,
+    qualifier: &str,
+    scripts: &mut dyn Scripts,
+) -> Result<Option<Value>, String> {
+    let mut changed: Option<Value> = None;
+    for (i, rule) in mapping.properties.iter().enumerate() {
+        let current = changed.as_ref().unwrap_or(target);
+        if let Some(cond) = &rule.condition {
+            let scope = serde_json::json!({ "object": source, "target": current, "linkQualifier": qualifier });
+            let lq = Value::String(qualifier.to_string());
+            let sc: [(&str, &Value); 3] = [
+                ("object", source),
+                ("target", current),
+                ("linkQualifier", &lq),
+            ];
+            if !check_condition(cond, &scope, &sc, scripts)
+                .map_err(|e| format!("properties[{i}].condition: {e}"))?
+            {
+                continue;
+            }
+        }
+        let value = rule_value(rule, source, qualifier, scripts)
+            .map_err(|e| format!("properties[{i}]: {e}"))?;
+        if rule.target.get(current) == Some(&value) {
+            continue;
+        }
+        let doc = changed.get_or_insert_with(|| target.clone());
+        rule.target
+            .set(doc, value)
+            .map_err(|e| format!("properties[{i}].target: {e}"))?;
+    }
+    Ok(changed)
+}
+
 /// Builds the correlation filter of an expressionTree for one source (contract §3).
 pub fn tree_filter(
     mapping: &Mapping,

@@ -39,6 +39,33 @@ fn password_matches(secret: &Secret, password: &str) -> bool {
     }
 }
 
+/// Whether checking these credentials means verifying a password hash (slow on purpose, so
+/// the caller moves it off the async runtime).
+pub fn needs_hashing(headers: &HeaderMap, users: &[User]) -> bool {
+    let named = headers
+        .get("x-openidm-username")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            use base64::Engine;
+            let auth = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+            let (scheme, rest) = auth.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return None;
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            Some(text.split_once(':')?.0.to_string())
+        });
+    named.is_some_and(|n| {
+        users
+            .iter()
+            .any(|u| u.username == n && matches!(u.secret, Secret::Hash(_)))
+    })
+}
+
 /// The authenticated user's name, or None when the request carries no valid credentials.
 pub fn authenticate(headers: &HeaderMap, users: &[User]) -> Option<String> {
     let user_header = headers

@@ -55,6 +55,19 @@ pub enum RouteError {
 }
 
 impl Route {
+    /// Routes answered from memory or a single point read, cheap enough to run on the async
+    /// runtime without a blocking-pool hop.
+    pub fn is_cheap(&self) -> bool {
+        matches!(
+            self,
+            Route::Ping
+                | Route::ReconHealth
+                | Route::ReconRead(_)
+                | Route::ReconInstanceAction(_)
+                | Route::JobRead(_)
+        )
+    }
+
     /// The scheduler accepts resource version 2.0 as well (IDM's version there).
     pub fn is_scheduler(&self) -> bool {
         matches!(

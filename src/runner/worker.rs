@@ -1302,15 +1302,23 @@ fn act(
             if source.is_null() {
                 return Err("cannot UPDATE a target without a source".into());
             }
-            let mut t = old.clone();
-            engine::apply_properties(mapping, source, &mut t, q, ws)?;
-            if let Some(s) = &mapping.on_update {
-                run_target_script(ws, s, source, &mut t, Some(&old), situation, q)?;
-            }
+            let t = match &mapping.on_update {
+                None => engine::apply_properties_changed(mapping, source, &old, q, ws)?,
+                Some(script) => {
+                    let mut t = old.clone();
+                    engine::apply_properties(mapping, source, &mut t, q, ws)?;
+                    run_target_script(ws, script, source, &mut t, Some(&old), situation, q)?;
+                    (t != old).then_some(t)
+                }
+            };
+            let Some(t) = t else {
+                op.executed = true;
+                return Ok(());
+            };
             if t.get("_id") != old.get("_id") {
                 return Err("target '_id' has changed".into());
             }
-            if t != old {
+            {
                 let Value::Object(mut body) = t else {
                     return Err("onUpdate left a target that is not an object".into());
                 };
@@ -1319,15 +1327,15 @@ fn act(
                 let start = Instant::now();
                 match &ctx.targets {
                     Targets::Store(s) => {
-                        let current = s.get(&tid).map_err(|e| e.to_string())?;
-                        let (rev, old_body) = match &current {
-                            Some(c) => (c.rev + 1, Some(&c.body)),
-                            None => (1, None),
-                        };
-                        if old_body == Some(&body) {
-                            return Ok(());
-                        }
-                        s.stage_put(&mut unit.batch, &tid, rev, &body, old_body)
+                        // The target in hand carries its revision and old body (for the
+                        // index difference); no second read.
+                        let rev = old
+                            .get("_rev")
+                            .and_then(Value::as_str)
+                            .and_then(|r| r.parse::<u64>().ok())
+                            .unwrap_or(0)
+                            + 1;
+                        s.stage_put(&mut unit.batch, &tid, rev, &body, old.as_object())
                             .map_err(|e| e.message)?;
                     }
                     Targets::Cache(_) => {
