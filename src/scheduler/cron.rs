@@ -194,7 +194,7 @@ impl fmt::Display for TimeZone {
         let sign = if secs < 0 { '-' } else { '+' };
         let a = secs.unsigned_abs();
         write!(f, "{sign}{:02}:{:02}", a / 3600, a / 60 % 60)?;
-        if a % 60 != 0 {
+        if !a.is_multiple_of(60) {
             write!(f, ":{:02}", a % 60)?;
         }
         Ok(())

@@ -8,3 +8,4 @@ mod history;
 mod objects;
 mod recon;
 mod scheduler;
+mod scripts;
