@@ -17,3 +17,8 @@ pub mod runner;
 pub mod scheduler;
 pub mod script;
 pub mod storage;
+
+/// jemalloc instead of glibc malloc: sled churns through node versions, and with glibc a
+/// million-object load ran about 1.7 times slower (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -344,11 +344,9 @@ impl Store {
             .path(path)
             .cache_capacity(options.cache_capacity_bytes)
             .flush_every_ms(options.flush_every_ms)
-            .mode(if std::env::var("RECOND_EXP_LOWSPACE").is_ok() {
-                sled::Mode::LowSpace
-            } else {
-                sled::Mode::HighThroughput
-            })
+            // LowSpace (sled's default) measured as fast as HighThroughput for our batches
+            // and keeps the files smaller.
+            .mode(sled::Mode::LowSpace)
             .open()
             .map_err(sled_err(&context))?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_err(&context));
