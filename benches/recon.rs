@@ -443,9 +443,11 @@ fn run_scenario(name: &str, n: usize, threads: usize) -> (f64, Value) {
             }
             let (secs, s) = recon(&app, false);
             let t = &s["progress"]["target"];
+            let d = &s["durationSummary"];
             (
                 secs,
-                json!({"updated": t["updated"], "unchanged": t["unchanged"], "deleted": t["deleted"]}),
+                json!({"updated": t["updated"], "unchanged": t["unchanged"], "deleted": t["deleted"],
+                    "source_phase_ms": d["sourcePhase"]["sum"], "target_phase_ms": d["targetPhase"]["sum"]}),
             )
         }
         "correlate" | "correlate-4x" => {

@@ -175,9 +175,29 @@ struct Ctx<'a> {
     full_source: bool,
     target_was_empty: bool,
     audit_all: bool,
-    touched: Mutex<HashSet<u64>>,
+    touched: Mutex<IdSet>,
     host: Arc<dyn ScriptHost>,
 }
+
+/// The touched-target set holds FNV hashes already; hashing them again would be waste.
+#[derive(Default, Clone, Copy)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdSet = HashSet<u64, std::hash::BuildHasherDefault<PreHashed>>;
 
 fn id_hash(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -292,23 +312,9 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
     run.stats
         .time("targetQuery", started.elapsed().as_nanos() as u64);
 
-    if mapping.prefetch_links && mapping.enable_linking {
-        let started = Instant::now();
-        if let Some(qs) = mapping.static_qualifiers() {
-            let mut total = 0u64;
-            for q in qs {
-                total += inner
-                    .store
-                    .count_links(&mapping.link_type, q)
-                    .map_err(|e| e.to_string())?;
-            }
-            if total > 0 {
-                run.stats.links_total.store(total as i64, Ordering::Relaxed);
-            }
-        }
-        run.stats
-            .time("linkQuery", started.elapsed().as_nanos() as u64);
-    }
+    // Links are looked up per object in the ordered store rather than prefetched into
+    // memory, so `progress.links.total` follows the reference's rule for links that were not
+    // prefetched: "?" while running, the processed count once the run succeeds.
 
     let host: Arc<dyn ScriptHost> = Arc::new(StoreHost::new(inner.objects.clone()));
     let target_set_ref = target_set.clone();
@@ -330,7 +336,7 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
         full_source,
         target_was_empty,
         audit_all: inner.settings.audit == AuditLevel::All,
-        touched: Mutex::new(HashSet::new()),
+        touched: Mutex::new(IdSet::default()),
         host,
     };
 
