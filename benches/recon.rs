@@ -428,9 +428,37 @@ fn run_scenario(name: &str, n: usize, threads: usize) -> (f64, Value) {
         "first-load" | "first-load-assoc" => {
             write_csv(&csv, n, None, None);
             let app = b.app(&config_text(threads, false, None));
-            let (secs, s) = recon(&app, name == "first-load-assoc");
+            let assoc = name == "first-load-assoc";
+            let (secs, s) = recon(&app, assoc);
             assert_eq!(situation(&s, "ABSENT"), n as u64);
-            (secs, json!({"created": s["progress"]["target"]["created"]}))
+            let mut extra = json!({"created": s["progress"]["target"]["created"]});
+            if assoc {
+                // One page of 100 entries at the start and deep into the run, by cookie.
+                let id = s["_id"].as_str().unwrap_or_default().to_string();
+                let page = |cookie: Option<String>| {
+                    let mut q = recond::objects::QueryRequest::all();
+                    q.page_size = 100;
+                    q.cookie = cookie;
+                    let t = Instant::now();
+                    for _ in 0..20 {
+                        let r = app
+                            .state
+                            .runner
+                            .entries_query(&id, &q, None, None)
+                            .expect("a page of entries");
+                        assert_eq!(r.results.len(), 100);
+                    }
+                    t.elapsed().as_secs_f64() * 1000.0 / 20.0
+                };
+                let first = page(None);
+                let deep_key = recond::runner::entry_key(n.saturating_sub(101) as u64);
+                let deep = page(Some(recond::objects::paging::cookie_after(&deep_key)));
+                if let Some(obj) = extra.as_object_mut() {
+                    obj.insert("first_page_ms".into(), json!(round3(first)));
+                    obj.insert("deep_page_ms".into(), json!(round3(deep)));
+                }
+            }
+            (secs, extra)
         }
         "steady" | "drift" | "delete" => {
             write_csv(&csv, n, None, None);

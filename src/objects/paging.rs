@@ -105,6 +105,12 @@ fn decode_cookie(s: &str) -> Result<Cookie, ObjectError> {
     }
 }
 
+/// The cookie that resumes a keyed query right after `key` (what a page ending at `key`
+/// returns); used by tools that jump deep into a collection.
+pub fn cookie_after(key: &str) -> String {
+    encode_cookie(&Cookie::After(key.to_string()))
+}
+
 /// A keyed, ordered scan: visits (key, object) pairs in key order, starting strictly after
 /// the given key.
 pub type KeyedScan<'a> = dyn Fn(Option<&str>, &mut dyn FnMut(&str, Value) -> ControlFlow<()>) -> Result<(), ObjectError>

@@ -47,6 +47,11 @@ fn entry_json(r: &RunRecord, no: u64, e: EntryRecord) -> Value {
     })
 }
 
+/// The paging key of association entry `no` (entries page by their number in the run).
+pub fn entry_key(no: u64) -> String {
+    format!("{no:020}")
+}
+
 impl Runner {
     fn assoc_record(&self, id: &str) -> Result<RunRecord, RunError> {
         let seq = Self::seq_of(id).ok_or_else(|| not_found(id))?;
@@ -135,7 +140,7 @@ impl Runner {
                         obj.insert("target".into(), t);
                     }
                 }
-                f(&format!("{no:020}"), v)
+                f(&entry_key(no), v)
             })?;
             Ok(())
         };

@@ -27,6 +27,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
+pub use history::entry_key;
 pub use host::StoreHost;
 pub use state::{ReconKind, RunOptions, RunState};
 

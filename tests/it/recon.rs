@@ -512,3 +512,48 @@ fn sync_json_mapping_file_is_read_as_is() {
     assert_eq!(counts(&run), map(&[("FOUND", 1)]));
     assert!(s.log().contains("not supported"), "UI-only keys are logged");
 }
+
+#[test]
+fn recon_by_id_of_a_missing_source() {
+    // reconById of an id the source does not have: ALL_GONE without a link, SOURCE_MISSING
+    // with a link to an existing target, LINK_ONLY with a link to a missing target.
+    let s = Server::start(
+        &lab(
+            r#"policies = [ { situation = "SOURCE_MISSING", action = "DELETE" }, { situation = "LINK_ONLY", action = "UNLINK" } ]"#,
+        ),
+        &[],
+    );
+    put_src(&s, "a", json!({"userName": "a"}));
+    put_src(&s, "b", json!({"userName": "b"}));
+    s.run("lab", "");
+    let by_id = |id: &str| {
+        let r = s.post(
+            &format!("/openidm/recon?_action=reconById&mapping=lab&id={id}&waitForCompletion=true"),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        s.wait_run(r.body["_id"].as_str().expect("id"))
+    };
+    assert_eq!(counts(&by_id("never-existed")), map(&[("ALL_GONE", 1)]));
+    let l = links(&s, "lab");
+    let target_a = l.iter().find(|x| x.0 == "a").expect("a linked").1.clone();
+    let target_b = l.iter().find(|x| x.0 == "b").expect("b linked").1.clone();
+    assert_eq!(s.delete("/openidm/system/lab/account/a").status, 200);
+    assert_eq!(counts(&by_id("a")), map(&[("SOURCE_MISSING", 1)]));
+    assert_eq!(
+        s.get(&format!("/openidm/managed/user/{target_a}")).status,
+        404,
+        "SOURCE_MISSING → DELETE"
+    );
+    assert_eq!(s.delete("/openidm/system/lab/account/b").status, 200);
+    assert_eq!(
+        s.delete(&format!("/openidm/managed/user/{target_b}"))
+            .status,
+        200
+    );
+    assert_eq!(counts(&by_id("b")), map(&[("LINK_ONLY", 1)]));
+    assert!(
+        links(&s, "lab").is_empty(),
+        "LINK_ONLY → UNLINK removed the last link"
+    );
+}
