@@ -3,7 +3,9 @@
 //!
 //! Every scenario runs in a fresh child process (so its peak resident memory, read from
 //! /proc/self/status VmHWM, is its own) against a fresh store in a temporary folder, reading
-//! its source through the real CSV connector. The parent first measures the storage floor
+//! its source through the real CSV connector. Scenarios that need existing data (steady,
+//! drift, delete, correlate) build it in a separate process first (reported as
+//! `setup_peak_rss_bytes`), so the timed run opens an existing store like a restarted server. The parent first measures the storage floor
 //! (the same objects, index entries and links written with no reconciliation logic) and
 //! prints one JSON line per scenario on stdout, plus a readable table on stderr.
 
@@ -38,6 +40,7 @@ struct Args {
     threads: usize,
     child: bool,
     floor: Option<f64>,
+    setup_in: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -47,6 +50,7 @@ fn parse_args() -> Args {
         threads: 2,
         child: false,
         floor: None,
+        setup_in: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -56,6 +60,7 @@ fn parse_args() -> Args {
             "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.threads),
             "--child" => a.child = true,
             "--floor" => a.floor = it.next().and_then(|v| v.parse().ok()),
+            "--setup-in" => a.setup_in = it.next().map(PathBuf::from),
             _ => {} // cargo passes --bench
         }
     }
@@ -64,6 +69,16 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
+    if let Some(dir) = &args.setup_in {
+        let name = args.scenario.clone().unwrap_or_default();
+        setup(&name, dir, args.records, args.threads);
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            json!({"setup_peak_rss_bytes": peak_rss()})
+        );
+        return;
+    }
     if args.child {
         let name = args.scenario.clone().unwrap_or_default();
         let (seconds, extra) = run_scenario(&name, args.records, args.threads);
@@ -460,36 +475,29 @@ fn run_scenario(name: &str, n: usize, threads: usize) -> (f64, Value) {
             }
             (secs, extra)
         }
-        "steady" | "drift" | "delete" => {
-            write_csv(&csv, n, None, None);
-            let app = b.app(&config_text(threads, false, None));
-            recon(&app, false);
-            match name {
-                "drift" => write_csv(&csv, n, None, Some(10)),
-                "delete" => write_csv(&csv, n, Some(10), None),
-                _ => {}
-            }
+        "steady" | "drift" | "delete" | "correlate" | "correlate-4x" => {
+            let setup_peak = setup_in_child(name, &b.dir, n, threads);
+            let app = b.app(&config_text(threads, name.starts_with("correlate"), None));
             let (secs, s) = recon(&app, false);
             let t = &s["progress"]["target"];
             let d = &s["durationSummary"];
-            (
-                secs,
-                json!({"updated": t["updated"], "unchanged": t["unchanged"], "deleted": t["deleted"],
-                    "source_phase_ms": d["sourcePhase"]["sum"], "target_phase_ms": d["targetPhase"]["sum"]}),
-            )
-        }
-        "correlate" | "correlate-4x" => {
-            write_csv(&csv, n, None, None);
-            let targets = if name == "correlate-4x" { 4 * n } else { n };
-            let app = b.app(&config_text(threads, true, None));
-            write_targets(&app.store, targets, 0, false);
-            let (secs, s) = recon(&app, false);
-            assert_eq!(
-                situation(&s, "FOUND"),
-                n as u64,
-                "every source correlates: {s}"
-            );
-            (secs, json!({"targets": targets}))
+            let mut extra = json!({"setup_peak_rss_bytes": setup_peak,
+                "source_phase_ms": d["sourcePhase"]["sum"], "target_phase_ms": d["targetPhase"]["sum"]});
+            if let Some(obj) = extra.as_object_mut() {
+                if name.starts_with("correlate") {
+                    assert_eq!(
+                        situation(&s, "FOUND"),
+                        n as u64,
+                        "every source correlates: {s}"
+                    );
+                    obj.insert("targets".into(), json!(correlate_targets(name, n)));
+                } else {
+                    obj.insert("updated".into(), t["updated"].clone());
+                    obj.insert("unchanged".into(), t["unchanged"].clone());
+                    obj.insert("deleted".into(), t["deleted"].clone());
+                }
+            }
+            (secs, extra)
         }
         "transform" | "transform-twin" => {
             write_csv(&csv, n, None, None);
@@ -503,6 +511,62 @@ fn run_scenario(name: &str, n: usize, threads: usize) -> (f64, Value) {
         "http" => http_scenario(&b, n, threads),
         other => panic!("unknown scenario {other}"),
     }
+}
+
+fn correlate_targets(name: &str, n: usize) -> usize {
+    if name == "correlate-4x" {
+        4 * n
+    } else {
+        n
+    }
+}
+
+/// Builds the data a scenario starts from in `dir`, in its own process (see
+/// [`setup_in_child`]).
+fn setup(name: &str, dir: &Path, n: usize, threads: usize) {
+    let csv = dir.join("hr.csv");
+    write_csv(&csv, n, None, None);
+    let correlate = name.starts_with("correlate");
+    let path = dir.join("recon.toml");
+    std::fs::write(&path, config_text(threads, correlate, None)).expect("write the config");
+    let config = Config::load(&path, None, None).expect("a valid bench config");
+    let app = App::build(config).expect("the bench app starts");
+    if correlate {
+        write_targets(&app.store, correlate_targets(name, n), 0, false);
+    } else {
+        recon(&app, false);
+    }
+    match name {
+        "drift" => write_csv(&csv, n, None, Some(10)),
+        "delete" => write_csv(&csv, n, Some(10), None),
+        _ => {}
+    }
+    app.store.flush().expect("flush the setup");
+}
+
+/// Runs [`setup`] in a separate process, so that the timed run starts like a server
+/// restarted over an existing store and its peak memory is its own. Returns the setup's
+/// peak resident size.
+fn setup_in_child(name: &str, dir: &Path, n: usize, threads: usize) -> u64 {
+    let exe = std::env::current_exe().expect("the benchmark knows its own path");
+    let out = Command::new(exe)
+        .args(["--scenario", name, "--records", &n.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .arg("--setup-in")
+        .arg(dir)
+        .output()
+        .expect("run the setup");
+    assert!(
+        out.status.success(),
+        "setup of {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .and_then(|v| v["setup_peak_rss_bytes"].as_u64())
+        .unwrap_or(0)
 }
 
 // ---- the http scenario ---------------------------------------------------------------------

@@ -97,19 +97,32 @@ pub async fn handle(state: AppState, req: Request<hyper::body::Incoming>) -> Res
     res
 }
 
+/// The authenticated user, checked once per request. Verifying an argon2 hash takes tens of
+/// milliseconds on purpose, so that case runs on a blocking thread, never on the runtime.
+async fn authenticate(
+    state: &AppState,
+    headers: &hyper::HeaderMap,
+) -> Result<Option<String>, ApiError> {
+    if !auth::needs_hashing(headers, &state.config.users) {
+        return Ok(auth::authenticate(headers, &state.config.users));
+    }
+    let (headers, config) = (headers.clone(), state.config.clone());
+    tokio::task::spawn_blocking(move || auth::authenticate(&headers, &config.users))
+        .await
+        .map_err(|e| ApiError::internal(format!("credential check failed: {e}")))
+}
+
 async fn respond(
     state: AppState,
     req: Request<hyper::body::Incoming>,
     params: Result<Params, ApiError>,
 ) -> Result<Response<Body>, ApiError> {
     let route = routes::route(req.method(), req.uri().path());
-    if !matches!(route, Ok(Route::Ping))
-        && auth::authenticate(req.headers(), &state.config.users).is_none()
-    {
-        return Err(ApiError::unauthorized());
-    }
-    let user = auth::authenticate(req.headers(), &state.config.users)
-        .unwrap_or_else(|| "anonymous".into());
+    let user = match authenticate(&state, req.headers()).await? {
+        Some(u) => u,
+        None if matches!(route, Ok(Route::Ping)) => "anonymous".into(),
+        None => return Err(ApiError::unauthorized()),
+    };
     check_api_version(&req, route.as_ref().ok())?;
     let route = route.map_err(|e| match e {
         RouteError::NotFound => {
@@ -145,10 +158,15 @@ async fn respond(
         body,
         user,
     };
-    let st = state.clone();
-    let reply = tokio::task::spawn_blocking(move || handlers::dispatch(&st, ctx))
-        .await
-        .map_err(|e| ApiError::internal(format!("request handler failed: {e}")))??;
+    let reply = match handlers::dispatch_inline(&state, &ctx) {
+        Some(r) => r,
+        None => {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || handlers::dispatch(&st, ctx))
+                .await
+                .map_err(|e| ApiError::internal(format!("request handler failed: {e}")))??
+        }
+    };
     let (status, value) = match reply {
         handlers::Reply::Json(status, v) => (status, v),
         handlers::Reply::Wait(run) => {

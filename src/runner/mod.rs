@@ -330,6 +330,12 @@ impl Runner {
     }
 
     /// `GET /openidm/recon/{id}`.
+    /// The summary of a run that is still in memory (running or just ended), without touching
+    /// the store: cheap enough to answer on the async runtime.
+    pub fn live_summary(&self, id: &str) -> Option<Value> {
+        self.live(id).map(|run| run.summary())
+    }
+
     pub fn summary(&self, id: &str) -> Result<Value, RunError> {
         if let Some(run) = self.live(id) {
             return Ok(run.summary());
