@@ -18,7 +18,8 @@ use crate::http::AppState;
 use crate::objects::ObjectSets;
 use crate::runner::{ReconKind, Runner, RunnerSettings, StartRequest};
 use crate::scheduler::{
-    self, LaunchOutcome, Launcher, RawSchedule, ScheduleSpec, ScheduleState, Scheduler, Trigger,
+    self, LastFiring, LaunchOutcome, Launcher, RawSchedule, ScheduleSpec, ScheduleState, Scheduler,
+    Trigger,
 };
 use crate::storage::{Store, StoreOptions};
 
@@ -178,22 +179,53 @@ struct StoredScheduleState {
     store: Store,
 }
 
+/// The stored form of a [`LastFiring`]: (at, run id, status), under `schedule-last:{name}`.
+/// Stores written before that key existed only have the time, under `schedule:{name}`.
+type StoredFiring = (i64, Option<String>, String);
+
 impl ScheduleState for StoredScheduleState {
-    fn last_fire(&self, name: &str) -> Option<i64> {
-        self.store
+    fn last_firing(&self, name: &str) -> Option<LastFiring> {
+        let read = |r: Result<Option<StoredFiring>, _>| match r {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(schedule = name, error = %e, "unreadable schedule state");
+                None
+            }
+        };
+        if let Some((at, run_id, status)) =
+            read(self.store.get_meta(&format!("schedule-last:{name}")))
+        {
+            return Some(LastFiring { at, run_id, status });
+        }
+        let at = self
+            .store
             .get_meta::<i64>(&format!("schedule:{name}"))
             .ok()
-            .flatten()
+            .flatten()?;
+        let run_id = self
+            .store
+            .get_meta::<String>(&format!("schedule-run:{name}"))
+            .ok()
+            .flatten();
+        let status = if run_id.is_some() {
+            "STARTED"
+        } else {
+            "FAILED"
+        };
+        Some(LastFiring {
+            at,
+            run_id,
+            status: status.into(),
+        })
     }
 
-    fn record_fire(&self, name: &str, at: i64, run_id: Option<&str>) {
-        if let Err(e) = self.store.put_meta(&format!("schedule:{name}"), &at) {
+    fn record_firing(&self, name: &str, firing: &LastFiring) {
+        let value: StoredFiring = (firing.at, firing.run_id.clone(), firing.status.clone());
+        if let Err(e) = self
+            .store
+            .put_meta(&format!("schedule-last:{name}"), &value)
+        {
             tracing::error!(schedule = name, error = %e, "could not record a schedule firing");
-        }
-        if let Some(id) = run_id {
-            let _ = self
-                .store
-                .put_meta(&format!("schedule-run:{name}"), &id.to_string());
         }
     }
 }

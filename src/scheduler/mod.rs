@@ -151,16 +151,30 @@ pub trait Launcher: Send + Sync {
     fn launch(&self, spec: &ScheduleSpec, trigger: Trigger) -> LaunchOutcome;
 }
 
-/// Persistent per-schedule memory of the last firing, for misfire detection across restarts.
+/// What is remembered of a schedule's last firing: when, the run it started (if any) and its
+/// outcome (`STARTED`, `SKIPPED_BUSY`, `FAILED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastFiring {
+    pub at: i64,
+    pub run_id: Option<String>,
+    pub status: String,
+}
+
+/// Persistent per-schedule memory of the last firing, for misfire detection and for the
+/// `lastRun*` fields across restarts.
 pub trait ScheduleState: Send + Sync {
-    fn last_fire(&self, name: &str) -> Option<i64>;
-    fn record_fire(&self, name: &str, at: i64, run_id: Option<&str>);
+    fn last_firing(&self, name: &str) -> Option<LastFiring>;
+    fn record_firing(&self, name: &str, firing: &LastFiring);
+
+    fn last_fire(&self, name: &str) -> Option<i64> {
+        self.last_firing(name).map(|f| f.at)
+    }
 }
 
 /// In-memory [`ScheduleState`] for tests; share one `Arc` across "restarts".
 #[derive(Debug, Default)]
 pub struct MemoryScheduleState {
-    fires: Mutex<HashMap<String, (i64, Option<String>)>>,
+    fires: Mutex<HashMap<String, LastFiring>>,
 }
 
 impl MemoryScheduleState {
@@ -168,24 +182,36 @@ impl MemoryScheduleState {
         MemoryScheduleState::default()
     }
 
+    /// Records a firing that started `run_id` (or nothing), as a test's fixture.
+    pub fn record_fire(&self, name: &str, at: i64, run_id: Option<&str>) {
+        self.record_firing(
+            name,
+            &LastFiring {
+                at,
+                run_id: run_id.map(str::to_string),
+                status: if run_id.is_some() {
+                    "STARTED"
+                } else {
+                    "FAILED"
+                }
+                .into(),
+            },
+        );
+    }
+
     /// The id of the last run recorded for `name`.
     pub fn last_run_id(&self, name: &str) -> Option<String> {
-        self.fires.lock().get(name).and_then(|(_, id)| id.clone())
+        self.fires.lock().get(name).and_then(|f| f.run_id.clone())
     }
 }
 
 impl ScheduleState for MemoryScheduleState {
-    fn last_fire(&self, name: &str) -> Option<i64> {
-        self.fires.lock().get(name).map(|(at, _)| *at)
+    fn last_firing(&self, name: &str) -> Option<LastFiring> {
+        self.fires.lock().get(name).cloned()
     }
 
-    fn record_fire(&self, name: &str, at: i64, run_id: Option<&str>) {
-        let mut fires = self.fires.lock();
-        let entry = fires.entry(name.to_string()).or_insert((at, None));
-        entry.0 = at;
-        if let Some(id) = run_id {
-            entry.1 = Some(id.to_string());
-        }
+    fn record_firing(&self, name: &str, firing: &LastFiring) {
+        self.fires.lock().insert(name.to_string(), firing.clone());
     }
 }
 
@@ -196,7 +222,7 @@ struct JobState {
     next_fire: Option<i64>,
     last_date: Option<i64>,
     last_id: Option<String>,
-    last_status: Option<&'static str>,
+    last_status: Option<String>,
 }
 
 /// Fires schedules through a [`Launcher`]; see the module docs for the invariants.
@@ -219,10 +245,14 @@ impl Scheduler {
         let now = clock.now();
         let jobs = specs
             .iter()
-            .map(|s| JobState {
-                next_fire: s.enabled.then(|| s.cron.next_after(now, &s.tz)).flatten(),
-                last_date: state.last_fire(&s.name),
-                ..JobState::default()
+            .map(|s| {
+                let last = state.last_firing(&s.name);
+                JobState {
+                    next_fire: s.enabled.then(|| s.cron.next_after(now, &s.tz)).flatten(),
+                    last_date: last.as_ref().map(|f| f.at),
+                    last_id: last.as_ref().and_then(|f| f.run_id.clone()),
+                    last_status: last.map(|f| f.status),
+                }
             })
             .collect();
         Scheduler {
@@ -354,13 +384,18 @@ impl Scheduler {
             }
         };
         // A manual trigger that did not start anything is not a firing of the schedule.
+        let firing = LastFiring {
+            at: now,
+            run_id: run_id.map(str::to_string),
+            status: status.to_string(),
+        };
         if trigger != Trigger::Manual || run_id.is_some() {
-            self.state.record_fire(&spec.name, now, run_id);
+            self.state.record_firing(&spec.name, &firing);
         }
         if let Some(job) = self.jobs.lock().get_mut(i) {
             job.last_date = Some(now);
-            job.last_id = run_id.map(str::to_string);
-            job.last_status = Some(status);
+            job.last_id = firing.run_id;
+            job.last_status = Some(firing.status);
         }
         outcome
     }
@@ -817,10 +852,10 @@ mod tests {
         assert_eq!(first.sched.tick().len(), 1);
         // Down from 10:00:00 until 13:20; 11:00, 12:00 and 13:00 were missed.
         let second = restart(&first, specs(), ts(2024, 3, 10, 13, 20, 0));
-        assert_eq!(
-            second.sched.job("hr").unwrap()["lastRunDate"],
-            "2024-03-10T10:00:00.000Z"
-        );
+        let job = second.sched.job("hr").unwrap();
+        assert_eq!(job["lastRunDate"], "2024-03-10T10:00:00.000Z");
+        assert_eq!(job["lastRunId"], "run-1");
+        assert_eq!(job["lastRunStatus"], "STARTED");
         second.sched.startup();
         assert_eq!(
             second.launcher.calls(),

@@ -1,5 +1,6 @@
 //! Scheduled reconciliation through the real server: job listing, manual trigger, busy
-//! mappings, a schedule that runs a real reconciliation, IDM schedule files, bad schedules.
+//! mappings, a schedule that runs a real reconciliation, IDM schedule files, bad schedules,
+//! the last firing across a restart.
 
 use serde_json::json;
 
@@ -53,6 +54,13 @@ fn jobs_are_listed_and_triggered() {
             .status,
         404
     );
+    // The last firing is remembered across a restart.
+    let mut s = s;
+    assert_eq!(s.restart(), Some(0));
+    let after = s.get("/openidm/scheduler/job/hr-sched").body;
+    assert_eq!(after["lastRunId"], json!(rid), "{after}");
+    assert_eq!(after["lastRunStatus"], "STARTED");
+    assert_eq!(after["lastRunDate"], job["lastRunDate"]);
 }
 
 #[test]
