@@ -27,7 +27,15 @@ pub struct Call {
 pub enum Reply {
     Json(u16, Value),
     /// waitForCompletion: answer once the run has ended.
-    Wait(Arc<RunState>),
+    Wait(Arc<RunState>, WaitAnswer),
+}
+
+/// The body that answers a run waited for.
+pub enum WaitAnswer {
+    /// `POST /openidm/recon?...&waitForCompletion=true`: `{_id, state}`.
+    Recon,
+    /// The deprecated `POST /openidm/sync?_action=recon`: `{reconId, _id, comment1, comment2}`.
+    Sync,
 }
 
 fn ok(v: Value) -> Result<Reply, ApiError> {
@@ -114,6 +122,7 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
             ok(json!({ "reconciliations": runner.list()? }))
         }
         Route::ReconAction => start_run(state, &params, &body, user),
+        Route::SyncAction => sync_action(state, &params, &body, user),
         Route::ReconRead(id) => ok(fields(&params, runner.summary(&id)?)),
         Route::ReconInstanceAction(id) => match params.get("_action") {
             Some("cancel") => ok(runner.cancel(&id)?),
@@ -270,6 +279,55 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
     }
 }
 
+/// Actions of IDM's synchronization service that recond does not offer: it reconciles whole
+/// mappings or single ids through `/openidm/recon` and has no implicit sync.
+const SYNC_NOT_OFFERED: &[&str] = &[
+    "performAction",
+    "notifyCreate",
+    "notifyUpdate",
+    "notifyDelete",
+    "getLinkedResources",
+];
+
+/// `POST /openidm/sync?_action=recon&mapping=M`: IDM's older, deprecated way to start a
+/// reconciliation, kept for scripts written against it. Like IDM it runs the mapping to the
+/// end before answering.
+fn sync_action(
+    state: &AppState,
+    params: &Params,
+    body: &Bytes,
+    user: String,
+) -> Result<Reply, ApiError> {
+    match params.get("_action") {
+        Some("recon") => {
+            let mapping = params
+                .get("mapping")
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| ApiError::bad_request("/mapping: Expecting a value"))?;
+            let run = state.runner.start(StartRequest {
+                mapping: mapping.to_string(),
+                kind: ReconKind::Full,
+                body: json_body(body)?,
+                analyze: params.flag("analyze", false)?,
+                persist_associations: params.flag("persistAssociations", false)?,
+                user,
+                schedule: None,
+            })?;
+            Ok(Reply::Wait(run, WaitAnswer::Sync))
+        }
+        Some(a) if SYNC_NOT_OFFERED.contains(&a) => Err(ApiError::new(
+            501,
+            format!("The sync action {a} is not supported: reconcile with POST /openidm/recon?_action=recon or reconById"),
+        )),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Action {other} is not supported."
+        ))),
+        None => Err(ApiError::bad_request(
+            "Action parameter is not present or value is null",
+        )),
+    }
+}
+
 fn start_run(
     state: &AppState,
     params: &Params,
@@ -311,7 +369,7 @@ fn start_run(
     };
     let run = state.runner.start(req)?;
     if wait {
-        return Ok(Reply::Wait(run));
+        return Ok(Reply::Wait(run, WaitAnswer::Recon));
     }
     ok(json!({ "_id": run.id, "state": run.stage().state() }))
 }

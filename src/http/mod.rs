@@ -17,6 +17,7 @@
 //! | `GET /openidm/repo/link[/{id}]`, `DELETE /openidm/repo/link/{id}` | link table |
 //! | `GET /openidm/audit/recon[/{id}]` | recon audit events |
 //! | `GET /openidm/scheduler/job[/{name}]`, `POST ...?_action=trigger` | schedules |
+//! | `POST /openidm/sync?_action=recon` (deprecated in IDM) | start a run, answer when it ends |
 
 pub mod auth;
 pub mod error;
@@ -169,16 +170,24 @@ async fn respond(
     };
     let (status, value) = match reply {
         handlers::Reply::Json(status, v) => (status, v),
-        handlers::Reply::Wait(run) => {
+        handlers::Reply::Wait(run, answer) => {
             state.runner.wait(&run).await;
             if run.thrown() {
                 let m = run.message().unwrap_or_default();
                 return Err(ApiError::conflict(format!("Synchronization failed: {m}")));
             }
-            (
-                200,
-                serde_json::json!({ "_id": run.id, "state": run.stage().state() }),
-            )
+            let body = match answer {
+                handlers::WaitAnswer::Recon => {
+                    serde_json::json!({ "_id": run.id, "state": run.stage().state() })
+                }
+                handlers::WaitAnswer::Sync => serde_json::json!({
+                    "reconId": run.id,
+                    "_id": run.id,
+                    "comment1": "Deprecated: start reconciliations with POST /openidm/recon?_action=recon.",
+                    "comment2": "Deprecated: reconId will go, read _id instead.",
+                }),
+            };
+            (200, body)
         }
     };
     Ok(json_response(status, &value, pretty))

@@ -40,6 +40,8 @@ pub enum Route {
     JobQuery,
     JobRead(String),
     JobAction(String),
+    /// `POST /openidm/sync?_action=...` (IDM's synchronization service).
+    SyncAction,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,19 +57,6 @@ pub enum RouteError {
 }
 
 impl Route {
-    /// Routes answered from memory or a single point read, cheap enough to run on the async
-    /// runtime without a blocking-pool hop.
-    pub fn is_cheap(&self) -> bool {
-        matches!(
-            self,
-            Route::Ping
-                | Route::ReconHealth
-                | Route::ReconRead(_)
-                | Route::ReconInstanceAction(_)
-                | Route::JobRead(_)
-        )
-    }
-
     /// The scheduler accepts resource version 2.0 as well (IDM's version there).
     pub fn is_scheduler(&self) -> bool {
         matches!(
@@ -201,6 +190,17 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
         ["scheduler", "job", name] if get => Route::JobRead(name.to_string()),
         ["scheduler", "job", name] if post => Route::JobAction(name.to_string()),
         ["scheduler", "job", _] => return Err(RouteError::MethodNotAllowed { allow: "GET, POST" }),
+
+        ["sync"] if post => Route::SyncAction,
+        ["sync"]
+            if matches!(
+                *m,
+                Method::PUT | Method::PATCH | Method::DELETE | Method::GET
+            ) =>
+        {
+            return Err(RouteError::NotSupported(crest_verb(m, false)))
+        }
+        ["sync"] => return Err(RouteError::MethodNotAllowed { allow: "POST" }),
         _ => return Err(RouteError::NotFound),
     };
     Ok(r)
@@ -228,6 +228,11 @@ mod tests {
 
     #[test]
     fn recon_routes() {
+        assert_eq!(route(&Method::POST, "/openidm/sync"), Ok(Route::SyncAction));
+        assert_eq!(
+            route(&Method::GET, "/openidm/sync"),
+            Err(RouteError::NotSupported("read"))
+        );
         assert_eq!(route(&Method::GET, "/openidm/recon"), Ok(Route::ReconList));
         assert_eq!(route(&Method::GET, "/openidm/recon/"), Ok(Route::ReconList));
         assert_eq!(

@@ -1,6 +1,7 @@
 //! Reconciliation: situations in both phases, actions and their effect on targets and links,
 //! policies with conditions, link qualifiers, body overrides, the empty-source guard,
-//! case-insensitive ids, correlation, reconById, cancel, per-object failures.
+//! case-insensitive ids, correlation, reconById, cancel, per-object failures, the deprecated
+//! `/openidm/sync?_action=recon`.
 
 use serde_json::{json, Value};
 
@@ -556,4 +557,31 @@ fn recon_by_id_of_a_missing_source() {
         links(&s, "lab").is_empty(),
         "LINK_ONLY → UNLINK removed the last link"
     );
+}
+
+#[test]
+fn deprecated_sync_recon_runs_to_the_end() {
+    let s = Server::start(HR, &[("data/hr.csv", &format!("{HEADER}{}", people(4, 1)))]);
+    let r = s.post("/openidm/sync?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.body["_id"].as_str().expect("a run id").to_string();
+    assert_eq!(r.body["reconId"], json!(id));
+    assert!(r.body["comment1"].is_string() && r.body["comment2"].is_string());
+    // Answered once the run has ended.
+    let run = s.get(&format!("/openidm/recon/{id}")).body;
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(counts(&run)["ABSENT"], 4);
+
+    let r = s.post("/openidm/sync?_action=recon", None);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.post("/openidm/sync?_action=recon&mapping=nope", None);
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = s.post(
+        "/openidm/sync?_action=performAction&mapping=hr&sourceId=u1&action=LINK",
+        None,
+    );
+    assert_eq!(r.status, 501, "{}", r.body);
+    assert_eq!(s.post("/openidm/sync?_action=bogus", None).status, 400);
+    assert_eq!(s.post("/openidm/sync", None).status, 400);
+    assert_eq!(s.get("/openidm/sync").status, 501);
 }
