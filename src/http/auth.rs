@@ -39,73 +39,77 @@ fn password_matches(secret: &Secret, password: &str) -> bool {
     }
 }
 
-/// Whether checking these credentials means verifying a password hash (slow on purpose, so
-/// the caller moves it off the async runtime).
-pub fn needs_hashing(headers: &HeaderMap, users: &[User]) -> bool {
-    let named = headers
-        .get("x-openidm-username")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| {
+/// The credentials a request carries, parsed once: `X-OpenIDM-Username` and
+/// `X-OpenIDM-Password` when both are present, else the `Authorization` header.
+pub enum Credentials {
+    /// The OpenIDM headers or HTTP Basic.
+    Password { user: String, password: String },
+    /// A static bearer token.
+    Bearer(String),
+}
+
+impl Credentials {
+    pub fn from_headers(headers: &HeaderMap) -> Option<Credentials> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let (Some(user), Some(password)) =
+            (header("x-openidm-username"), header("x-openidm-password"))
+        {
+            return Some(Credentials::Password {
+                user: user.to_string(),
+                password: password.to_string(),
+            });
+        }
+        let auth = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+        let (scheme, rest) = auth.split_once(' ')?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
             use base64::Engine;
-            let auth = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
-            let (scheme, rest) = auth.split_once(' ')?;
-            if !scheme.eq_ignore_ascii_case("basic") {
-                return None;
-            }
             let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
+                .decode(rest)
                 .ok()?;
             let text = String::from_utf8(decoded).ok()?;
-            Some(text.split_once(':')?.0.to_string())
-        });
-    named.is_some_and(|n| {
-        users
-            .iter()
-            .any(|u| u.username == n && matches!(u.secret, Secret::Hash(_)))
-    })
+            let (user, password) = text.split_once(':')?;
+            return Some(Credentials::Password {
+                user: user.to_string(),
+                password: password.to_string(),
+            });
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Some(Credentials::Bearer(rest.to_string()));
+        }
+        None
+    }
+
+    /// Whether checking these credentials means verifying a password hash (slow on purpose,
+    /// so the caller moves it off the async runtime).
+    pub fn needs_hashing(&self, users: &[User]) -> bool {
+        match self {
+            Credentials::Password { user, .. } => users
+                .iter()
+                .any(|u| u.username == *user && matches!(u.secret, Secret::Hash(_))),
+            Credentials::Bearer(_) => false,
+        }
+    }
+
+    /// The name of the user these credentials prove, if any.
+    pub fn verify(&self, users: &[User]) -> Option<String> {
+        let found = match self {
+            Credentials::Password { user, password } => users
+                .iter()
+                .find(|x| x.username == *user && password_matches(&x.secret, password)),
+            Credentials::Bearer(token) => users.iter().find(|x| {
+                x.tokens
+                    .iter()
+                    .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            }),
+        };
+        found.map(|x| x.username.clone())
+    }
 }
 
 /// The authenticated user's name, or None when the request carries no valid credentials.
 pub fn authenticate(headers: &HeaderMap, users: &[User]) -> Option<String> {
-    let user_header = headers
-        .get("x-openidm-username")
-        .and_then(|v| v.to_str().ok());
-    let pass_header = headers
-        .get("x-openidm-password")
-        .and_then(|v| v.to_str().ok());
-    if let (Some(u), Some(p)) = (user_header, pass_header) {
-        return users
-            .iter()
-            .find(|x| x.username == u && password_matches(&x.secret, p))
-            .map(|x| x.username.clone());
-    }
-    let auth = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, rest) = auth.split_once(' ')?;
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("basic") {
-        use base64::Engine;
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()?;
-        let text = String::from_utf8(decoded).ok()?;
-        let (u, p) = text.split_once(':')?;
-        return users
-            .iter()
-            .find(|x| x.username == u && password_matches(&x.secret, p))
-            .map(|x| x.username.clone());
-    }
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return users
-            .iter()
-            .find(|x| {
-                x.tokens
-                    .iter()
-                    .any(|t| constant_time_eq(t.as_bytes(), rest.as_bytes()))
-            })
-            .map(|x| x.username.clone());
-    }
-    None
+    Credentials::from_headers(headers)?.verify(users)
 }
 
 #[cfg(test)]
@@ -211,5 +215,23 @@ mod tests {
         assert!(check_phc("$argon2id$v=19$m=19456,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ").is_ok());
         assert!(check_phc("plain").is_err());
         assert!(check_phc("$pbkdf2-sha256$i=1000$c2FsdA$aGFzaA").is_err());
+    }
+
+    #[test]
+    fn only_hashed_passwords_need_hashing() {
+        let u = users();
+        let creds = |pairs: &[(&'static str, &str)]| {
+            Credentials::from_headers(&h(pairs)).expect("credentials")
+        };
+        // "hashed:s3cret" and "admin:pw" in Basic form.
+        assert!(creds(&[("authorization", "Basic aGFzaGVkOnMzY3JldA==")]).needs_hashing(&u));
+        assert!(creds(&[
+            ("x-openidm-username", "hashed"),
+            ("x-openidm-password", "s3cret")
+        ])
+        .needs_hashing(&u));
+        assert!(!creds(&[("authorization", "Basic YWRtaW46cHc=")]).needs_hashing(&u));
+        assert!(!creds(&[("authorization", "Bearer tok-123456")]).needs_hashing(&u));
+        assert!(Credentials::from_headers(&h(&[("x-openidm-username", "hashed")])).is_none());
     }
 }

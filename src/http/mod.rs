@@ -104,11 +104,14 @@ async fn authenticate(
     state: &AppState,
     headers: &hyper::HeaderMap,
 ) -> Result<Option<String>, ApiError> {
-    if !auth::needs_hashing(headers, &state.config.users) {
-        return Ok(auth::authenticate(headers, &state.config.users));
+    let Some(credentials) = auth::Credentials::from_headers(headers) else {
+        return Ok(None);
+    };
+    if !credentials.needs_hashing(&state.config.users) {
+        return Ok(credentials.verify(&state.config.users));
     }
-    let (headers, config) = (headers.clone(), state.config.clone());
-    tokio::task::spawn_blocking(move || auth::authenticate(&headers, &config.users))
+    let config = state.config.clone();
+    tokio::task::spawn_blocking(move || credentials.verify(&config.users))
         .await
         .map_err(|e| ApiError::internal(format!("credential check failed: {e}")))
 }
