@@ -300,20 +300,8 @@ fn sync_action(
 ) -> Result<Reply, ApiError> {
     match params.get("_action") {
         Some("recon") => {
-            let mapping = params
-                .get("mapping")
-                .filter(|m| !m.is_empty())
-                .ok_or_else(|| ApiError::bad_request("/mapping: Expecting a value"))?;
-            let run = state.runner.start(StartRequest {
-                mapping: mapping.to_string(),
-                kind: ReconKind::Full,
-                body: json_body(body)?,
-                analyze: params.flag("analyze", false)?,
-                persist_associations: params.flag("persistAssociations", false)?,
-                user,
-                schedule: None,
-            })?;
-            Ok(Reply::Wait(run, WaitAnswer::Sync))
+            let req = start_request(params, body, user, ReconKind::Full)?;
+            Ok(Reply::Wait(state.runner.start(req)?, WaitAnswer::Sync))
         }
         Some(a) if SYNC_NOT_OFFERED.contains(&a) => Err(ApiError::new(
             501,
@@ -326,6 +314,29 @@ fn sync_action(
             "Action parameter is not present or value is null",
         )),
     }
+}
+
+/// A run of `kind` for the `mapping` parameter, with the run options IDM takes as
+/// parameters (`analyze`, `persistAssociations`) and the body's overrides.
+fn start_request(
+    params: &Params,
+    body: &Bytes,
+    user: String,
+    kind: ReconKind,
+) -> Result<StartRequest, ApiError> {
+    let mapping = params
+        .get("mapping")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::bad_request("/mapping: Expecting a value"))?;
+    Ok(StartRequest {
+        mapping: mapping.to_string(),
+        kind,
+        body: json_body(body)?,
+        analyze: params.flag("analyze", false)?,
+        persist_associations: params.flag("persistAssociations", false)?,
+        user,
+        schedule: None,
+    })
 }
 
 fn start_run(
@@ -353,20 +364,8 @@ fn start_run(
             )));
         }
     };
-    let mapping = params
-        .get("mapping")
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| ApiError::bad_request("/mapping: Expecting a value"))?;
+    let req = start_request(params, body, user, kind)?;
     let wait = params.flag("waitForCompletion", false)?;
-    let req = StartRequest {
-        mapping: mapping.to_string(),
-        kind,
-        body: json_body(body)?,
-        analyze: params.flag("analyze", false)?,
-        persist_associations: params.flag("persistAssociations", false)?,
-        user,
-        schedule: None,
-    };
     let run = state.runner.start(req)?;
     if wait {
         return Ok(Reply::Wait(run, WaitAnswer::Recon));

@@ -329,16 +329,16 @@ impl Runner {
         Ok(self.inner.store.get_run(seq)?.filter(|r| r.id == id))
     }
 
-    /// `GET /openidm/recon/{id}`.
     /// The summary of a run that is still in memory (running or just ended), without touching
     /// the store: cheap enough to answer on the async runtime.
     pub fn live_summary(&self, id: &str) -> Option<Value> {
         self.live(id).map(|run| run.summary())
     }
 
+    /// `GET /openidm/recon/{id}`.
     pub fn summary(&self, id: &str) -> Result<Value, RunError> {
-        if let Some(run) = self.live(id) {
-            return Ok(run.summary());
+        if let Some(summary) = self.live_summary(id) {
+            return Ok(summary);
         }
         let rec = self.stored(id)?.ok_or_else(|| not_found(id))?;
         serde_json::from_str(&rec.summary)
