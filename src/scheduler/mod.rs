@@ -215,14 +215,12 @@ impl ScheduleState for MemoryScheduleState {
     }
 }
 
-/// Live state of one schedule. `last_*` describe the last firing attempt (scheduled, misfire
+/// Live state of one schedule. `last` describes the last firing attempt (scheduled, misfire
 /// or manual), whatever its outcome.
 #[derive(Debug, Default)]
 struct JobState {
     next_fire: Option<i64>,
-    last_date: Option<i64>,
-    last_id: Option<String>,
-    last_status: Option<String>,
+    last: Option<LastFiring>,
 }
 
 /// Fires schedules through a [`Launcher`]; see the module docs for the invariants.
@@ -245,14 +243,9 @@ impl Scheduler {
         let now = clock.now();
         let jobs = specs
             .iter()
-            .map(|s| {
-                let last = state.last_firing(&s.name);
-                JobState {
-                    next_fire: s.enabled.then(|| s.cron.next_after(now, &s.tz)).flatten(),
-                    last_date: last.as_ref().map(|f| f.at),
-                    last_id: last.as_ref().and_then(|f| f.run_id.clone()),
-                    last_status: last.map(|f| f.status),
-                }
+            .map(|s| JobState {
+                next_fire: s.enabled.then(|| s.cron.next_after(now, &s.tz)).flatten(),
+                last: state.last_firing(&s.name),
             })
             .collect();
         Scheduler {
@@ -393,9 +386,7 @@ impl Scheduler {
             self.state.record_firing(&spec.name, &firing);
         }
         if let Some(job) = self.jobs.lock().get_mut(i) {
-            job.last_date = Some(now);
-            job.last_id = firing.run_id;
-            job.last_status = Some(firing.status);
+            job.last = Some(firing);
         }
         outcome
     }
@@ -463,9 +454,9 @@ fn job_json(spec: &ScheduleSpec, job: &JobState) -> Value {
         "invokeService": "sync",
         "invokeContext": ctx,
         "nextRunDate": date(job.next_fire.filter(|_| spec.enabled)),
-        "lastRunDate": date(job.last_date),
-        "lastRunId": job.last_id,
-        "lastRunStatus": job.last_status,
+        "lastRunDate": date(job.last.as_ref().map(|f| f.at)),
+        "lastRunId": job.last.as_ref().map(|f| &f.run_id),
+        "lastRunStatus": job.last.as_ref().map(|f| &f.status),
         "concurrentExecution": false,
     })
 }
