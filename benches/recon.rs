@@ -5,9 +5,10 @@
 //! /proc/self/status VmHWM, is its own) against a fresh store in a temporary folder, reading
 //! its source through the real CSV connector. Scenarios that need existing data (steady,
 //! drift, delete, correlate) build it in a separate process first (reported as
-//! `setup_peak_rss_bytes`), so the timed run opens an existing store like a restarted server. The parent first measures the storage floor
-//! (the same objects, index entries and links written with no reconciliation logic) and
-//! prints one JSON line per scenario on stdout, plus a readable table on stderr.
+//! `setup_peak_rss_bytes`), so the timed run opens an existing store like a restarted server.
+//! The parent first measures the storage floor (the same objects, index entries and links
+//! written with no reconciliation logic) and prints one JSON line per scenario on stdout, plus
+//! a readable table on stderr.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -130,10 +131,7 @@ fn main() {
             );
             return None;
         }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        last_json_line(&out.stdout)
     };
     eprintln!(
         "recond benchmark: {} records, {} threads",
@@ -346,11 +344,16 @@ impl Bench {
     }
 
     fn app(&self, text: &str) -> App {
-        let path = self.dir.join("recon.toml");
-        std::fs::write(&path, text).expect("write the config");
-        let config = Config::load(&path, None, None).expect("a valid bench config");
-        App::build(config).expect("the bench app starts")
+        app_in(&self.dir, text)
     }
+}
+
+/// Writes `text` as `dir/recon.toml` and builds the app over it.
+fn app_in(dir: &Path, text: &str) -> App {
+    let path = dir.join("recon.toml");
+    std::fs::write(&path, text).expect("write the config");
+    let config = Config::load(&path, None, None).expect("a valid bench config");
+    App::build(config).expect("the bench app starts")
 }
 
 impl Drop for Bench {
@@ -527,10 +530,7 @@ fn setup(name: &str, dir: &Path, n: usize, threads: usize) {
     let csv = dir.join("hr.csv");
     write_csv(&csv, n, None, None);
     let correlate = name.starts_with("correlate");
-    let path = dir.join("recon.toml");
-    std::fs::write(&path, config_text(threads, correlate, None)).expect("write the config");
-    let config = Config::load(&path, None, None).expect("a valid bench config");
-    let app = App::build(config).expect("the bench app starts");
+    let app = app_in(dir, &config_text(threads, correlate, None));
     if correlate {
         write_targets(&app.store, correlate_targets(name, n), 0, false);
     } else {
@@ -561,12 +561,17 @@ fn setup_in_child(name: &str, dir: &Path, n: usize, threads: usize) -> u64 {
         "setup of {name} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    last_json_line(&out.stdout)
+        .and_then(|v| v["setup_peak_rss_bytes"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The last line of a child's output that is JSON (its result line).
+fn last_json_line(stdout: &[u8]) -> Option<Value> {
+    String::from_utf8_lossy(stdout)
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .and_then(|v| v["setup_peak_rss_bytes"].as_u64())
-        .unwrap_or(0)
 }
 
 // ---- the http scenario ---------------------------------------------------------------------
