@@ -20,6 +20,8 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
+use super::claims::{Claims, Refusal};
+use super::hooks;
 use super::state::{ReconKind, RunOptions, RunState};
 use super::{Inner, RunError, StartRequest, StoreHost};
 use crate::config::AuditLevel;
@@ -31,7 +33,7 @@ use crate::mapping::{Correlation, Mapping, Qualifiers};
 use crate::objects::{ObjectSet, QueryRequest, StoreSet};
 use crate::query::Filter;
 use crate::script::{CompiledScript, ScriptContext, ScriptHost};
-use crate::storage::{DataBatch, EntryRecord, ItemBatch, Link};
+use crate::storage::{DataBatch, EntryRecord, Expect, ItemBatch, Link, StoreError};
 
 /// Resolves the mapping's settings with the request's body overrides (reference §1.2).
 pub(super) fn effective_options(
@@ -177,11 +179,13 @@ struct Ctx<'a> {
     audit_all: bool,
     touched: Mutex<IdSet>,
     host: Arc<dyn ScriptHost>,
+    /// The run-wide claim table (see `claims`): what every unit of the run has in flight.
+    claims: Claims,
 }
 
 /// The touched-target set holds FNV hashes already; hashing them again would be waste.
 #[derive(Default, Clone, Copy)]
-struct PreHashed(u64);
+pub(super) struct PreHashed(u64);
 
 impl std::hash::Hasher for PreHashed {
     fn finish(&self) -> u64 {
@@ -205,6 +209,17 @@ fn id_hash(id: &str) -> u64 {
     })
 }
 
+/// A claim-table key: kind (`s` source, `t` target object, `c` correlation term), qualifier,
+/// normalised id.
+fn claim_key(kind: u8, q: &str, id: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ u64::from(kind);
+    for b in q.bytes().chain(std::iter::once(0)).chain(id.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    // Mix the high bits (the claim table shards on them).
+    h ^ (h >> 29).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
 /// Lazily created JavaScript context of one worker thread.
 struct WorkerScripts {
     ctx: Option<ScriptContext>,
@@ -226,18 +241,114 @@ impl Scripts for WorkerScripts {
     }
 }
 
-/// The writes and records of one unit of work.
-#[derive(Default)]
+/// The writes and records of one unit of work (committed together, see `commit`).
 struct Unit {
+    /// Owner id in the claim table.
+    owner: u32,
     batch: DataBatch,
     entries: Vec<EntryRecord>,
     audits: Vec<Value>,
     touched: Vec<u64>,
+    /// Counted at commit (so work dropped by a refused claim is never counted).
+    outcomes: Vec<OpOutcome>,
     tally: Tally,
-    /// Target ids created in this unit (not yet visible in the store).
-    created: HashSet<String>,
-    /// Target ids linked in this unit (for FOUND_ALREADY_LINKED within the unit).
-    linked_targets: HashSet<String>,
+    /// Claim keys named by the objects staged since the last mark (see `claims`).
+    keys: Vec<u64>,
+    /// Claim keys this unit holds.
+    held: Vec<u64>,
+}
+
+/// Where a unit stood before one object was staged (to drop that object's work).
+struct Mark {
+    batch: crate::storage::BatchMark,
+    entries: usize,
+    audits: usize,
+    touched: usize,
+    outcomes: usize,
+    keys: usize,
+}
+
+impl Mark {
+    /// The mark of an empty unit.
+    fn start() -> Mark {
+        Mark {
+            batch: crate::storage::BatchMark::default(),
+            entries: 0,
+            audits: 0,
+            touched: 0,
+            outcomes: 0,
+            keys: 0,
+        }
+    }
+}
+
+impl Unit {
+    fn new(owner: u32) -> Unit {
+        Unit {
+            owner,
+            batch: DataBatch::default(),
+            entries: Vec::new(),
+            audits: Vec::new(),
+            touched: Vec::new(),
+            outcomes: Vec::new(),
+            tally: Tally::default(),
+            keys: Vec::new(),
+            held: Vec::new(),
+        }
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            batch: self.batch.mark(),
+            entries: self.entries.len(),
+            audits: self.audits.len(),
+            touched: self.touched.len(),
+            outcomes: self.outcomes.len(),
+            keys: self.keys.len(),
+        }
+    }
+
+    /// Drops everything staged since `m`.
+    fn truncate(&mut self, m: &Mark) {
+        self.batch.truncate(&m.batch);
+        self.entries.truncate(m.entries);
+        self.audits.truncate(m.audits);
+        self.touched.truncate(m.touched);
+        self.outcomes.truncate(m.outcomes);
+        self.keys.truncate(m.keys);
+    }
+
+    /// Turns the operations staged since `m` into failures with `message`: their writes are
+    /// dropped, their entries and audit events say why.
+    fn fail_since(&mut self, m: &Mark, message: &str) {
+        self.batch.truncate(&m.batch);
+        self.keys.truncate(m.keys);
+        for o in &mut self.outcomes[m.outcomes..] {
+            o.success = false;
+            o.executed = false;
+            o.link_created = false;
+            o.target_written = false;
+            o.target_deleted = false;
+        }
+        for e in &mut self.entries[m.entries..] {
+            e.success = false;
+            e.exception = Some(message.to_string());
+            e.message = Some(message.to_string());
+        }
+        for a in &mut self.audits[m.audits..] {
+            a["status"] = json!("FAILURE");
+            a["exception"] = json!(message);
+            a["message"] = json!(message);
+        }
+    }
+
+    /// The claim keys of the object staged since `m`, without repeats.
+    fn new_keys(&self, m: &Mark) -> Vec<u64> {
+        let mut k = self.keys[m.keys..].to_vec();
+        k.sort_unstable();
+        k.dedup();
+        k
+    }
 }
 
 /// What one sync operation found and did.
@@ -273,12 +384,19 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
     run.set_stage(Stage::ActiveQueryEntries);
     audit_event(inner, run, "start", None);
 
-    let source_name = run
-        .options
-        .source_query
-        .get("resourceName")
-        .and_then(Value::as_str)
-        .unwrap_or(&mapping.source);
+    // A by-id run reads exactly the given ids from the mapping's source: the ids are its
+    // query, so a body `sourceQuery` neither narrows nor redirects it (`parameters` shows
+    // `sourceIds`, what actually ran).
+    let by_id = matches!(run.kind, ReconKind::ById(_));
+    let source_name = if by_id {
+        mapping.source.as_str()
+    } else {
+        run.options
+            .source_query
+            .get("resourceName")
+            .and_then(Value::as_str)
+            .unwrap_or(&mapping.source)
+    };
     let source_set = inner
         .objects
         .get(source_name)
@@ -291,7 +409,10 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
         .ok_or_else(|| format!("target object set {} is not declared", mapping.target))?;
     let source_q = QueryRequest::from_json(&run.options.source_query)
         .map_err(|e| format!("sourceQuery: {}", e.message))?;
-    let full_source = source_name == mapping.source && matches!(source_q.filter, Filter::True);
+    let source_filter = if by_id { Filter::True } else { source_q.filter };
+    // Only a full run over the whole source set saw every source; a by-id run saw its ids.
+    let full_source =
+        !by_id && source_name == mapping.source && matches!(source_filter, Filter::True);
 
     let started = Instant::now();
     let store_targets = target_set.as_store().is_some();
@@ -325,24 +446,6 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
             None => return Err("target set has no store".into()),
         },
     };
-    let ctx = Ctx {
-        inner,
-        run,
-        mapping,
-        source_set: source_set.clone(),
-        target_set: target_set.clone(),
-        targets,
-        source_filter: source_q.filter.clone(),
-        full_source,
-        target_was_empty,
-        audit_all: inner.settings.audit == AuditLevel::All,
-        touched: Mutex::new(IdSet::default()),
-        host,
-    };
-
-    // ---- source phase ----
-    run.set_stage(Stage::ActiveReconcilingSource);
-    let phase_start = Instant::now();
     let threads = mapping
         .task_threads
         .min(
@@ -351,6 +454,31 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
                 .unwrap_or(2),
         )
         .max(usize::from(mapping.task_threads > 0));
+    // Writes to a connector-backed target are immediate, not staged: one thread, in order.
+    let threads = if matches!(targets, Targets::Store(_)) {
+        threads
+    } else {
+        0
+    };
+    let ctx = Ctx {
+        inner,
+        run,
+        mapping,
+        source_set: source_set.clone(),
+        target_set: target_set.clone(),
+        targets,
+        source_filter,
+        full_source,
+        target_was_empty,
+        audit_all: inner.settings.audit == AuditLevel::All,
+        touched: Mutex::new(IdSet::default()),
+        host,
+        claims: Claims::new(threads.max(1)),
+    };
+
+    // ---- source phase ----
+    run.set_stage(Stage::ActiveReconcilingSource);
+    let phase_start = Instant::now();
     let seen = match &run.kind {
         ReconKind::Full => {
             let filter = ctx.source_filter.clone();
@@ -368,7 +496,7 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
                     })
                     .map_err(|e| format!("reading the source {}: {e}", src.name()))
                 },
-                &|c, ws, unit, obj: Value| source_object(c, ws, unit, Some(obj), None),
+                &|c, ws, unit, obj: &Value| source_object(c, ws, unit, Some(obj), None),
             )?
         }
         ReconKind::ById(ids) => {
@@ -384,11 +512,9 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
                     }
                     Ok(())
                 },
-                &|c, ws, unit, id: String| match c.source_set.read(&id) {
-                    Ok(Some(obj)) if c.source_filter.matches(&obj) => {
-                        source_object(c, ws, unit, Some(obj), None)
-                    }
-                    Ok(_) => source_object(c, ws, unit, None, Some(&id)),
+                &|c, ws, unit, id: &String| match c.source_set.read(id) {
+                    Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
+                    Ok(None) => source_object(c, ws, unit, None, Some(id)),
                     Err(e) => Err(format!("reading source {id}: {e}")),
                 },
             )?
@@ -476,7 +602,7 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
                     Ok(())
                 }
             },
-            &|c, ws, unit, id: String| target_object(c, ws, unit, &id),
+            &|c, ws, unit, id: &String| target_object(c, ws, unit, id),
         )?;
         // The target total is the target set as the run found it: what the scan saw, less
         // what this run created, plus what it deleted before the scan.
@@ -521,7 +647,19 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
 type Produce<'p, T> = dyn FnMut(&mut dyn FnMut(T) -> ControlFlow<()>) -> Result<(), String> + 'p;
 
 type Process<'a, T> =
-    dyn Fn(&Ctx<'a>, &mut WorkerScripts, &mut Unit, T) -> Result<(), String> + Sync;
+    dyn Fn(&Ctx<'a>, &mut WorkerScripts, &mut Unit, &T) -> Result<(), String> + Sync;
+
+/// How often one object is re-assessed after refused claims before it fails.
+const CLAIM_ATTEMPTS: usize = 64;
+/// How often one object is re-read and re-assessed after a concurrent change (a refused
+/// compare-and-swap) before it fails.
+const CAS_ATTEMPTS: usize = 4;
+
+/// One worker thread: its claim-table slot and its script context.
+struct Worker {
+    slot: usize,
+    ws: WorkerScripts,
+}
 
 /// Streams items from `produce` to `threads` workers (inline when 0) in units of `batch_size`,
 /// and commits each unit. Returns how many items were produced.
@@ -534,19 +672,22 @@ fn pipeline<'a, T: Send>(
     let batch_size = ctx.inner.settings.batch_size.max(1);
     let mut produced = 0u64;
     let failure: Mutex<Option<String>> = Mutex::new(None);
-    let new_scripts = || WorkerScripts {
-        ctx: None,
-        limits: ctx.inner.settings.script_limits,
-        host: ctx.host.clone(),
+    let new_worker = |slot: usize| Worker {
+        slot,
+        ws: WorkerScripts {
+            ctx: None,
+            limits: ctx.inner.settings.script_limits,
+            host: ctx.host.clone(),
+        },
     };
     if threads == 0 {
-        let mut ws = new_scripts();
+        let mut w = new_worker(0);
         let mut buf = Vec::with_capacity(batch_size);
         let res = produce(&mut |item| {
             produced += 1;
             buf.push(item);
             if buf.len() >= batch_size {
-                if let Err(e) = run_unit(ctx, &mut ws, std::mem::take(&mut buf), process) {
+                if let Err(e) = run_unit(ctx, &mut w, std::mem::take(&mut buf), process) {
                     *failure.lock() = Some(e);
                     return ControlFlow::Break(());
                 }
@@ -561,17 +702,18 @@ fn pipeline<'a, T: Send>(
         if let Some(e) = failure.lock().take() {
             return Err(e);
         }
-        run_unit(ctx, &mut ws, buf, process)?;
+        run_unit(ctx, &mut w, buf, process)?;
         return Ok(produced);
     }
     let (tx, rx) = mpsc::sync_channel::<Vec<T>>(threads * 2);
     let rx = Mutex::new(rx);
     std::thread::scope(|scope| -> Result<(), String> {
-        for _ in 0..threads {
+        for slot in 0..threads {
             let rx = &rx;
             let failure = &failure;
+            let new_worker = &new_worker;
             scope.spawn(move || {
-                let mut ws = new_scripts();
+                let mut w = new_worker(slot);
                 loop {
                     let unit = rx.lock().recv();
                     let Ok(items) = unit else { break };
@@ -579,7 +721,21 @@ fn pipeline<'a, T: Send>(
                     if ctx.run.is_canceled() || failure.lock().is_some() {
                         continue;
                     }
-                    if let Err(e) = run_unit(ctx, &mut ws, items, process) {
+                    // A panic (a bug) fails the run instead of killing this thread, which would
+                    // leave the producer blocked on a full channel.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_unit(ctx, &mut w, items, process)
+                    }));
+                    let error = match outcome {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e),
+                        Err(p) => Some(format!(
+                            "Internal error: the reconciliation stopped: {}",
+                            super::panic_message(p.as_ref())
+                        )),
+                    };
+                    if let Some(e) = error {
+                        ctx.claims.end(w.slot);
                         *failure.lock() = Some(e);
                     }
                 }
@@ -614,26 +770,154 @@ fn pipeline<'a, T: Send>(
     Ok(produced)
 }
 
-/// Processes one unit and commits it: data batch first (atomic: targets + links), then
-/// association entries and audit events, then counters.
+/// Processes the items of one unit and commits them. An object is kept in the unit only once
+/// its claims are taken (see `claims`); otherwise the unit commits what it has and the object
+/// is assessed again.
 fn run_unit<'a, T>(
     ctx: &Ctx<'a>,
-    ws: &mut WorkerScripts,
+    w: &mut Worker,
     items: Vec<T>,
     process: &Process<'a, T>,
 ) -> Result<(), String> {
-    let mut unit = Unit::default();
-    for item in items {
+    let mut unit = Unit::new(ctx.claims.owner());
+    let mut pending: Vec<&T> = Vec::with_capacity(items.len());
+    for item in &items {
         if ctx.run.is_canceled() {
             break;
         }
-        process(ctx, ws, &mut unit, item)?;
+        stage(ctx, w, &mut unit, &mut pending, item, process)?;
     }
+    flush(ctx, w, &mut unit, &mut pending, process)
+}
+
+/// Stages one object into `unit` with its claims taken; on a refused claim, drops the
+/// object's work, commits the unit (so this worker holds nothing while it waits), waits for
+/// the other unit if needed, and assesses the object again against committed state.
+fn stage<'a, 'i, T>(
+    ctx: &Ctx<'a>,
+    w: &mut Worker,
+    unit: &mut Unit,
+    pending: &mut Vec<&'i T>,
+    item: &'i T,
+    process: &Process<'a, T>,
+) -> Result<(), String> {
+    if !matches!(ctx.targets, Targets::Store(_)) {
+        // A connector-backed target set is written directly (not through the unit's batch)
+        // and read from the run's snapshot, so its runs stay on one thread with no claims
+        // (see `execute_phases`).
+        process(ctx, &mut w.ws, unit, item)?;
+        unit.keys.clear();
+        pending.push(item);
+        return Ok(());
+    }
+    for attempt in 1..=CLAIM_ATTEMPTS {
+        let epoch = ctx.claims.begin(w.slot);
+        let mark = unit.mark();
+        let processed = process(ctx, &mut w.ws, unit, item);
+        if let Err(e) = processed {
+            ctx.claims.end(w.slot);
+            return Err(e);
+        }
+        let keys = unit.new_keys(&mark);
+        let claimed = ctx.claims.claim(unit.owner, &keys, epoch, &mut unit.held);
+        ctx.claims.end(w.slot);
+        unit.keys.truncate(mark.keys);
+        match claimed {
+            Ok(()) => {
+                pending.push(item);
+                return Ok(());
+            }
+            Err(_) if attempt == CLAIM_ATTEMPTS => {
+                unit.fail_since(
+                    &mark,
+                    "other objects of this run kept changing the same target; not applied",
+                );
+                pending.push(item);
+                return Ok(());
+            }
+            Err(refusal) => {
+                unit.truncate(&mark);
+                flush(ctx, w, unit, pending, process)?;
+                if let Refusal::Other(key) = refusal {
+                    ctx.claims.wait_released(key);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Commits the unit and starts a new one. If the store refuses the batch (an object changed
+/// since it was read: a REST write, another run), nothing of it was written: each pending
+/// object is then re-read, re-assessed and committed on its own.
+fn flush<'a, T>(
+    ctx: &Ctx<'a>,
+    w: &mut Worker,
+    unit: &mut Unit,
+    pending: &mut Vec<&T>,
+    process: &Process<'a, T>,
+) -> Result<(), String> {
+    let done = std::mem::replace(unit, Unit::new(ctx.claims.owner()));
+    let items = std::mem::take(pending);
+    if let Err(conflict) = commit(ctx, done)? {
+        tracing::debug!(run = %ctx.run.id, %conflict, "a unit met a concurrent change; its objects are redone one by one");
+        for item in items {
+            redo_alone(ctx, w, item, process)?;
+        }
+    }
+    Ok(())
+}
+
+/// Re-assesses one object and commits it alone, retrying (bounded) while the store reports
+/// a concurrent change; then records it as failed with the reason (its writes dropped).
+fn redo_alone<'a, T>(
+    ctx: &Ctx<'a>,
+    w: &mut Worker,
+    item: &T,
+    process: &Process<'a, T>,
+) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..CAS_ATTEMPTS {
+        let mut unit = Unit::new(ctx.claims.owner());
+        let mut pending = Vec::with_capacity(1);
+        stage(ctx, w, &mut unit, &mut pending, item, process)?;
+        match commit(ctx, unit)? {
+            Ok(()) => return Ok(()),
+            Err(conflict) => last = conflict,
+        }
+    }
+    let mut unit = Unit::new(ctx.claims.owner());
+    let mut pending = Vec::with_capacity(1);
+    stage(ctx, w, &mut unit, &mut pending, item, process)?;
+    unit.fail_since(
+        &Mark::start(),
+        &format!("the object kept changing concurrently; not applied ({last})"),
+    );
+    commit(ctx, unit)?.map_err(|e| format!("writing a failed entry: {e}"))
+}
+
+/// Commits a unit: data batch first (atomic: targets + index entries + links, checked by
+/// compare-and-swap), then association entries and audit events, then counters. Returns
+/// `Ok(Err(conflict))` when the store refused the batch (nothing written, claims released).
+fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, String> {
     let run = ctx.run;
-    ctx.inner
-        .store
-        .apply(unit.batch)
-        .map_err(|e| format!("writing targets and links: {e}"))?;
+    hooks::get().hold_before_write(
+        &mut unit
+            .entries
+            .iter()
+            .filter_map(|e| e.target_id.clone().or_else(|| e.source_id.clone())),
+    );
+    match ctx.inner.store.apply(std::mem::take(&mut unit.batch)) {
+        Ok(()) => ctx.claims.commit(&unit.held),
+        Err(StoreError::Conflict(m)) => {
+            ctx.claims.abort(&unit.held);
+            return Ok(Err(m));
+        }
+        Err(e) => {
+            ctx.claims.abort(&unit.held);
+            return Err(format!("writing targets and links: {e}"));
+        }
+    }
     if !unit.entries.is_empty() {
         let first = run
             .next_entry
@@ -665,7 +949,10 @@ fn run_unit<'a, T>(
             .map_err(|e| format!("writing audit events: {e}"))?;
     }
     if !unit.touched.is_empty() {
-        ctx.touched.lock().extend(unit.touched);
+        ctx.touched.lock().extend(unit.touched.iter().copied());
+    }
+    for o in &unit.outcomes {
+        unit.tally.record(o);
     }
     run.stats.merge(&unit.tally);
     // Every few seconds the ACTIVE record is refreshed, so a run cut off by a crash still
@@ -683,7 +970,7 @@ fn run_unit<'a, T>(
             .put_run(&run.record(None))
             .map_err(|e| format!("writing the run record: {e}"))?;
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 // ---- links ---------------------------------------------------------------------------------
@@ -777,25 +1064,36 @@ impl Ctx<'_> {
             second_id: second,
             rev: existing.map(|l| l.rev + 1).unwrap_or(1),
         };
+        // Compare-and-swap on the link table: the link read (or its absence) must still be
+        // there, and the new target-side key must be free, or the store refuses the batch.
+        let b = &mut unit.batch;
+        let lt = &link.link_type;
+        match existing {
+            Some(old) => b.expect_link(lt, q, &old.first_id, Expect::Rev(old.rev)),
+            None => b.expect_link(lt, q, &link.first_id, Expect::Absent),
+        }
+        if existing.is_none_or(|old| old.first_id != link.first_id) && existing.is_some() {
+            b.expect_link(lt, q, &link.first_id, Expect::Absent);
+        }
+        if existing.is_none_or(|old| old.second_id != link.second_id) {
+            b.expect_no_link_to_second(lt, q, &link.second_id);
+        }
         match existing {
             // Repointing keeps the same forward key; the old reverse key must go.
-            Some(old) if !self.mapping.links_reversed => {
-                unit.batch.put_link(&link, Some(&old.second_id))
-            }
+            Some(old) if old.first_id == link.first_id => b.put_link(&link, Some(&old.second_id)),
             Some(old) => {
-                unit.batch.delete_link(old);
-                unit.batch.put_link(&link, None)
+                b.delete_link(old);
+                b.put_link(&link, None)
             }
-            None => unit.batch.put_link(&link, None),
+            None => b.put_link(&link, None),
         }
         .map_err(|e| e.to_string())?;
-        unit.linked_targets.insert(tid);
         Ok(true)
     }
 
     // ---- targets ---------------------------------------------------------------------------
 
-    fn read_target(&self, unit: &Unit, id: &str) -> Result<Option<Value>, String> {
+    fn read_target(&self, _unit: &Unit, id: &str) -> Result<Option<Value>, String> {
         match &self.targets {
             Targets::Store(s) => {
                 let found = s.get(id).map_err(|e| e.to_string())?;
@@ -805,7 +1103,6 @@ impl Ctx<'_> {
                         &o.rev.to_string(),
                         o.body,
                     ))),
-                    None if unit.created.contains(id) => Ok(Some(json!({"_id": id}))),
                     None => Ok(None),
                 }
             }
@@ -859,6 +1156,16 @@ impl Ctx<'_> {
                 }
                 None => return Ok(None),
             };
+            // Two sources whose correlation asks for the same value depend on each other
+            // (the first may create the target the second must then find).
+            for (ptr, value) in filter.equality_terms() {
+                let v = match value {
+                    Value::String(s) => s.to_lowercase(),
+                    other => other.to_string(),
+                };
+                unit.keys
+                    .push(claim_key(b'c', q, &format!("{ptr}\u{0}{v}")));
+            }
             match &self.targets {
                 Targets::Store(s) => s.find(&filter).map_err(|e| e.to_string())?,
                 Targets::Cache(c) => c.find(&filter),
@@ -954,7 +1261,7 @@ fn source_object(
     ctx: &Ctx<'_>,
     ws: &mut WorkerScripts,
     unit: &mut Unit,
-    source: Option<Value>,
+    source: Option<&Value>,
     missing_id: Option<&str>,
 ) -> Result<(), String> {
     let sid = match (&source, missing_id) {
@@ -966,8 +1273,10 @@ fn source_object(
         (None, Some(id)) => id.to_string(),
         (None, None) => return Ok(()),
     };
-    let source_value = source.unwrap_or(Value::Null);
-    let qualifiers = match ctx.qualifiers(ws, &source_value, false) {
+    hooks::get().maybe_panic(&sid);
+    let null = Value::Null;
+    let source_value = source.unwrap_or(&null);
+    let qualifiers = match ctx.qualifiers(ws, source_value, false) {
         Ok(q) => q,
         Err(e) => {
             let mut op = Op {
@@ -986,7 +1295,7 @@ fn source_object(
             source_id: Some(sid.clone()),
             ..Op::default()
         };
-        if let Err(e) = assess_and_act_source(ctx, ws, unit, &source_value, &sid, q, &mut op) {
+        if let Err(e) = assess_and_act_source(ctx, ws, unit, source_value, &sid, q, &mut op) {
             op.error = Some(e);
         }
         if failed && op.error.is_none() {
@@ -1051,8 +1360,7 @@ fn assess_and_act_source(
                         } else {
                             ctx.read_target(unit, &tid)?
                         };
-                        already_linked = unit.linked_targets.contains(&ctx.norm_target(&tid))
-                            || ctx.link_for_target(q, &tid)?.is_some();
+                        already_linked = ctx.link_for_target(q, &tid)?.is_some();
                         op.target_id = Some(tid);
                     }
                     _ => {
@@ -1095,6 +1403,7 @@ fn target_object(
     unit: &mut Unit,
     tid: &str,
 ) -> Result<(), String> {
+    hooks::get().maybe_panic(tid);
     let target = ctx.read_target(unit, tid)?;
     let Some(target) = target else { return Ok(()) };
     let qualifiers = match ctx.qualifiers(ws, &target, true) {
@@ -1253,19 +1562,19 @@ fn act(
                 Targets::Store(s) => {
                     let id = id.unwrap_or_else(ids::new_uuid);
                     crate::objects::check_id(&id).map_err(|e| e.message)?;
-                    if unit.created.contains(&id)
-                        || s.store()
-                            .object_exists(&mapping.target, &id)
-                            .map_err(|e| e.to_string())?
+                    if s.store()
+                        .object_exists(&mapping.target, &id)
+                        .map_err(|e| e.to_string())?
                     {
                         return Err(format!(
                             "target object already exists: {}/{id}",
                             mapping.target
                         ));
                     }
-                    s.stage_put(&mut unit.batch, &id, 1, &body, None)
+                    // Expects "must not exist": a target created meanwhile by anyone else
+                    // makes the store refuse the batch, and this object is assessed again.
+                    s.stage_put(&mut unit.batch, &id, &body, None)
                         .map_err(|e| e.message)?;
-                    unit.created.insert(id.clone());
                     id
                 }
                 Targets::Cache(_) => {
@@ -1333,15 +1642,17 @@ fn act(
                 let start = Instant::now();
                 match &ctx.targets {
                     Targets::Store(s) => {
-                        // The target in hand carries its revision and old body (for the
-                        // index difference); no second read.
+                        // The target in hand carries its revision and old body: the write
+                        // expects that revision (compare-and-swap), so the index difference
+                        // is computed from the body it replaces, and a change made since the
+                        // read makes the store refuse the batch (the object is redone).
                         let rev = old
                             .get("_rev")
                             .and_then(Value::as_str)
                             .and_then(|r| r.parse::<u64>().ok())
-                            .unwrap_or(0)
-                            + 1;
-                        s.stage_put(&mut unit.batch, &tid, rev, &body, old.as_object())
+                            .ok_or_else(|| format!("target {tid} has no readable _rev"))?;
+                        let old_body = old.as_object().ok_or("the target is not an object")?;
+                        s.stage_put(&mut unit.batch, &tid, &body, Some((rev, old_body)))
                             .map_err(|e| e.message)?;
                     }
                     Targets::Cache(_) => {
@@ -1382,7 +1693,7 @@ fn act(
                 match &ctx.targets {
                     Targets::Store(s) => {
                         if let Some(current) = s.get(&tid).map_err(|e| e.to_string())? {
-                            s.stage_delete(&mut unit.batch, &tid, &current.body);
+                            s.stage_delete(&mut unit.batch, &tid, current.rev, &current.body);
                             op.target_deleted = true;
                         }
                     }
@@ -1398,13 +1709,13 @@ fn act(
             }
             if let Some(l) = op.link.clone() {
                 on_link_script(ctx, ws, source, q, situation, &mapping.on_unlink)?;
-                unit.batch.delete_link(&l);
+                stage_unlink(unit, &l);
             }
         }
         Action::Unlink => {
             if let Some(l) = op.link.clone() {
                 on_link_script(ctx, ws, source, q, situation, &mapping.on_unlink)?;
-                unit.batch.delete_link(&l);
+                stage_unlink(unit, &l);
             }
         }
         Action::Exception => {
@@ -1450,6 +1761,13 @@ fn act(
     Ok(())
 }
 
+/// Removes a link, expecting it as it was read.
+fn stage_unlink(unit: &mut Unit, l: &Link) {
+    unit.batch
+        .expect_link(&l.link_type, &l.qualifier, &l.first_id, Expect::Rev(l.rev));
+    unit.batch.delete_link(l);
+}
+
 fn on_link_script(
     ctx: &Ctx<'_>,
     ws: &mut WorkerScripts,
@@ -1478,7 +1796,18 @@ fn on_link_script(
 fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, phase: &str) {
     let success = op.error.is_none();
     let analyze = ctx.run.options.analyze;
-    unit.tally.record(&OpOutcome {
+    // The claim keys of this operation (see `claims`): its source for this qualifier, and
+    // every target it touched, whatever the qualifier (a target is one object).
+    if let Some(sid) = &op.source_id {
+        unit.keys.push(claim_key(b's', q, &ctx.norm_source(sid)));
+    }
+    if let Some(tid) = &op.target_id {
+        unit.keys.push(claim_key(b't', "", &ctx.norm_target(tid)));
+    }
+    for tid in op.ambiguous.iter().flatten() {
+        unit.keys.push(claim_key(b't', "", &ctx.norm_target(tid)));
+    }
+    unit.outcomes.push(OpOutcome {
         had_source_id: op.source_id.is_some(),
         had_target_id: op.target_id.is_some(),
         link_existed: op.link.is_some(),

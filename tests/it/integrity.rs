@@ -1,0 +1,238 @@
+//! Engine integrity (#12): concurrent units of one run never double-create or double-link;
+//! REST writes during a run are never lost; a panic in a run is contained. Runs are held at a
+//! known point by the test hooks (`RECOND_TEST_HOLD_DIR`, `RECOND_TEST_PANIC_ON_ID`), never
+//! by relying on the input being big.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// Tiny units on several threads, so every pair of objects can land in different units.
+fn racing(mapping_extra: &str, policies: &str) -> String {
+    format!(
+        r#"
+[recon]
+batch_size = 1
+
+[managed.user]
+indexed = ["userName"]
+
+[system.lab.account]
+connector = "store"
+
+[[mappings]]
+name = "lab"
+source = "system/lab/account"
+target = "managed/user"
+taskThreads = 4
+{mapping_extra}
+policies = [{policies}]
+"#
+    )
+}
+
+fn link_rows(s: &Server, mapping: &str) -> Vec<(String, String, String)> {
+    let body = s.query("/openidm/repo/link", &format!("linkType eq \"{mapping}\""));
+    let mut v: Vec<(String, String, String)> = body["result"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| {
+            (
+                l["firstId"].as_str().unwrap_or_default().to_string(),
+                l["secondId"].as_str().unwrap_or_default().to_string(),
+                l["linkQualifier"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn put(s: &Server, path: &str, body: Value) {
+    let r = s.put(path, &body, &[]);
+    assert!(r.status == 200 || r.status == 201, "{path}: {}", r.body);
+}
+
+fn all_ids(s: &Server, path: &str) -> Vec<String> {
+    let body = s.query(path, "true");
+    let mut v: Vec<String> = body["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|o| o["_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Regression: 1,003 links for 1,000 targets. Pairs of sources map to the same target `_id`;
+/// with units of one object on four threads, each pair used to create twice (the second
+/// silently overwriting at rev 1) and link twice.
+#[test]
+fn sources_mapping_to_the_same_target_id_create_and_link_once() {
+    let config = racing(
+        r#"properties = [ { source = "key", target = "_id" }, { source = "userName", target = "userName" } ]"#,
+        r#"{ situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRMED", action = "UPDATE" }"#,
+    );
+    let s = Server::start(&config, &[]);
+    let pairs = 60;
+    for i in 0..pairs {
+        for side in ["a", "b"] {
+            put(
+                &s,
+                &format!("/openidm/system/lab/account/{side}{i:03}"),
+                json!({"key": format!("t{i:03}"), "userName": format!("user{i}")}),
+            );
+        }
+    }
+    let run = s.run("lab", "");
+    let links = link_rows(&s, "lab");
+    assert_eq!(links.len(), pairs, "one link per target: {links:?}");
+    let mut targets: Vec<&str> = links.iter().map(|l| l.1.as_str()).collect();
+    targets.dedup();
+    assert_eq!(targets.len(), pairs, "no target linked twice");
+    assert_eq!(all_ids(&s, "/openidm/managed/user").len(), pairs);
+    for i in 0..pairs {
+        let t = s.get(&format!("/openidm/managed/user/t{i:03}"));
+        assert_eq!(
+            t.body["_rev"], "1",
+            "created once, never overwritten: {}",
+            t.body
+        );
+    }
+    // One of each pair created; the other found the target existing: a failed entry with a
+    // message, never a silent overwrite.
+    assert_eq!(run["statusSummary"]["SUCCESS"], json!(pairs), "{run}");
+    assert_eq!(run["statusSummary"]["FAILURE"], json!(pairs), "{run}");
+    assert_eq!(run["progress"]["target"]["created"], json!(pairs), "{run}");
+    // A second run: the linked sources are CONFIRMED, the others still fail, nothing new.
+    let again = s.run("lab", "");
+    assert_eq!(counts(&again)["CONFIRMED"], pairs as u64, "{again}");
+    assert_eq!(link_rows(&s, "lab").len(), pairs);
+}
+
+/// Regression: sources correlating to the same target in different units all linked it.
+/// One-at-a-time, the first is FOUND and links, the others are FOUND_ALREADY_LINKED.
+#[test]
+fn sources_correlating_to_one_target_link_it_once() {
+    let config = racing(
+        r#"properties = [ { source = "userName", target = "userName" } ]
+correlationQuery = { expressionTree = { all = ["userName"] } }"#,
+        r#"{ situation = "FOUND", action = "LINK" }, { situation = "FOUND_ALREADY_LINKED", action = "EXCEPTION" }, { situation = "ABSENT", action = "CREATE" }"#,
+    );
+    let s = Server::start(&config, &[]);
+    let targets = 20;
+    let per_target = 4;
+    for t in 0..targets {
+        put(
+            &s,
+            &format!("/openidm/managed/user/m{t:02}"),
+            json!({"userName": format!("shared{t}")}),
+        );
+        for k in 0..per_target {
+            put(
+                &s,
+                &format!("/openidm/system/lab/account/s{t:02}-{k}"),
+                json!({"userName": format!("shared{t}")}),
+            );
+        }
+    }
+    let run = s.run("lab", "");
+    let links = link_rows(&s, "lab");
+    assert_eq!(links.len(), targets, "one link per target: {links:?}");
+    let c = counts(&run);
+    assert_eq!(c["FOUND"], targets as u64, "{run}");
+    assert_eq!(
+        c["FOUND_ALREADY_LINKED"],
+        (targets * (per_target - 1)) as u64,
+        "{run}"
+    );
+    assert_eq!(
+        all_ids(&s, "/openidm/managed/user").len(),
+        targets,
+        "nothing created"
+    );
+}
+
+/// Sources with the same correlation value and no target yet: the first creates, the
+/// others must find that target (FOUND_ALREADY_LINKED), not create duplicates.
+#[test]
+fn sources_with_one_correlation_value_create_one_target() {
+    let config = racing(
+        r#"properties = [ { source = "userName", target = "userName" } ]
+correlationQuery = { expressionTree = { all = ["userName"] } }
+correlateEmptyTargetSet = true"#,
+        r#"{ situation = "FOUND", action = "LINK" }, { situation = "FOUND_ALREADY_LINKED", action = "EXCEPTION" }, { situation = "ABSENT", action = "CREATE" }"#,
+    );
+    let s = Server::start(&config, &[]);
+    for t in 0..15 {
+        for k in 0..3 {
+            put(
+                &s,
+                &format!("/openidm/system/lab/account/s{t:02}-{k}"),
+                json!({"userName": format!("same{t}")}),
+            );
+        }
+    }
+    let run = s.run("lab", "");
+    let c = counts(&run);
+    assert_eq!(c["ABSENT"], 15, "{run}");
+    assert_eq!(c["FOUND_ALREADY_LINKED"], 30, "{run}");
+    assert_eq!(all_ids(&s, "/openidm/managed/user").len(), 15);
+    assert_eq!(link_rows(&s, "lab").len(), 15);
+}
+
+/// A panic in a run thread (test hook) ends the run FAILED with a message; the mapping is
+/// free again; a waitForCompletion caller returns; the log says why.
+#[test]
+fn a_panic_in_a_run_is_contained() {
+    let config = racing(
+        r#"properties = [ { source = "userName", target = "userName" } ]"#,
+        r#"{ situation = "ABSENT", action = "CREATE" }"#,
+    );
+    let s = Server::start_with_env(&config, &[], &[("RECOND_TEST_PANIC_ON_ID", "boom")]);
+    for id in ["a1", "boom", "z9"] {
+        put(
+            &s,
+            &format!("/openidm/system/lab/account/{id}"),
+            json!({"userName": id}),
+        );
+    }
+    for _ in 0..2 {
+        let r = s.post(
+            "/openidm/recon?_action=recon&mapping=lab&waitForCompletion=true",
+            None,
+        );
+        assert!(r.status == 200 || r.status == 409, "{}", r.body);
+        let id = r.body["_id"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| {
+                // A thrown failure answers 409 with the run id in the message.
+                s.get("/openidm/recon").body["reconciliations"]
+                    .as_array()
+                    .and_then(|a| a.last().cloned())
+                    .and_then(|v| v["_id"].as_str().map(str::to_string))
+            })
+            .expect("a run id");
+        let run = s.wait_run(&id);
+        assert_eq!(run["state"], "FAILED", "{run}");
+        assert!(
+            run["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("deliberate panic")),
+            "{run}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.log().contains("panicked") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        s.log().contains("the reconciliation thread panicked")
+            || s.log().contains("deliberate panic")
+    );
+}
