@@ -236,3 +236,80 @@ fn a_panic_in_a_run_is_contained() {
             || s.log().contains("deliberate panic")
     );
 }
+
+/// 200 REST writes (PUT and PATCH) to targets a run has read and is about to update (held
+/// there by the test hook) are all kept: each target ends with the REST value, the run's
+/// value, and a revision above the one the REST write gave it.
+#[test]
+fn rest_writes_to_objects_a_run_holds_are_kept() {
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let config = r#"
+[managed.user]
+
+[system.lab.account]
+connector = "store"
+
+[[mappings]]
+name = "lab"
+source = "system/lab/account"
+target = "managed/user"
+taskThreads = 4
+properties = [ { source = "key", target = "_id" }, { source = "sn", target = "sn" } ]
+policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRMED", action = "UPDATE" } ]
+"#;
+    let s = Server::start_with_env(config, &[], &[("RECOND_TEST_HOLD_DIR", &hold_dir)]);
+    let n = 200;
+    let id = |i: usize| format!("u{i:03}");
+    for i in 0..n {
+        put(
+            &s,
+            &format!("/openidm/system/lab/account/{}", id(i)),
+            json!({"key": id(i), "sn": "v1"}),
+        );
+    }
+    assert_eq!(counts(&s.run("lab", ""))["ABSENT"], n as u64);
+    for i in 0..n {
+        put(
+            &s,
+            &format!("/openidm/system/lab/account/{}", id(i)),
+            json!({"key": id(i), "sn": "v2"}),
+        );
+    }
+    std::fs::write(hold.0.join("gate"), "").expect("gate");
+    let r = s.post("/openidm/recon?_action=recon&mapping=lab", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hold.0.join("held").exists() {
+        assert!(Instant::now() < deadline, "the run never reached the hold point");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The run has read every target (rev 1) and is holding its writes.
+    for i in 0..n {
+        let path = format!("/openidm/managed/user/{}", id(i));
+        let r = if i % 2 == 0 {
+            s.put(&path, &json!({"sn": "v1", "note": format!("rest-{i}")}), &[])
+        } else {
+            s.request(
+                "PATCH",
+                &path,
+                Some(&json!([{"operation": "add", "field": "/note", "value": format!("rest-{i}")}])),
+                &[],
+                Auth::Admin,
+            )
+        };
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_eq!(r.body["_rev"], "2", "{}", r.body);
+    }
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let run = s.wait_run(&rid);
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(run["statusSummary"]["FAILURE"], json!(0), "{run}");
+    for i in 0..n {
+        let t = s.get(&format!("/openidm/managed/user/{}", id(i))).body;
+        assert_eq!(t["note"], format!("rest-{i}"), "the REST write is kept: {t}");
+        assert_eq!(t["sn"], "v2", "the run's update is applied: {t}");
+        assert_eq!(t["_rev"], "3", "one revision above the REST write: {t}");
+    }
+}
