@@ -97,6 +97,14 @@ pub(super) fn effective_options(
             },
         )?,
         allow_empty_source_set: bool_of("allowEmptySourceSet", mapping.allow_empty_source_set)?,
+        source_full_entry: bool_of(
+            "sourceQueryFullEntry",
+            mapping.source_query_full_entry.unwrap_or(true),
+        )?,
+        target_full_entry: bool_of(
+            "targetQueryFullEntry",
+            mapping.target_query_full_entry.unwrap_or(true),
+        )?,
         analyze: req.analyze,
         persist_associations: req.persist_associations,
         schedule: req.schedule.clone(),
@@ -181,6 +189,55 @@ struct Ctx<'a> {
     host: Arc<dyn ScriptHost>,
     /// The run-wide claim table (see `claims`): what every unit of the run has in flight.
     claims: Claims,
+    failure_log: FailureLog,
+}
+
+/// One WARN line per failed object, rate-limited per run: at most `FAILURE_LINES` lines per
+/// window; the lines left out are counted and reported when the window closes.
+struct FailureLog {
+    window: Mutex<(Instant, u64, u64)>,
+}
+
+const FAILURE_LINES: u64 = 100;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl FailureLog {
+    fn new() -> FailureLog {
+        FailureLog {
+            window: Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+
+    fn warn(&self, run: &str, mapping: &str, id: &str, reason: &str) {
+        let mut w = self.window.lock();
+        if w.0.elapsed() >= FAILURE_WINDOW {
+            if w.2 > 0 {
+                tracing::warn!(run, mapping, suppressed = w.2, "more objects failed; their log lines were suppressed (see the association entries)");
+            }
+            *w = (Instant::now(), 0, 0);
+        }
+        if w.1 < FAILURE_LINES {
+            w.1 += 1;
+            drop(w);
+            tracing::warn!(
+                run,
+                mapping,
+                object = id,
+                reason,
+                "object failed: mapping {mapping}, object {id}: {reason}"
+            );
+        } else {
+            w.2 += 1;
+        }
+    }
+
+    /// Reports what the last window suppressed (at the end of the run).
+    fn close(&self, run: &str, mapping: &str) {
+        let w = self.window.lock();
+        if w.2 > 0 {
+            tracing::warn!(run, mapping, suppressed = w.2, "more objects failed; their log lines were suppressed (see the association entries)");
+        }
+    }
 }
 
 /// The touched-target set holds FNV hashes already; hashing them again would be waste.
@@ -256,6 +313,8 @@ struct Unit {
     keys: Vec<u64>,
     /// Claim keys this unit holds.
     held: Vec<u64>,
+    /// (object id, reason) of every failed operation, logged when the unit commits.
+    failures: Vec<(String, String)>,
 }
 
 /// Where a unit stood before one object was staged (to drop that object's work).
@@ -266,6 +325,7 @@ struct Mark {
     touched: usize,
     outcomes: usize,
     keys: usize,
+    failures: usize,
 }
 
 impl Mark {
@@ -278,6 +338,7 @@ impl Mark {
             touched: 0,
             outcomes: 0,
             keys: 0,
+            failures: 0,
         }
     }
 }
@@ -294,6 +355,7 @@ impl Unit {
             tally: Tally::default(),
             keys: Vec::new(),
             held: Vec::new(),
+            failures: Vec::new(),
         }
     }
 
@@ -305,6 +367,7 @@ impl Unit {
             touched: self.touched.len(),
             outcomes: self.outcomes.len(),
             keys: self.keys.len(),
+            failures: self.failures.len(),
         }
     }
 
@@ -316,11 +379,14 @@ impl Unit {
         self.touched.truncate(m.touched);
         self.outcomes.truncate(m.outcomes);
         self.keys.truncate(m.keys);
+        self.failures.truncate(m.failures);
     }
 
     /// Turns the operations staged since `m` into failures with `message`: their writes are
     /// dropped, their entries and audit events say why.
-    fn fail_since(&mut self, m: &Mark, message: &str) {
+    fn fail_since(&mut self, m: &Mark, id: String, message: &str) {
+        self.failures.truncate(m.failures);
+        self.failures.push((id, message.to_string()));
         self.batch.truncate(&m.batch);
         self.keys.truncate(m.keys);
         for o in &mut self.outcomes[m.outcomes..] {
@@ -474,12 +540,41 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
         touched: Mutex::new(IdSet::default()),
         host,
         claims: Claims::new(threads.max(1)),
+        failure_log: FailureLog::new(),
     };
 
     // ---- source phase ----
     run.set_stage(Stage::ActiveReconcilingSource);
     let phase_start = Instant::now();
     let seen = match &run.kind {
+        ReconKind::Full if !run.options.source_full_entry => {
+            // sourceQueryFullEntry=false: the query yields ids; each object is read alone.
+            let filter = ctx.source_filter.clone();
+            let src = ctx.source_set.clone();
+            pipeline(
+                &ctx,
+                threads,
+                &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
+                    src.scan(&mut |obj| match obj.get("_id").and_then(Value::as_str) {
+                        Some(id) if filter.matches(&obj) => emit(id.to_string()),
+                        _ => ControlFlow::Continue(()),
+                    })
+                    .map_err(|e| format!("reading the source {}: {e}", src.name()))
+                },
+                &|c, ws, unit, id: &String| {
+                    let start = Instant::now();
+                    let read = c.source_set.read(id);
+                    unit.tally
+                        .time("sourceObjectQuery", start.elapsed().as_nanos() as u64);
+                    match read {
+                        Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
+                        // Gone since the query: nothing to reconcile for it in this phase.
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(format!("reading source {id}: {e}")),
+                    }
+                },
+            )?
+        }
         ReconKind::Full => {
             let filter = ctx.source_filter.clone();
             let src = ctx.source_set.clone();
@@ -618,6 +713,7 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
         return Ok(());
     }
 
+    ctx.failure_log.close(&run.id, &mapping.name);
     run.set_stage(Stage::ActiveProcessingResults);
     if let Some(script) = &mapping.result {
         let mut ws = WorkerScripts {
@@ -646,6 +742,26 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
 /// Feeds items to the pipeline; stops when the callback breaks.
 type Produce<'p, T> = dyn FnMut(&mut dyn FnMut(T) -> ControlFlow<()>) -> Result<(), String> + 'p;
 
+/// The id of a pipeline item, for log lines.
+trait ItemId {
+    fn item_id(&self) -> String;
+}
+
+impl ItemId for Value {
+    fn item_id(&self) -> String {
+        self.get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl ItemId for String {
+    fn item_id(&self) -> String {
+        self.clone()
+    }
+}
+
 type Process<'a, T> =
     dyn Fn(&Ctx<'a>, &mut WorkerScripts, &mut Unit, &T) -> Result<(), String> + Sync;
 
@@ -663,7 +779,7 @@ struct Worker {
 
 /// Streams items from `produce` to `threads` workers (inline when 0) in units of `batch_size`,
 /// and commits each unit. Returns how many items were produced.
-fn pipeline<'a, T: Send>(
+fn pipeline<'a, T: ItemId + Send>(
     ctx: &Ctx<'a>,
     threads: usize,
     produce: &mut Produce<'_, T>,
@@ -773,7 +889,7 @@ fn pipeline<'a, T: Send>(
 /// Processes the items of one unit and commits them. An object is kept in the unit only once
 /// its claims are taken (see `claims`); otherwise the unit commits what it has and the object
 /// is assessed again.
-fn run_unit<'a, T>(
+fn run_unit<'a, T: ItemId>(
     ctx: &Ctx<'a>,
     w: &mut Worker,
     items: Vec<T>,
@@ -793,7 +909,7 @@ fn run_unit<'a, T>(
 /// Stages one object into `unit` with its claims taken; on a refused claim, drops the
 /// object's work, commits the unit (so this worker holds nothing while it waits), waits for
 /// the other unit if needed, and assesses the object again against committed state.
-fn stage<'a, 'i, T>(
+fn stage<'a, 'i, T: ItemId>(
     ctx: &Ctx<'a>,
     w: &mut Worker,
     unit: &mut Unit,
@@ -830,6 +946,7 @@ fn stage<'a, 'i, T>(
             Err(_) if attempt == CLAIM_ATTEMPTS => {
                 unit.fail_since(
                     &mark,
+                    item.item_id(),
                     "other objects of this run kept changing the same target; not applied",
                 );
                 pending.push(item);
@@ -850,7 +967,7 @@ fn stage<'a, 'i, T>(
 /// Commits the unit and starts a new one. If the store refuses the batch (an object changed
 /// since it was read: a REST write, another run), nothing of it was written: each pending
 /// object is then re-read, re-assessed and committed on its own.
-fn flush<'a, T>(
+fn flush<'a, T: ItemId>(
     ctx: &Ctx<'a>,
     w: &mut Worker,
     unit: &mut Unit,
@@ -870,7 +987,7 @@ fn flush<'a, T>(
 
 /// Re-assesses one object and commits it alone, retrying (bounded) while the store reports
 /// a concurrent change; then records it as failed with the reason (its writes dropped).
-fn redo_alone<'a, T>(
+fn redo_alone<'a, T: ItemId>(
     ctx: &Ctx<'a>,
     w: &mut Worker,
     item: &T,
@@ -891,6 +1008,7 @@ fn redo_alone<'a, T>(
     stage(ctx, w, &mut unit, &mut pending, item, process)?;
     unit.fail_since(
         &Mark::start(),
+        item.item_id(),
         &format!("the object kept changing concurrently; not applied ({last})"),
     );
     commit(ctx, unit)?.map_err(|e| format!("writing a failed entry: {e}"))
@@ -953,6 +1071,10 @@ fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, String> {
     }
     for o in &unit.outcomes {
         unit.tally.record(o);
+    }
+    for (id, reason) in &unit.failures {
+        ctx.failure_log
+            .warn(&ctx.run.id, &ctx.mapping.name, id, reason);
     }
     run.stats.merge(&unit.tally);
     // Every few seconds the ACTIVE record is refreshed, so a run cut off by a crash still
@@ -1404,7 +1526,12 @@ fn target_object(
     tid: &str,
 ) -> Result<(), String> {
     hooks::get().maybe_panic(tid);
+    let start = Instant::now();
     let target = ctx.read_target(unit, tid)?;
+    if !ctx.run.options.target_full_entry {
+        unit.tally
+            .time("targetObjectQuery", start.elapsed().as_nanos() as u64);
+    }
     let Some(target) = target else { return Ok(()) };
     let qualifiers = match ctx.qualifiers(ws, &target, true) {
         Ok(q) => q,
@@ -1820,6 +1947,10 @@ fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, phase: &str) 
         target_deleted: op.target_deleted,
     });
     let message = op.error.clone().or_else(|| op.exception.clone());
+    if let Some(e) = &op.error {
+        let id = op.source_id.clone().or_else(|| op.target_id.clone());
+        unit.failures.push((id.unwrap_or_default(), e.clone()));
+    }
     if ctx.run.options.persist_associations {
         unit.entries.push(EntryRecord {
             situation: op.situation.map(|s| s.as_str().to_string()),

@@ -282,19 +282,28 @@ policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRM
     let rid = r.body["_id"].as_str().expect("id").to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !hold.0.join("held").exists() {
-        assert!(Instant::now() < deadline, "the run never reached the hold point");
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the hold point"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     // The run has read every target (rev 1) and is holding its writes.
     for i in 0..n {
         let path = format!("/openidm/managed/user/{}", id(i));
         let r = if i % 2 == 0 {
-            s.put(&path, &json!({"sn": "v1", "note": format!("rest-{i}")}), &[])
+            s.put(
+                &path,
+                &json!({"sn": "v1", "note": format!("rest-{i}")}),
+                &[],
+            )
         } else {
             s.request(
                 "PATCH",
                 &path,
-                Some(&json!([{"operation": "add", "field": "/note", "value": format!("rest-{i}")}])),
+                Some(
+                    &json!([{"operation": "add", "field": "/note", "value": format!("rest-{i}")}]),
+                ),
                 &[],
                 Auth::Admin,
             )
@@ -308,7 +317,11 @@ policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRM
     assert_eq!(run["statusSummary"]["FAILURE"], json!(0), "{run}");
     for i in 0..n {
         let t = s.get(&format!("/openidm/managed/user/{}", id(i))).body;
-        assert_eq!(t["note"], format!("rest-{i}"), "the REST write is kept: {t}");
+        assert_eq!(
+            t["note"],
+            format!("rest-{i}"),
+            "the REST write is kept: {t}"
+        );
         assert_eq!(t["sn"], "v2", "the run's update is applied: {t}");
         assert_eq!(t["_rev"], "3", "one revision above the REST write: {t}");
     }

@@ -614,3 +614,28 @@ fn recon_by_id_ignores_a_body_source_query() {
         assert_eq!(s.get(&format!("/openidm/managed/user/{id}")).status, 200);
     }
 }
+
+/// Regression (#12): `sourceQueryFullEntry` / `targetQueryFullEntry` accepted any value and
+/// did nothing. They are booleans (400 otherwise); false reads each object on its own.
+#[test]
+fn query_full_entry_flags_are_booleans_with_their_meaning() {
+    let s = Server::start(HR, &[("data/hr.csv", &format!("{HEADER}{}", people(3, 1)))]);
+    for key in ["sourceQueryFullEntry", "targetQueryFullEntry"] {
+        let r = s.post(
+            "/openidm/recon?_action=recon&mapping=hr",
+            Some(&json!({ key: "maybe" })),
+        );
+        assert_eq!(r.status, 400, "{key}: {}", r.body);
+    }
+    s.run("hr", "");
+    let r = s.post(
+        "/openidm/recon?_action=recon&mapping=hr&waitForCompletion=true",
+        Some(&json!({"sourceQueryFullEntry": false, "targetQueryFullEntry": false})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let run = s.wait_run(r.body["_id"].as_str().expect("id"));
+    assert_eq!(counts(&run), map(&[("CONFIRMED", 3)]), "{run}");
+    let d = &run["durationSummary"];
+    assert!(d.get("sourceObjectQuery").is_some(), "{d}");
+    assert!(d.get("targetObjectQuery").is_none() || d["targetObjectQuery"].is_object());
+}
