@@ -190,6 +190,8 @@ struct Ctx<'a> {
     /// The run-wide claim table (see `claims`): what every unit of the run has in flight.
     claims: Claims,
     failure_log: FailureLog,
+    /// Target attributes compared by correlation (their values are claim keys of writes).
+    correlation_fields: Vec<crate::query::Pointer>,
 }
 
 /// One WARN line per failed object, rate-limited per run: at most `FAILURE_LINES` lines per
@@ -275,6 +277,34 @@ fn claim_key(kind: u8, q: &str, id: &str) -> u64 {
     }
     // Mix the high bits (the claim table shards on them).
     h ^ (h >> 29).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+/// The claim key of a correlation term: a target attribute and its (case-folded) value.
+fn term_key(ptr: &str, value: &Value) -> u64 {
+    let v = match value {
+        Value::String(s) => s.to_lowercase(),
+        other => other.to_string(),
+    };
+    claim_key(b'c', "", &format!("{ptr}\u{0}{v}"))
+}
+
+/// Every target attribute an expressionTree correlation of the mapping compares.
+fn correlation_fields(mapping: &Mapping) -> Vec<crate::query::Pointer> {
+    fn walk(t: &crate::mapping::ExprTree, out: &mut Vec<crate::query::Pointer>) {
+        match t {
+            crate::mapping::ExprTree::All(items) | crate::mapping::ExprTree::Any(items) => {
+                items.iter().for_each(|i| walk(i, out))
+            }
+            crate::mapping::ExprTree::Field(f) => out.push(crate::query::Pointer::parse(f)),
+        }
+    }
+    let mut out = Vec::new();
+    for (_, c) in &mapping.correlation {
+        if let Correlation::Tree(t) = c {
+            walk(t, &mut out);
+        }
+    }
+    out
 }
 
 /// Lazily created JavaScript context of one worker thread.
@@ -541,6 +571,7 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
         host,
         claims: Claims::new(threads.max(1)),
         failure_log: FailureLog::new(),
+        correlation_fields: correlation_fields(mapping),
     };
 
     // ---- source phase ----
@@ -1215,6 +1246,15 @@ impl Ctx<'_> {
 
     // ---- targets ---------------------------------------------------------------------------
 
+    /// Claims the correlation terms of a target body this object writes (old or new).
+    fn claim_target_terms(&self, unit: &mut Unit, body: &Value) {
+        for ptr in &self.correlation_fields {
+            if let Some(v) = ptr.get(body) {
+                unit.keys.push(term_key(&ptr.to_string(), v));
+            }
+        }
+    }
+
     fn read_target(&self, _unit: &Unit, id: &str) -> Result<Option<Value>, String> {
         match &self.targets {
             Targets::Store(s) => {
@@ -1280,13 +1320,11 @@ impl Ctx<'_> {
             };
             // Two sources whose correlation asks for the same value depend on each other
             // (the first may create the target the second must then find).
+            // A target write claims the same keys for its old and new values (see
+            // `claim_target_terms`), so a correlation never misses a target a concurrent unit
+            // is creating or changing. (Only conjunctive equality terms give keys.)
             for (ptr, value) in filter.equality_terms() {
-                let v = match value {
-                    Value::String(s) => s.to_lowercase(),
-                    other => other.to_string(),
-                };
-                unit.keys
-                    .push(claim_key(b'c', q, &format!("{ptr}\u{0}{v}")));
+                unit.keys.push(term_key(&ptr.to_string(), value));
             }
             match &self.targets {
                 Targets::Store(s) => s.find(&filter).map_err(|e| e.to_string())?,
@@ -1702,6 +1740,9 @@ fn act(
                     // makes the store refuse the batch, and this object is assessed again.
                     s.stage_put(&mut unit.batch, &id, &body, None)
                         .map_err(|e| e.message)?;
+                    if !ctx.correlation_fields.is_empty() {
+                        ctx.claim_target_terms(unit, &Value::Object(body.clone()));
+                    }
                     id
                 }
                 Targets::Cache(_) => {
@@ -1781,6 +1822,10 @@ fn act(
                         let old_body = old.as_object().ok_or("the target is not an object")?;
                         s.stage_put(&mut unit.batch, &tid, &body, Some((rev, old_body)))
                             .map_err(|e| e.message)?;
+                        if !ctx.correlation_fields.is_empty() {
+                            ctx.claim_target_terms(unit, &old);
+                            ctx.claim_target_terms(unit, &Value::Object(body.clone()));
+                        }
                     }
                     Targets::Cache(_) => {
                         ctx.target_set

@@ -6,6 +6,7 @@ mod helpers;
 mod foundation;
 mod history;
 mod integrity;
+mod model;
 mod objects;
 mod recon;
 mod scheduler;
