@@ -574,6 +574,24 @@ fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
         correlation_fields: correlation_fields(mapping),
     };
 
+    // The source total is known when the query stage ends (contract §8) where it is cheap:
+    // the ids of a by-id run, the id count of a whole store-backed set; otherwise it follows
+    // at the phase end.
+    let known_total = match &run.kind {
+        ReconKind::ById(ids) => Some(ids.len() as u64),
+        // Store-backed sources count their ids without decoding; a connector source would
+        // need a second full read, so its total follows at the phase end.
+        ReconKind::Full if ctx.full_source && ctx.source_set.as_store().is_some() => Some(
+            ctx.source_set
+                .count()
+                .map_err(|e| format!("counting the source {}: {e}", ctx.source_set.name()))?,
+        ),
+        ReconKind::Full => None,
+    };
+    if let Some(n) = known_total {
+        run.stats.source_total.store(n as i64, Ordering::Relaxed);
+    }
+
     // ---- source phase ----
     run.set_stage(Stage::ActiveReconcilingSource);
     let phase_start = Instant::now();

@@ -288,7 +288,15 @@ policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRM
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    // The run has read every target (rev 1) and is holding its writes.
+    // The run has read every target (rev 1) and is holding its writes; the source total of
+    // a store-backed whole-set query is known once the query stage has ended.
+    let live = s.get(&format!("/openidm/recon/{rid}")).body;
+    assert_eq!(live["state"], "ACTIVE", "{live}");
+    assert_eq!(
+        live["progress"]["source"]["existing"]["total"],
+        json!(n.to_string()),
+        "{live}"
+    );
     for i in 0..n {
         let path = format!("/openidm/managed/user/{}", id(i));
         let r = if i % 2 == 0 {
