@@ -200,6 +200,13 @@ pub struct BatchMark {
     ops: usize,
 }
 
+impl BatchMark {
+    /// Staged writes plus preconditions before the mark (for tests of callers).
+    pub fn len_for_tests(&self) -> usize {
+        self.writes + self.preconditions
+    }
+}
+
 /// A batch of writes to the `data` tree, applied atomically by [`Store::apply`] after its
 /// preconditions are checked (see [`Store::apply`] for the write discipline).
 #[derive(Default)]
@@ -1141,6 +1148,65 @@ mod tests {
         assert!(
             store.get_entry(6, 0).expect("get").is_some(),
             "another run's entries stay"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The write discipline: preconditions are checked with the apply; a failed one writes
+    /// nothing of the batch.
+    #[test]
+    fn compare_and_swap_preconditions_guard_the_whole_batch() {
+        let (store, dir) = temp_store("cas");
+        let put = |id: &str, rev: u64, expect: Expect| {
+            let mut b = DataBatch::new();
+            b.expect_object("managed/x", id, expect);
+            b.put_object("managed/x", id, rev, &obj(json!({"v": rev})), &[], &[])
+                .expect("stage");
+            store.apply(b)
+        };
+        put("a", 1, Expect::Absent).expect("create");
+        assert!(matches!(
+            put("a", 1, Expect::Absent),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            put("a", 2, Expect::Rev(7)),
+            Err(StoreError::Conflict(_))
+        ));
+        put("a", 2, Expect::Rev(1)).expect("update at the read revision");
+        // A batch whose second precondition fails writes nothing, not even its first write.
+        let mut b = DataBatch::new();
+        b.expect_object("managed/x", "new", Expect::Absent);
+        b.put_object("managed/x", "new", 1, &obj(json!({})), &[], &[])
+            .expect("stage");
+        b.expect_object("managed/x", "a", Expect::Rev(1));
+        assert!(matches!(store.apply(b), Err(StoreError::Conflict(_))));
+        assert!(!store.object_exists("managed/x", "new").expect("read"));
+        // The same key expected twice in one batch is refused.
+        let mut b = DataBatch::new();
+        b.expect_object("managed/x", "a", Expect::Rev(2));
+        b.expect_object("managed/x", "a", Expect::Rev(2));
+        assert!(matches!(store.apply(b), Err(StoreError::Conflict(_))));
+        // Links: a new link needs its forward key and its target-side key free.
+        let link = Link {
+            link_type: "m".into(),
+            qualifier: "default".into(),
+            first_id: "s1".into(),
+            second_id: "t1".into(),
+            rev: 1,
+        };
+        let mut b = DataBatch::new();
+        b.expect_link("m", "default", "s1", Expect::Absent);
+        b.expect_no_link_to_second("m", "default", "t1");
+        b.put_link(&link, None).expect("stage");
+        store.apply(b).expect("first link");
+        let mut b = DataBatch::new();
+        b.expect_link("m", "default", "s2", Expect::Absent);
+        b.expect_no_link_to_second("m", "default", "t1");
+        assert!(
+            matches!(store.apply(b), Err(StoreError::Conflict(m)) if m.contains("t1")),
+            "a second link to t1 is refused"
         );
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
