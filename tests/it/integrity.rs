@@ -334,3 +334,52 @@ policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRM
         assert_eq!(t["_rev"], "3", "one revision above the REST write: {t}");
     }
 }
+
+/// Regression: a CSV set checked If-Match and then wrote, so two writers holding the same
+/// revision could both succeed (a lost update). Exactly one conditional write per revision
+/// wins now; the others get 412.
+#[test]
+fn csv_conditional_writes_cannot_both_win() {
+    let config = r#"
+[system.hr.account]
+connector = "csv"
+file = "data/hr.csv"
+id_column = "uid"
+"#;
+    let s = Server::start(config, &[("data/hr.csv", "uid,sn\nx1,start\n")]);
+    for round in 0..5 {
+        let rev = s.get("/openidm/system/hr/account/x1").body["_rev"]
+            .as_str()
+            .expect("rev")
+            .to_string();
+        let quoted = format!("\"{rev}\"");
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
+                .map(|w| {
+                    let (s, quoted) = (&s, &quoted);
+                    scope.spawn(move || {
+                        s.put(
+                            "/openidm/system/hr/account/x1",
+                            &json!({"sn": format!("r{round}w{w}")}),
+                            &[("If-Match", quoted.as_str())],
+                        )
+                        .status
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("writer"))
+                .collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|c| **c == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|c| *c == 200 || *c == 412),
+            "{statuses:?}"
+        );
+    }
+}
