@@ -383,3 +383,89 @@ id_column = "uid"
         );
     }
 }
+
+/// Two mappings sharing one link type in opposite directions (`links`), run alternately ten
+/// times while a REST writer changes the managed side: never a duplicate object, never an
+/// extra or inverted link.
+#[test]
+fn bidirectional_mappings_run_alternately_keep_one_link_per_pair() {
+    let config = r#"
+[recon]
+batch_size = 2
+
+[managed.user]
+indexed = ["userName"]
+
+[system.lab.account]
+connector = "store"
+
+[[mappings]]
+name = "lab_user"
+source = "system/lab/account"
+target = "managed/user"
+taskThreads = 4
+properties = [ { source = "uid", target = "userName" }, { source = "sn", target = "sn" } ]
+correlationQuery = { expressionTree = { all = ["userName"] } }
+policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "FOUND", action = "LINK" }, { situation = "CONFIRMED", action = "UPDATE" } ]
+
+[[mappings]]
+name = "user_lab"
+source = "managed/user"
+target = "system/lab/account"
+links = "lab_user"
+taskThreads = 4
+properties = [ { source = "userName", target = "uid" }, { source = "sn", target = "sn" } ]
+policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRMED", action = "UPDATE" } ]
+"#;
+    let s = Server::start(config, &[]);
+    let n = 30;
+    for i in 0..n {
+        put(
+            &s,
+            &format!("/openidm/system/lab/account/a{i:02}"),
+            json!({"uid": format!("a{i:02}"), "sn": "start"}),
+        );
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut k = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let users = s.query("/openidm/managed/user", "true");
+                for u in users["result"].as_array().into_iter().flatten().take(5) {
+                    let id = u["_id"].as_str().unwrap_or_default();
+                    let r = s.request(
+                        "PATCH",
+                        &format!("/openidm/managed/user/{id}"),
+                        Some(&json!([{"operation": "replace", "field": "/sn", "value": format!("rest{k}")}])),
+                        &[],
+                        Auth::Admin,
+                    );
+                    assert!(r.status == 200 || r.status == 404, "{}", r.body);
+                    k += 1;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        for round in 0..10 {
+            for mapping in ["lab_user", "user_lab"] {
+                let run = s.run(mapping, "");
+                assert_eq!(run["state"], "SUCCESS", "round {round} {mapping}: {run}");
+                assert_eq!(run["statusSummary"]["FAILURE"], json!(0), "{run}");
+                let links = link_rows(&s, "lab_user");
+                assert_eq!(links.len(), n, "round {round} {mapping}: {links:?}");
+                assert!(
+                    links.iter().all(|(first, _, _)| first.starts_with('a')),
+                    "firstId is always the lab account: {links:?}"
+                );
+                assert_eq!(all_ids(&s, "/openidm/managed/user").len(), n);
+                assert_eq!(all_ids(&s, "/openidm/system/lab/account").len(), n);
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(
+        link_rows(&s, "user_lab").is_empty(),
+        "the reverse mapping owns no links"
+    );
+}
