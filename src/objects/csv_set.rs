@@ -3,6 +3,10 @@
 //! Every read goes to the file, so edits made by other programs are seen by the next read.
 //! Queries scan the file in row order; a paging cookie is the position after the last row
 //! returned. Revisions are content hashes computed by the connector.
+//!
+//! Writes (REST and runs alike) hold the set's write lock across their check (existence,
+//! If-Match revision) and the file write, so two writers of this process can never both
+//! pass a check and then overwrite each other.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -17,6 +21,8 @@ use crate::query::Filter;
 pub struct CsvSet {
     name: String,
     table: CsvTable,
+    /// Held across check + write (the file is rewritten whole, so one lock per set).
+    writes: parking_lot::Mutex<()>,
 }
 
 impl CsvSet {
@@ -24,6 +30,7 @@ impl CsvSet {
         CsvSet {
             name: name.to_string(),
             table: CsvTable::new(file, id_column),
+            writes: parking_lot::Mutex::new(()),
         }
     }
 
@@ -123,17 +130,8 @@ impl ObjectSet for CsvSet {
     }
 
     fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {
-        let mut body = body_object(body)?;
-        if let Some(id) = id {
-            check_id(id)?;
-            body.insert("_id".into(), Value::String(id.to_string()));
-        } else if !body.contains_key(self.table_id_column()) {
-            body.insert("_id".into(), Value::String(crate::ids::new_uuid()));
-        }
-        self.table
-            .create(body)
-            .map(Value::Object)
-            .map_err(|e| self.err(e))
+        let _write = self.writes.lock();
+        self.create_unlocked(id, body)
     }
 
     fn put(
@@ -144,6 +142,7 @@ impl ObjectSet for CsvSet {
         create_only: bool,
     ) -> Result<(Value, bool), ObjectError> {
         check_id(id)?;
+        let _write = self.writes.lock();
         let exists = self.table.read(id).map_err(|e| self.err(e))?.is_some();
         if exists {
             if create_only {
@@ -162,11 +161,12 @@ impl ObjectSet for CsvSet {
             if if_match.is_some() {
                 return Err(ObjectError::not_found(&self.name, id));
             }
-            Ok((self.create(Some(id), body)?, true))
+            Ok((self.create_unlocked(Some(id), body)?, true))
         }
     }
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {
+        let _write = self.writes.lock();
         let mut current = self.check_rev(id, if_match)?;
         current.remove("_id");
         current.remove("_rev");
@@ -178,9 +178,27 @@ impl ObjectSet for CsvSet {
     }
 
     fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Value, ObjectError> {
+        let _write = self.writes.lock();
         self.check_rev(id, if_match)?;
         self.table
             .delete(id)
+            .map(Value::Object)
+            .map_err(|e| self.err(e))
+    }
+}
+
+impl CsvSet {
+    /// Creates a row; the caller holds the write lock.
+    fn create_unlocked(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {
+        let mut body = body_object(body)?;
+        if let Some(id) = id {
+            check_id(id)?;
+            body.insert("_id".into(), Value::String(id.to_string()));
+        } else if !body.contains_key(self.table_id_column()) {
+            body.insert("_id".into(), Value::String(crate::ids::new_uuid()));
+        }
+        self.table
+            .create(body)
             .map(Value::Object)
             .map_err(|e| self.err(e))
     }

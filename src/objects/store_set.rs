@@ -2,34 +2,36 @@
 //!
 //! Invariants:
 //! * An object and its index entries are written in one atomic batch.
-//! * REST writes to one id are serialised by a striped lock, so If-Match checks and the write
-//!   that follows them cannot interleave with another REST write of the same object.
+//! * Every write is a compare-and-swap (the storage write discipline, `Store::apply`): it
+//!   carries the revision it read (or "must not exist"), so a REST write and a run's write of
+//!   the same object can never lose each other's change, and index entries are always the
+//!   difference from the body actually replaced. On a conflict the REST write re-reads,
+//!   re-checks If-Match and tries again (bounded).
 //! * The equality index is rebuilt at startup when the declared `indexed` list changed.
 
 use std::ops::ControlFlow;
 
-use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use super::paging::{self, QueryRequest, QueryResult};
 use super::{body_object, check_id, with_meta, ObjectError, ObjectErrorKind, ObjectSet};
 use crate::query::{Filter, Pointer};
-use crate::storage::{index_terms, DataBatch, IndexTerm, Store, StoredObject};
+use crate::storage::{index_terms, DataBatch, Expect, IndexTerm, Store, StoreError, StoredObject};
 
-const STRIPES: usize = 64;
+/// How often a REST write re-reads and retries after a concurrent change.
+const CAS_ATTEMPTS: usize = 32;
 
 pub struct StoreSet {
     store: Store,
     name: String,
     /// Indexed attributes: the name as declared (also the index key) and its pointer.
     indexed: Vec<(String, Pointer)>,
-    locks: Vec<Mutex<()>>,
 }
 
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+/// One attempt of a compare-and-swap write: done, or the object changed under it.
+enum Attempt<T> {
+    Done(T),
+    Retry,
 }
 
 impl StoreSet {
@@ -49,7 +51,6 @@ impl StoreSet {
             store,
             name: name.to_string(),
             indexed,
-            locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         };
         set.ensure_index()?;
         Ok(set)
@@ -116,22 +117,36 @@ impl StoreSet {
         Ok(self.store.get_object(&self.name, id)?)
     }
 
-    /// Adds an object write (create or replace) to `batch`, maintaining the index.
+    /// Adds an object write (create or replace) to `batch`, maintaining the index. The write
+    /// expects the object at `old`'s revision (`None`: must not exist); `old` must be the body
+    /// read at that revision, so the index difference is computed from what is replaced.
     pub fn stage_put(
         &self,
         batch: &mut DataBatch,
         id: &str,
-        rev: u64,
         body: &Map<String, Value>,
-        old: Option<&Map<String, Value>>,
-    ) -> Result<(), ObjectError> {
-        let old_terms = old.map(|o| self.terms(o)).unwrap_or_default();
+        old: Option<(u64, &Map<String, Value>)>,
+    ) -> Result<u64, ObjectError> {
+        let old_terms = old.map(|(_, o)| self.terms(o)).unwrap_or_default();
         let new_terms = self.terms(body);
+        let (expect, rev) = match old {
+            Some((r, _)) => (Expect::Rev(r), r + 1),
+            None => (Expect::Absent, 1),
+        };
+        batch.expect_object(&self.name, id, expect);
         batch.put_object(&self.name, id, rev, body, &old_terms, &new_terms)?;
-        Ok(())
+        Ok(rev)
     }
 
-    pub fn stage_delete(&self, batch: &mut DataBatch, id: &str, old: &Map<String, Value>) {
+    /// Adds an object delete to `batch`; it expects the object at `rev` with body `old`.
+    pub fn stage_delete(
+        &self,
+        batch: &mut DataBatch,
+        id: &str,
+        rev: u64,
+        old: &Map<String, Value>,
+    ) {
+        batch.expect_object(&self.name, id, Expect::Rev(rev));
         batch.delete_object(&self.name, id, &self.terms(old));
     }
 
@@ -152,8 +167,33 @@ impl StoreSet {
         Ok(None)
     }
 
-    fn lock(&self, id: &str) -> parking_lot::MutexGuard<'_, ()> {
-        self.locks[(fnv(id) as usize) % STRIPES].lock()
+    /// Runs `attempt` until it is done or gives up, re-reading after each concurrent change.
+    fn with_cas<T>(
+        &self,
+        id: &str,
+        mut attempt: impl FnMut() -> Result<Attempt<T>, ObjectError>,
+    ) -> Result<T, ObjectError> {
+        for _ in 0..CAS_ATTEMPTS {
+            if let Attempt::Done(v) = attempt()? {
+                return Ok(v);
+            }
+        }
+        Err(ObjectError::new(
+            ObjectErrorKind::Conflict,
+            format!(
+                "{}/{id} kept changing concurrently; the write was not applied",
+                self.name
+            ),
+        ))
+    }
+
+    /// Applies a batch: a precondition failure means "re-read and retry".
+    fn commit<T>(&self, batch: DataBatch, done: T) -> Result<Attempt<T>, ObjectError> {
+        match self.store.apply(batch) {
+            Ok(()) => Ok(Attempt::Done(done)),
+            Err(StoreError::Conflict(_)) => Ok(Attempt::Retry),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn to_value(o: StoredObject) -> Value {
@@ -173,17 +213,16 @@ impl StoreSet {
         }
     }
 
+    /// One CAS attempt of writing `body` over what was read (`old`).
     fn write(
         &self,
         id: &str,
-        rev: u64,
         body: &Map<String, Value>,
-        old: Option<&Map<String, Value>>,
-    ) -> Result<(), ObjectError> {
+        old: Option<(u64, &Map<String, Value>)>,
+    ) -> Result<Attempt<u64>, ObjectError> {
         let mut batch = DataBatch::new();
-        self.stage_put(&mut batch, id, rev, body, old)?;
-        self.store.apply(batch)?;
-        Ok(())
+        let rev = self.stage_put(&mut batch, id, body, old)?;
+        self.commit(batch, rev)
     }
 }
 
@@ -287,14 +326,15 @@ impl ObjectSet for StoreSet {
             }
             None => crate::ids::new_uuid(),
         };
-        let _guard = self.lock(&id);
-        if self.store.object_exists(&self.name, &id)? {
-            return Err(ObjectError::new(
-                ObjectErrorKind::AlreadyExists,
-                format!("Object {}/{id} already exists", self.name),
-            ));
-        }
-        self.write(&id, 1, &body, None)?;
+        self.with_cas(&id, || {
+            if self.store.object_exists(&self.name, &id)? {
+                return Err(ObjectError::new(
+                    ObjectErrorKind::AlreadyExists,
+                    format!("Object {}/{id} already exists", self.name),
+                ));
+            }
+            self.write(&id, &body, None)
+        })?;
         Ok(with_meta(&id, "1", body))
     }
 
@@ -307,8 +347,7 @@ impl ObjectSet for StoreSet {
     ) -> Result<(Value, bool), ObjectError> {
         check_id(id)?;
         let body = body_object(body)?;
-        let _guard = self.lock(id);
-        match self.get(id)? {
+        self.with_cas(id, || match self.get(id)? {
             Some(current) => {
                 if create_only {
                     return Err(ObjectError::new(
@@ -318,47 +357,58 @@ impl ObjectSet for StoreSet {
                 }
                 self.check_rev(&current, if_match)?;
                 if current.body == body {
-                    return Ok((Self::to_value(current), false));
+                    return Ok(Attempt::Done((Self::to_value(current), false)));
                 }
-                let rev = current.rev + 1;
-                self.write(id, rev, &body, Some(&current.body))?;
-                Ok((with_meta(id, &rev.to_string(), body), false))
+                Ok(
+                    match self.write(id, &body, Some((current.rev, &current.body)))? {
+                        Attempt::Done(rev) => {
+                            Attempt::Done((with_meta(id, &rev.to_string(), body.clone()), false))
+                        }
+                        Attempt::Retry => Attempt::Retry,
+                    },
+                )
             }
             None => {
                 if if_match.is_some() {
                     return Err(ObjectError::not_found(&self.name, id));
                 }
-                self.write(id, 1, &body, None)?;
-                Ok((with_meta(id, "1", body), true))
+                Ok(match self.write(id, &body, None)? {
+                    Attempt::Done(_) => Attempt::Done((with_meta(id, "1", body.clone()), true)),
+                    Attempt::Retry => Attempt::Retry,
+                })
             }
-        }
+        })
     }
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {
-        let _guard = self.lock(id);
-        let current = self
-            .get(id)?
-            .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
-        self.check_rev(&current, if_match)?;
-        let body = super::patch::apply(&current.body, ops)?;
-        if body == current.body {
-            return Ok(Self::to_value(current));
-        }
-        let rev = current.rev + 1;
-        self.write(id, rev, &body, Some(&current.body))?;
-        Ok(with_meta(id, &rev.to_string(), body))
+        self.with_cas(id, || {
+            let current = self
+                .get(id)?
+                .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
+            self.check_rev(&current, if_match)?;
+            let body = super::patch::apply(&current.body, ops)?;
+            if body == current.body {
+                return Ok(Attempt::Done(Self::to_value(current)));
+            }
+            Ok(
+                match self.write(id, &body, Some((current.rev, &current.body)))? {
+                    Attempt::Done(rev) => Attempt::Done(with_meta(id, &rev.to_string(), body)),
+                    Attempt::Retry => Attempt::Retry,
+                },
+            )
+        })
     }
 
     fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Value, ObjectError> {
-        let _guard = self.lock(id);
-        let current = self
-            .get(id)?
-            .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
-        self.check_rev(&current, if_match)?;
-        let mut batch = DataBatch::new();
-        self.stage_delete(&mut batch, id, &current.body);
-        self.store.apply(batch)?;
-        Ok(Self::to_value(current))
+        self.with_cas(id, || {
+            let current = self
+                .get(id)?
+                .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
+            self.check_rev(&current, if_match)?;
+            let mut batch = DataBatch::new();
+            self.stage_delete(&mut batch, id, current.rev, &current.body);
+            self.commit(batch, Self::to_value(current))
+        })
     }
 
     fn as_store(&self) -> Option<&StoreSet> {

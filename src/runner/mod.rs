@@ -14,7 +14,9 @@
 //! COMPLETED_FAILED with a message. Purged runs leave a marker; a background thread
 //! reclaims their entries and audit events in small batches and resumes after a restart.
 
+mod claims;
 mod history;
+mod hooks;
 mod host;
 mod state;
 mod worker;
@@ -250,13 +252,9 @@ impl Runner {
                 ))
             })?;
         let options = worker::effective_options(&mapping, &req)?;
-        let mut active = self.inner.active.lock();
-        if let Some(run) = active.get(&mapping.name) {
-            return Err(RunError::Conflict(format!(
-                "A reconciliation of mapping {} is already active: {}",
-                mapping.name, run.id
-            )));
-        }
+        // No lock is held across store IO (the async runtime reads `active` through
+        // `live_summary`): the run is built first, registered under the lock, and its record
+        // written after the lock is released (undone if that write fails).
         let seq = self.inner.store.next_id()?;
         let id = format!("{}-{seq}", ids::new_uuid());
         let run = Arc::new(RunState::new(
@@ -267,16 +265,27 @@ impl Runner {
             options,
             req.user,
         ));
-        self.inner.store.put_run(&run.record(None))?;
-        active.insert(mapping.name.clone(), run.clone());
-        drop(active);
+        {
+            let mut active = self.inner.active.lock();
+            if let Some(other) = active.get(&mapping.name) {
+                return Err(RunError::Conflict(format!(
+                    "A reconciliation of mapping {} is already active: {}",
+                    mapping.name, other.id
+                )));
+            }
+            active.insert(mapping.name.clone(), run.clone());
+        }
+        if let Err(e) = self.inner.store.put_run(&run.record(None)) {
+            self.inner.deregister(&run);
+            return Err(e.into());
+        }
         let inner = self.inner.clone();
         let r = run.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("recon-{seq}"))
             .spawn(move || {
                 inner.acquire_slot(&r);
-                worker::execute(&inner, &r);
+                execute_contained(&inner, &r);
                 inner.finish(&r);
                 inner.release_slot();
             });
@@ -430,6 +439,17 @@ impl Runner {
 }
 
 impl Inner {
+    /// Removes a run from the active map (only if it is still the registered one).
+    fn deregister(&self, run: &Arc<RunState>) {
+        let mut active = self.active.lock();
+        if active
+            .get(&run.mapping.name)
+            .is_some_and(|r| Arc::ptr_eq(r, run))
+        {
+            active.remove(&run.mapping.name);
+        }
+    }
+
     fn acquire_slot(&self, run: &RunState) {
         let mut free = self.slots.lock();
         while *free == 0 && !run.is_canceled() {
@@ -543,6 +563,33 @@ impl Inner {
         tracing::info!(run = %run.id, stage = stage_now.as_str(), "reconciliation ended");
         run.mark_done();
     }
+}
+
+/// Runs the run body with panics contained: a panic anywhere in it (a bug) ends the run
+/// FAILED with a message and a log line, and `finish` still frees the mapping and wakes every
+/// `waitForCompletion` caller.
+fn execute_contained(inner: &Inner, run: &Arc<RunState>) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        worker::execute(inner, run);
+    }));
+    if let Err(payload) = outcome {
+        let what = panic_message(payload.as_ref());
+        tracing::error!(run = %run.id, mapping = %run.mapping.name, panic = %what,
+            "the reconciliation thread panicked; the run is marked failed");
+        run.fail(
+            format!("Internal error: the reconciliation stopped: {what}"),
+            true,
+        );
+    }
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-text payload".into())
 }
 
 fn purge_loop(inner: &Arc<Inner>) {

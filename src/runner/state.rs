@@ -27,6 +27,10 @@ pub struct RunOptions {
     pub target_query: Value,
     pub run_target_phase: bool,
     pub allow_empty_source_set: bool,
+    /// `sourceQueryFullEntry`: false = the source query yields ids, each object read alone.
+    pub source_full_entry: bool,
+    /// `targetQueryFullEntry`: false = target objects are read one by one when assessed.
+    pub target_full_entry: bool,
     pub analyze: bool,
     pub persist_associations: bool,
     pub schedule: Option<String>,

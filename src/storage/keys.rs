@@ -139,6 +139,29 @@ pub(crate) fn link_key(side: u8, link_type: &str, qualifier: &str, id: &str) -> 
 }
 
 /// Splits a `LINK_FIRST`/`LINK_SECOND` key into (linkType, qualifier, id).
+/// A data-tree key in words, for error messages ("the object managed/user/x").
+pub(crate) fn describe(key: &[u8]) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match key.first() {
+        Some(&OBJECT) => match key.get(1..).and_then(take_lp) {
+            Some((set, id)) => format!("the object {}/{}", text(set), text(id)),
+            None => "an object".into(),
+        },
+        Some(&LINK_FIRST) | Some(&LINK_SECOND) => {
+            let side = if key[0] == LINK_FIRST {
+                "firstId"
+            } else {
+                "secondId"
+            };
+            match parse_link_key(key) {
+                Some((lt, q, id)) => format!("the link {lt} ({q}) with {side} {id}"),
+                None => "a link".into(),
+            }
+        }
+        _ => "a stored value".into(),
+    }
+}
+
 pub(crate) fn parse_link_key(key: &[u8]) -> Option<(&str, &str, &str)> {
     let rest = key.get(1..)?;
     let (lt, rest) = take_lp(rest)?;

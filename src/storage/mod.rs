@@ -30,6 +30,9 @@ pub enum StoreError {
     },
     /// A stored value could not be encoded or decoded.
     Codec(String),
+    /// A write's precondition (expected revision, or "must not exist") did not hold: another
+    /// writer changed the object or link since it was read. Nothing of the batch was written.
+    Conflict(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -39,6 +42,7 @@ impl std::fmt::Display for StoreError {
                 write!(f, "store error while {context}: {source}")
             }
             StoreError::Codec(m) => write!(f, "store value error: {m}"),
+            StoreError::Conflict(m) => write!(f, "concurrent change: {m}"),
         }
     }
 }
@@ -47,7 +51,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Sled { source, .. } => Some(source),
-            StoreError::Codec(_) => None,
+            StoreError::Codec(_) | StoreError::Conflict(_) => None,
         }
     }
 }
@@ -165,14 +169,117 @@ pub struct EntryRecord {
     pub ambiguous: Option<Vec<String>>,
 }
 
-/// A batch of writes to the `data` tree, applied atomically by [`Store::apply`].
-#[derive(Default)]
-pub struct DataBatch {
-    batch: sled::Batch,
+/// What a write expects to find (compare-and-swap precondition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The object or link must not exist.
+    Absent,
+    /// The object or link must exist with this revision.
+    Rev(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Object,
+    LinkFirst,
+    LinkSecond,
+}
+
+/// One precondition of a batch: the key, how to read its revision, and what is expected.
+struct Precondition {
+    key: Vec<u8>,
+    slot: Slot,
+    expect: Expect,
+}
+
+/// A position in a [`DataBatch`], to drop what was staged after it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchMark {
+    writes: usize,
+    preconditions: usize,
     ops: usize,
 }
 
+impl BatchMark {
+    /// Staged writes plus preconditions before the mark (for tests of callers).
+    pub fn len_for_tests(&self) -> usize {
+        self.writes + self.preconditions
+    }
+}
+
+/// A batch of writes to the `data` tree, applied atomically by [`Store::apply`] after its
+/// preconditions are checked (see [`Store::apply`] for the write discipline).
+#[derive(Default)]
+pub struct DataBatch {
+    /// Writes in order (a later write of a key wins); `None` removes.
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ops: usize,
+    preconditions: Vec<Precondition>,
+}
+
 impl DataBatch {
+    /// The object `set/id` must be as expected when the batch is applied.
+    pub fn expect_object(&mut self, set: &str, id: &str, expect: Expect) {
+        self.preconditions.push(Precondition {
+            key: keys::object_key(set, id),
+            slot: Slot::Object,
+            expect,
+        });
+    }
+
+    /// The link (type, qualifier, firstId) must be as expected when the batch is applied.
+    pub fn expect_link(
+        &mut self,
+        link_type: &str,
+        qualifier: &str,
+        first_id: &str,
+        expect: Expect,
+    ) {
+        self.preconditions.push(Precondition {
+            key: keys::link_key(keys::LINK_FIRST, link_type, qualifier, first_id),
+            slot: Slot::LinkFirst,
+            expect,
+        });
+    }
+
+    /// No link (type, qualifier, *, secondId) may exist when the batch is applied.
+    pub fn expect_no_link_to_second(&mut self, link_type: &str, qualifier: &str, second_id: &str) {
+        self.preconditions.push(Precondition {
+            key: keys::link_key(keys::LINK_SECOND, link_type, qualifier, second_id),
+            slot: Slot::LinkSecond,
+            expect: Expect::Absent,
+        });
+    }
+
+    pub fn mark(&self) -> BatchMark {
+        BatchMark {
+            writes: self.writes.len(),
+            preconditions: self.preconditions.len(),
+            ops: self.ops,
+        }
+    }
+
+    /// Drops every write and precondition staged after `m`.
+    pub fn truncate(&mut self, m: &BatchMark) {
+        self.writes.truncate(m.writes);
+        self.preconditions.truncate(m.preconditions);
+        self.ops = m.ops.min(self.ops);
+    }
+
+    /// Moves another batch's writes and preconditions into this one (after this one's).
+    pub fn append(&mut self, mut other: DataBatch) {
+        self.writes.append(&mut other.writes);
+        self.preconditions.append(&mut other.preconditions);
+        self.ops += other.ops;
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.push((key, Some(value)));
+    }
+
+    fn remove(&mut self, key: Vec<u8>) {
+        self.writes.push((key, None));
+    }
     pub fn new() -> DataBatch {
         DataBatch::default()
     }
@@ -198,16 +305,15 @@ impl DataBatch {
     ) -> Result<()> {
         let body = serde_json::to_vec(body).map_err(|e| StoreError::Codec(e.to_string()))?;
         let value = codec::encode(&ObjectRecord { rev, body })?;
-        self.batch.insert(keys::object_key(set, id), value);
+        self.insert(keys::object_key(set, id), value);
         for (attr, term) in old_terms {
             if !new_terms.iter().any(|(a, t)| a == attr && t == term) {
-                self.batch.remove(keys::index_key(set, attr, &term.0, id));
+                self.remove(keys::index_key(set, attr, &term.0, id));
             }
         }
         for (attr, term) in new_terms {
             if !old_terms.iter().any(|(a, t)| a == attr && t == term) {
-                self.batch
-                    .insert(keys::index_key(set, attr, &term.0, id), &[][..]);
+                self.insert(keys::index_key(set, attr, &term.0, id), Vec::new());
             }
         }
         self.ops += 1;
@@ -215,9 +321,9 @@ impl DataBatch {
     }
 
     pub fn delete_object(&mut self, set: &str, id: &str, old_terms: &[(String, IndexTerm)]) {
-        self.batch.remove(keys::object_key(set, id));
+        self.remove(keys::object_key(set, id));
         for (attr, term) in old_terms {
-            self.batch.remove(keys::index_key(set, attr, &term.0, id));
+            self.remove(keys::index_key(set, attr, &term.0, id));
         }
         self.ops += 1;
     }
@@ -227,7 +333,7 @@ impl DataBatch {
     pub fn put_link(&mut self, link: &Link, previous_second: Option<&str>) -> Result<()> {
         if let Some(prev) = previous_second {
             if prev != link.second_id {
-                self.batch.remove(keys::link_key(
+                self.remove(keys::link_key(
                     keys::LINK_SECOND,
                     &link.link_type,
                     &link.qualifier,
@@ -239,7 +345,7 @@ impl DataBatch {
             second_id: link.second_id.clone(),
             rev: link.rev,
         })?;
-        self.batch.insert(
+        self.insert(
             keys::link_key(
                 keys::LINK_FIRST,
                 &link.link_type,
@@ -248,27 +354,27 @@ impl DataBatch {
             ),
             value,
         );
-        self.batch.insert(
+        self.insert(
             keys::link_key(
                 keys::LINK_SECOND,
                 &link.link_type,
                 &link.qualifier,
                 &link.second_id,
             ),
-            link.first_id.as_bytes(),
+            link.first_id.as_bytes().to_vec(),
         );
         self.ops += 1;
         Ok(())
     }
 
     pub fn delete_link(&mut self, link: &Link) {
-        self.batch.remove(keys::link_key(
+        self.remove(keys::link_key(
             keys::LINK_FIRST,
             &link.link_type,
             &link.qualifier,
             &link.first_id,
         ));
-        self.batch.remove(keys::link_key(
+        self.remove(keys::link_key(
             keys::LINK_SECOND,
             &link.link_type,
             &link.qualifier,
@@ -327,8 +433,19 @@ impl Default for StoreOptions {
 }
 
 /// The embedded store. Cheap to clone (sled handles are reference-counted).
+const STRIPES: usize = 256;
+
+fn stripe_of(key: &[u8]) -> usize {
+    let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % STRIPES as u64) as usize
+}
+
 #[derive(Clone)]
 pub struct Store {
+    /// Striped locks held around check + apply of a batch with preconditions.
+    stripes: std::sync::Arc<Vec<parking_lot::Mutex<()>>>,
     db: sled::Db,
     data: sled::Tree,
     runs: sled::Tree,
@@ -356,6 +473,9 @@ impl Store {
             entries: tree("entries")?,
             audit: tree("audit")?,
             meta: tree("meta")?,
+            stripes: std::sync::Arc::new(
+                (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
+            ),
             db,
         })
     }
@@ -378,13 +498,75 @@ impl Store {
         self.db.generate_id().map_err(sled_err("generating an id"))
     }
 
+    /// Applies a batch atomically: the write discipline of every writer of the `data` tree
+    /// (runs, REST, scripts). Its preconditions (expected revision, or "must not exist") are
+    /// checked and the batch applied while holding the striped locks of every key they name,
+    /// so no other checked write of those keys can come between the check and the write. A
+    /// failed check writes nothing and returns [`StoreError::Conflict`]; the caller re-reads
+    /// and retries. (A shared-database backend does the same with `UPDATE … WHERE rev = $old`.)
     pub fn apply(&self, batch: DataBatch) -> Result<()> {
-        if batch.ops == 0 {
+        if batch.ops == 0 && batch.preconditions.is_empty() {
             return Ok(());
         }
+        let mut stripes: Vec<usize> = batch
+            .preconditions
+            .iter()
+            .map(|p| stripe_of(&p.key))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        // Locks are always taken in ascending stripe order: no two writers can deadlock.
+        let _guards: Vec<_> = stripes.iter().map(|i| self.stripes[*i].lock()).collect();
+        self.check(&batch.preconditions)?;
+        let mut sb = sled::Batch::default();
+        for (k, v) in batch.writes {
+            match v {
+                Some(v) => sb.insert(k, v),
+                None => sb.remove(k),
+            }
+        }
         self.data
-            .apply_batch(batch.batch)
+            .apply_batch(sb)
             .map_err(sled_err("writing objects and links"))
+    }
+
+    fn check(&self, preconditions: &[Precondition]) -> Result<()> {
+        let mut seen: std::collections::HashSet<&[u8]> =
+            std::collections::HashSet::with_capacity(preconditions.len());
+        for p in preconditions {
+            if !seen.insert(&p.key) {
+                return Err(StoreError::Conflict(format!(
+                    "{} is written twice in one batch",
+                    keys::describe(&p.key)
+                )));
+            }
+            let current = self
+                .data
+                .get(&p.key)
+                .map_err(sled_err("checking a revision"))?;
+            let found = match (&current, p.slot) {
+                (None, _) => None,
+                (Some(v), Slot::Object) => Some(codec::decode::<ObjectRecord>(v)?.rev),
+                (Some(v), Slot::LinkFirst) => Some(codec::decode::<LinkRecord>(v)?.rev),
+                (Some(_), Slot::LinkSecond) => Some(0),
+            };
+            let ok = match (p.expect, found) {
+                (Expect::Absent, None) => true,
+                (Expect::Rev(want), Some(have)) => want == have,
+                _ => false,
+            };
+            if !ok {
+                let what = keys::describe(&p.key);
+                return Err(StoreError::Conflict(match (p.expect, found) {
+                    (Expect::Absent, Some(_)) => format!("{what} already exists"),
+                    (Expect::Rev(want), Some(have)) => {
+                        format!("{what} is at revision {have}, expected {want}")
+                    }
+                    _ => format!("{what} no longer exists"),
+                }));
+            }
+        }
+        Ok(())
     }
 
     // ---- objects -------------------------------------------------------------------------
@@ -966,6 +1148,65 @@ mod tests {
         assert!(
             store.get_entry(6, 0).expect("get").is_some(),
             "another run's entries stay"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The write discipline: preconditions are checked with the apply; a failed one writes
+    /// nothing of the batch.
+    #[test]
+    fn compare_and_swap_preconditions_guard_the_whole_batch() {
+        let (store, dir) = temp_store("cas");
+        let put = |id: &str, rev: u64, expect: Expect| {
+            let mut b = DataBatch::new();
+            b.expect_object("managed/x", id, expect);
+            b.put_object("managed/x", id, rev, &obj(json!({"v": rev})), &[], &[])
+                .expect("stage");
+            store.apply(b)
+        };
+        put("a", 1, Expect::Absent).expect("create");
+        assert!(matches!(
+            put("a", 1, Expect::Absent),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            put("a", 2, Expect::Rev(7)),
+            Err(StoreError::Conflict(_))
+        ));
+        put("a", 2, Expect::Rev(1)).expect("update at the read revision");
+        // A batch whose second precondition fails writes nothing, not even its first write.
+        let mut b = DataBatch::new();
+        b.expect_object("managed/x", "new", Expect::Absent);
+        b.put_object("managed/x", "new", 1, &obj(json!({})), &[], &[])
+            .expect("stage");
+        b.expect_object("managed/x", "a", Expect::Rev(1));
+        assert!(matches!(store.apply(b), Err(StoreError::Conflict(_))));
+        assert!(!store.object_exists("managed/x", "new").expect("read"));
+        // The same key expected twice in one batch is refused.
+        let mut b = DataBatch::new();
+        b.expect_object("managed/x", "a", Expect::Rev(2));
+        b.expect_object("managed/x", "a", Expect::Rev(2));
+        assert!(matches!(store.apply(b), Err(StoreError::Conflict(_))));
+        // Links: a new link needs its forward key and its target-side key free.
+        let link = Link {
+            link_type: "m".into(),
+            qualifier: "default".into(),
+            first_id: "s1".into(),
+            second_id: "t1".into(),
+            rev: 1,
+        };
+        let mut b = DataBatch::new();
+        b.expect_link("m", "default", "s1", Expect::Absent);
+        b.expect_no_link_to_second("m", "default", "t1");
+        b.put_link(&link, None).expect("stage");
+        store.apply(b).expect("first link");
+        let mut b = DataBatch::new();
+        b.expect_link("m", "default", "s2", Expect::Absent);
+        b.expect_no_link_to_second("m", "default", "t1");
+        assert!(
+            matches!(store.apply(b), Err(StoreError::Conflict(m)) if m.contains("t1")),
+            "a second link to t1 is refused"
         );
         drop(store);
         let _ = std::fs::remove_dir_all(dir);

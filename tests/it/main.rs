@@ -5,6 +5,8 @@ mod helpers;
 
 mod foundation;
 mod history;
+mod integrity;
+mod model;
 mod objects;
 mod recon;
 mod scheduler;

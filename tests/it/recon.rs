@@ -585,3 +585,57 @@ fn deprecated_sync_recon_runs_to_the_end() {
     assert_eq!(s.post("/openidm/sync", None).status, 400);
     assert_eq!(s.get("/openidm/sync").status, 501);
 }
+
+/// Regression (#12): a body `sourceQuery` used to narrow a by-id run, so an existing source
+/// outside its filter was SOURCE_MISSING/UNQUALIFIED and its target was deleted.
+#[test]
+fn recon_by_id_ignores_a_body_source_query() {
+    let s = Server::start(HR, &[("data/hr.csv", &format!("{HEADER}{}", people(3, 1)))]);
+    s.run("hr", "");
+    s.write(
+        "data/hr.csv",
+        &format!("{HEADER}{}", people(3, 1).replace("Family2", "X2")),
+    );
+    let body =
+        json!({"sourceQuery": {"_queryFilter": "userName eq \"nobody\""}, "runTargetPhase": true});
+    let r = s.post(
+        "/openidm/recon?_action=reconById&mapping=hr&id=u2&waitForCompletion=true",
+        Some(&body),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let run = s.wait_run(r.body["_id"].as_str().expect("id"));
+    assert_eq!(run["parameters"]["sourceIds"], json!(["u2"]));
+    assert_eq!(run["progress"]["target"]["deleted"], json!(0), "{run}");
+    // With the target phase on, the other linked targets are CONFIRMED (their sources are
+    // read), never SOURCE_MISSING: a by-id run did not see the whole source.
+    assert_eq!(counts(&run), map(&[("CONFIRMED", 3)]), "{run}");
+    assert_eq!(s.get("/openidm/managed/user/u2").body["sn"], "X2");
+    for id in ["u1", "u2", "u3"] {
+        assert_eq!(s.get(&format!("/openidm/managed/user/{id}")).status, 200);
+    }
+}
+
+/// Regression (#12): `sourceQueryFullEntry` / `targetQueryFullEntry` accepted any value and
+/// did nothing. They are booleans (400 otherwise); false reads each object on its own.
+#[test]
+fn query_full_entry_flags_are_booleans_with_their_meaning() {
+    let s = Server::start(HR, &[("data/hr.csv", &format!("{HEADER}{}", people(3, 1)))]);
+    for key in ["sourceQueryFullEntry", "targetQueryFullEntry"] {
+        let r = s.post(
+            "/openidm/recon?_action=recon&mapping=hr",
+            Some(&json!({ key: "maybe" })),
+        );
+        assert_eq!(r.status, 400, "{key}: {}", r.body);
+    }
+    s.run("hr", "");
+    let r = s.post(
+        "/openidm/recon?_action=recon&mapping=hr&waitForCompletion=true",
+        Some(&json!({"sourceQueryFullEntry": false, "targetQueryFullEntry": false})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let run = s.wait_run(r.body["_id"].as_str().expect("id"));
+    assert_eq!(counts(&run), map(&[("CONFIRMED", 3)]), "{run}");
+    let d = &run["durationSummary"];
+    assert!(d.get("sourceObjectQuery").is_some(), "{d}");
+    assert!(d.get("targetObjectQuery").is_none() || d["targetObjectQuery"].is_object());
+}

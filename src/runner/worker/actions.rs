@@ -1,0 +1,334 @@
+//! Executing the decided action (reference §3.5) into the unit's batch.
+
+use super::*;
+
+// ---- actions ---------------------------------------------------------------------------------
+
+/// Runs an onCreate/onUpdate script: its changes to `target` are kept.
+pub(super) fn run_target_script(
+    ws: &mut WorkerScripts,
+    script: &CompiledScript,
+    source: &Value,
+    target: &mut Value,
+    old_target: Option<&Value>,
+    situation: Situation,
+    q: &str,
+) -> Result<(), String> {
+    let lq = Value::String(q.to_string());
+    let sit = Value::String(situation.as_str().to_string());
+    let old = old_target.cloned().unwrap_or(Value::Null);
+    let sid = source.get("_id").cloned().unwrap_or(Value::Null);
+    let scope: [(&str, &Value); 6] = [
+        ("source", source),
+        ("target", &*target),
+        ("oldTarget", &old),
+        ("situation", &sit),
+        ("linkQualifier", &lq),
+        ("sourceId", &sid),
+    ];
+    // onCreate/onUpdate scripts are compiled with `;target;` appended (see `mapping`), so
+    // their completion value is the target as the script left it.
+    let out = ws.eval(script, &scope)?;
+    if out.is_object() {
+        *target = out;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn act(
+    ctx: &Ctx<'_>,
+    ws: &mut WorkerScripts,
+    unit: &mut Unit,
+    op: &mut Op,
+    source: &Value,
+    target: Option<Value>,
+    q: &str,
+    source_phase: bool,
+) -> Result<(), String> {
+    let mapping = ctx.mapping;
+    let situation = op.situation.unwrap_or(Situation::AllGone);
+    let null = Value::Null;
+    let decision = engine::decide(
+        mapping,
+        &PolicyScope {
+            source,
+            target: target.as_ref().unwrap_or(&null),
+            qualifier: q,
+            source_action: source_phase,
+            recon_id: &ctx.run.id,
+            mapping: &mapping.name,
+            situation,
+        },
+        ws,
+    )?;
+    let action = decision.action;
+    op.action = Some(action);
+    op.target_exists_after = target.is_some();
+    if ctx.run.options.analyze {
+        return Ok(());
+    }
+    let sid = op.source_id.clone();
+    let lq = Value::String(q.to_string());
+    match action {
+        Action::Create => {
+            if source.is_null() {
+                return Err("cannot CREATE a target without a source".into());
+            }
+            if target.is_some() && op.link.is_none() {
+                return Err("target object already exists".into());
+            }
+            let mut t = Value::Object(Map::new());
+            engine::apply_properties(mapping, source, &mut t, q, ws)?;
+            if let Some(s) = &mapping.on_create {
+                run_target_script(ws, s, source, &mut t, None, situation, q)?;
+            }
+            let Value::Object(mut body) = t else {
+                return Err("onCreate left a target that is not an object".into());
+            };
+            let id = match body.remove("_id") {
+                Some(Value::String(s)) if !s.is_empty() => Some(s),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            body.remove("_rev");
+            let tid = match &ctx.targets {
+                Targets::Store(s) => {
+                    let id = id.unwrap_or_else(ids::new_uuid);
+                    crate::objects::check_id(&id).map_err(|e| e.message)?;
+                    if s.store()
+                        .object_exists(&mapping.target, &id)
+                        .map_err(|e| e.to_string())?
+                    {
+                        return Err(format!(
+                            "target object already exists: {}/{id}",
+                            mapping.target
+                        ));
+                    }
+                    // Expects "must not exist": a target created meanwhile by anyone else
+                    // makes the store refuse the batch, and this object is assessed again.
+                    s.stage_put(&mut unit.batch, &id, &body, None)
+                        .map_err(|e| e.message)?;
+                    if !ctx.correlation_fields.is_empty() {
+                        ctx.claim_target_terms(unit, &Value::Object(body.clone()));
+                    }
+                    id
+                }
+                Targets::Cache(_) => {
+                    let created = ctx
+                        .target_set
+                        .create(id.as_deref(), Value::Object(body))
+                        .map_err(|e| e.message)?;
+                    created
+                        .get("_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                }
+            };
+            unit.touched.push(id_hash(&ctx.norm_target(&tid)));
+            op.target_id = Some(tid.clone());
+            op.target_exists_after = true;
+            if let Some(sid) = &sid {
+                op.link_created = ctx.stage_link(unit, q, sid, &tid, op.link.as_ref())?;
+                if op.link_created {
+                    on_link_script(ctx, ws, source, q, situation, &mapping.on_link)?;
+                }
+            }
+        }
+        Action::Update => {
+            let Some(old) = target else {
+                return Err("cannot UPDATE: the target object does not exist".into());
+            };
+            let tid = op
+                .target_id
+                .clone()
+                .ok_or("cannot UPDATE without a target id")?;
+            if let (Some(sid), true) = (&sid, source_phase) {
+                op.link_created =
+                    ctx.stage_link(unit, q, sid, &tid, op.link.as_ref())? && op.link.is_none();
+                if op.link_created {
+                    on_link_script(ctx, ws, source, q, situation, &mapping.on_link)?;
+                }
+            }
+            if source.is_null() {
+                return Err("cannot UPDATE a target without a source".into());
+            }
+            let t = match &mapping.on_update {
+                None => engine::apply_properties_changed(mapping, source, &old, q, ws)?,
+                Some(script) => {
+                    let mut t = old.clone();
+                    engine::apply_properties(mapping, source, &mut t, q, ws)?;
+                    run_target_script(ws, script, source, &mut t, Some(&old), situation, q)?;
+                    (t != old).then_some(t)
+                }
+            };
+            let Some(t) = t else {
+                op.executed = true;
+                return Ok(());
+            };
+            if t.get("_id") != old.get("_id") {
+                return Err("target '_id' has changed".into());
+            }
+            {
+                let Value::Object(mut body) = t else {
+                    return Err("onUpdate left a target that is not an object".into());
+                };
+                body.remove("_id");
+                body.remove("_rev");
+                let start = Instant::now();
+                match &ctx.targets {
+                    Targets::Store(s) => {
+                        // The target in hand carries its revision and old body: the write
+                        // expects that revision (compare-and-swap), so the index difference
+                        // is computed from the body it replaces, and a change made since the
+                        // read makes the store refuse the batch (the object is redone).
+                        let rev = old
+                            .get("_rev")
+                            .and_then(Value::as_str)
+                            .and_then(|r| r.parse::<u64>().ok())
+                            .ok_or_else(|| format!("target {tid} has no readable _rev"))?;
+                        let old_body = old.as_object().ok_or("the target is not an object")?;
+                        s.stage_put(&mut unit.batch, &tid, &body, Some((rev, old_body)))
+                            .map_err(|e| e.message)?;
+                        if !ctx.correlation_fields.is_empty() {
+                            ctx.claim_target_terms(unit, &old);
+                            ctx.claim_target_terms(unit, &Value::Object(body.clone()));
+                        }
+                    }
+                    Targets::Cache(_) => {
+                        ctx.target_set
+                            .put(&tid, Value::Object(body), None, false)
+                            .map_err(|e| e.message)?;
+                    }
+                }
+                unit.tally
+                    .time("updateTargetObject", start.elapsed().as_nanos() as u64);
+                op.target_written = true;
+            }
+        }
+        Action::Link => {
+            let tid = op.target_id.clone().ok_or("cannot LINK without a target")?;
+            let sid = sid.ok_or("cannot LINK without a source")?;
+            op.link_created =
+                ctx.stage_link(unit, q, &sid, &tid, op.link.as_ref())? && op.link.is_none();
+            if op.link_created {
+                on_link_script(ctx, ws, source, q, situation, &mapping.on_link)?;
+            }
+        }
+        Action::Delete => {
+            if let (Some(tid), Some(t)) = (op.target_id.clone(), target.as_ref()) {
+                if let Some(s) = &mapping.on_delete {
+                    let sit = Value::String(situation.as_str().to_string());
+                    ws.eval(
+                        s,
+                        &[
+                            ("source", source),
+                            ("target", t),
+                            ("situation", &sit),
+                            ("linkQualifier", &lq),
+                        ],
+                    )?;
+                }
+                let start = Instant::now();
+                match &ctx.targets {
+                    Targets::Store(s) => {
+                        if let Some(current) = s.get(&tid).map_err(|e| e.to_string())? {
+                            s.stage_delete(&mut unit.batch, &tid, current.rev, &current.body);
+                            op.target_deleted = true;
+                        }
+                    }
+                    Targets::Cache(_) => match ctx.target_set.delete(&tid, None) {
+                        Ok(_) => op.target_deleted = true,
+                        Err(e) if e.kind == crate::objects::ObjectErrorKind::NotFound => {}
+                        Err(e) => return Err(e.message),
+                    },
+                }
+                unit.tally
+                    .time("deleteTargetObject", start.elapsed().as_nanos() as u64);
+                op.target_exists_after = false;
+            }
+            if let Some(l) = op.link.clone() {
+                on_link_script(ctx, ws, source, q, situation, &mapping.on_unlink)?;
+                stage_unlink(unit, &l);
+            }
+        }
+        Action::Unlink => {
+            if let Some(l) = op.link.clone() {
+                on_link_script(ctx, ws, source, q, situation, &mapping.on_unlink)?;
+                stage_unlink(unit, &l);
+            }
+        }
+        Action::Exception => {
+            op.exception = Some(format!(
+                "Situation {} marked as EXCEPTION",
+                situation.as_str()
+            ));
+        }
+        Action::Report | Action::NoReport => {
+            let post = decision
+                .policy
+                .and_then(|p| p.post_action.as_ref())
+                .or_else(|| {
+                    mapping
+                        .policies
+                        .iter()
+                        .find(|p| p.situation == situation)
+                        .and_then(|p| p.post_action.as_ref())
+                });
+            if let Some(s) = post {
+                let sit = Value::String(situation.as_str().to_string());
+                let act = Value::String(action.as_str().to_string());
+                let rid = Value::String(ctx.run.id.clone());
+                let sa = Value::Bool(source_phase);
+                let t = target.clone().unwrap_or(Value::Null);
+                ws.eval(
+                    s,
+                    &[
+                        ("source", source),
+                        ("target", &t),
+                        ("linkQualifier", &lq),
+                        ("sourceAction", &sa),
+                        ("action", &act),
+                        ("situation", &sit),
+                        ("reconId", &rid),
+                    ],
+                )?;
+            }
+        }
+        Action::Ignore | Action::Async => {}
+    }
+    op.executed = true;
+    Ok(())
+}
+
+/// Removes a link, expecting it as it was read.
+pub(super) fn stage_unlink(unit: &mut Unit, l: &Link) {
+    unit.batch
+        .expect_link(&l.link_type, &l.qualifier, &l.first_id, Expect::Rev(l.rev));
+    unit.batch.delete_link(l);
+}
+
+pub(super) fn on_link_script(
+    ctx: &Ctx<'_>,
+    ws: &mut WorkerScripts,
+    source: &Value,
+    q: &str,
+    situation: Situation,
+    script: &Option<CompiledScript>,
+) -> Result<(), String> {
+    let Some(s) = script else { return Ok(()) };
+    let lq = Value::String(q.to_string());
+    let sit = Value::String(situation.as_str().to_string());
+    let m = Value::String(ctx.mapping.name.clone());
+    ws.eval(
+        s,
+        &[
+            ("source", source),
+            ("linkQualifier", &lq),
+            ("situation", &sit),
+            ("mapping", &m),
+        ],
+    )
+    .map(|_| ())
+}

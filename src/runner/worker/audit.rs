@@ -1,0 +1,143 @@
+//! Recording finished operations: counters, association entries, audit events, and the
+//! run's start/summary audit events.
+
+use super::*;
+
+/// Counts, records and audits one finished operation.
+pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, phase: &str) {
+    let success = op.error.is_none();
+    let analyze = ctx.run.options.analyze;
+    // The claim keys of this operation (see `claims`): its source for this qualifier, and
+    // every target it touched, whatever the qualifier (a target is one object).
+    if let Some(sid) = &op.source_id {
+        unit.keys.push(claim_key(b's', q, &ctx.norm_source(sid)));
+    }
+    if let Some(tid) = &op.target_id {
+        unit.keys.push(claim_key(b't', "", &ctx.norm_target(tid)));
+    }
+    for tid in op.ambiguous.iter().flatten() {
+        unit.keys.push(claim_key(b't', "", &ctx.norm_target(tid)));
+    }
+    unit.outcomes.push(OpOutcome {
+        had_source_id: op.source_id.is_some(),
+        had_target_id: op.target_id.is_some(),
+        link_existed: op.link.is_some(),
+        link_created: op.link_created,
+        situation: op.situation,
+        action: op.action,
+        executed: op.executed && !analyze,
+        success,
+        target_written: op.target_written,
+        target_deleted: op.target_deleted,
+    });
+    let message = op.error.clone().or_else(|| op.exception.clone());
+    if let Some(e) = &op.error {
+        let id = op.source_id.clone().or_else(|| op.target_id.clone());
+        unit.failures.push((id.unwrap_or_default(), e.clone()));
+    }
+    if ctx.run.options.persist_associations {
+        unit.entries.push(EntryRecord {
+            situation: op.situation.map(|s| s.as_str().to_string()),
+            action: op.action.map(|a| a.as_str().to_string()),
+            phase: phase.to_string(),
+            link_qualifier: q.to_string(),
+            source_id: op.source_id.clone(),
+            target_id: op.target_id.clone(),
+            success,
+            exception: op.error.clone(),
+            message: message.clone(),
+            message_detail: None,
+            ambiguous: op.ambiguous.clone(),
+        });
+    }
+    if ctx.audit_all && op.action != Some(Action::NoReport) && (op.action.is_some() || !success) {
+        let m = ctx.mapping;
+        unit.audits.push(json!({
+            "_id": ids::new_uuid(),
+            "transactionId": ctx.run.id,
+            "timestamp": ids::iso_millis(ids::now_millis()),
+            "eventName": "recon",
+            "userId": ctx.run.user,
+            "trackingIds": [],
+            "action": op.action.map(Action::as_str),
+            "exception": op.error,
+            "linkQualifier": q,
+            "mapping": m.name,
+            "message": message,
+            "messageDetail": null,
+            "situation": op.situation.map(Situation::as_str),
+            "sourceObjectId": op.source_id.as_ref().map(|s| format!("{}/{s}", m.source)),
+            "targetObjectId": op.target_id.as_ref().filter(|_| op.target_exists_after).map(|t| format!("{}/{t}", m.target)),
+            "status": if success { "SUCCESS" } else { "FAILURE" },
+            "reconciling": phase,
+            "ambiguousTargetObjectIds": op.ambiguous.as_ref().map(|a| a.join(", ")).unwrap_or_default(),
+            "reconAction": null,
+            "entryType": "entry",
+            "reconId": ctx.run.id,
+        }));
+    }
+}
+
+/// Writes a `start` or `summary` audit event (unless audit is off).
+pub(in crate::runner) fn audit_event(
+    inner: &Inner,
+    run: &RunState,
+    kind: &str,
+    stage: Option<Stage>,
+) {
+    if inner.settings.audit == AuditLevel::Off {
+        return;
+    }
+    let (status, message, detail) = match kind {
+        "start" => (
+            Value::Null,
+            json!(format!("Reconciliation initiated by {}", run.user)),
+            Value::Null,
+        ),
+        _ => {
+            let ok = stage == Some(Stage::CompletedSuccess);
+            let mut summary = run.summary();
+            if let (Some(s), Some(obj)) = (stage, summary.as_object_mut()) {
+                obj.insert("stage".into(), json!(s.as_str()));
+                obj.insert("state".into(), json!(s.state()));
+                obj.insert("stageDescription".into(), json!(s.description()));
+            }
+            (
+                json!(if ok { "SUCCESS" } else { "FAILURE" }),
+                json!(run.stats.compact_message()),
+                summary,
+            )
+        }
+    };
+    let event = json!({
+        "_id": ids::new_uuid(),
+        "transactionId": run.id,
+        "timestamp": ids::iso_millis(ids::now_millis()),
+        "eventName": "recon",
+        "userId": run.user,
+        "trackingIds": [],
+        "exception": null,
+        "linkQualifier": null,
+        "mapping": run.mapping.name,
+        "message": message,
+        "messageDetail": detail,
+        "status": status,
+        "reconciling": null,
+        "ambiguousTargetObjectIds": null,
+        "reconAction": if matches!(run.kind, ReconKind::ById(_)) { "reconById" } else { "recon" },
+        "entryType": kind,
+        "reconId": run.id,
+    });
+    let mut items = ItemBatch::default();
+    let no = run.next_audit.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = items
+        .put_audit(run.seq, no, &event)
+        .and_then(|_| inner.store.apply_audit(items))
+    {
+        tracing::error!(run = %run.id, error = %e, "could not write a recon audit event");
+    }
+}
+
+pub(in crate::runner) fn audit_summary(inner: &Inner, run: &RunState, stage: Stage) {
+    audit_event(inner, run, "summary", Some(stage));
+}

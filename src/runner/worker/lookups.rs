@@ -1,0 +1,293 @@
+//! What an assessment reads: links (either direction), targets, correlation candidates,
+//! validSource/validTarget/sourceCondition, link qualifiers.
+
+use super::*;
+
+// ---- links ---------------------------------------------------------------------------------
+
+impl Ctx<'_> {
+    pub(super) fn norm_source(&self, id: &str) -> String {
+        if self.mapping.source_ids_case_sensitive {
+            id.to_string()
+        } else {
+            id.to_lowercase()
+        }
+    }
+
+    pub(super) fn norm_target(&self, id: &str) -> String {
+        if self.mapping.target_ids_case_sensitive {
+            id.to_string()
+        } else {
+            id.to_lowercase()
+        }
+    }
+
+    pub(super) fn link_for_source(&self, q: &str, sid: &str) -> Result<Option<Link>, String> {
+        if !self.mapping.enable_linking {
+            return Ok(None);
+        }
+        let sid = self.norm_source(sid);
+        let lt = &self.mapping.link_type;
+        let r = if self.mapping.links_reversed {
+            self.inner.store.link_by_second(lt, q, &sid)
+        } else {
+            self.inner.store.link_by_first(lt, q, &sid)
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    pub(super) fn link_for_target(&self, q: &str, tid: &str) -> Result<Option<Link>, String> {
+        if !self.mapping.enable_linking {
+            return Ok(None);
+        }
+        let tid = self.norm_target(tid);
+        let lt = &self.mapping.link_type;
+        let r = if self.mapping.links_reversed {
+            self.inner.store.link_by_first(lt, q, &tid)
+        } else {
+            self.inner.store.link_by_second(lt, q, &tid)
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    pub(super) fn link_source<'l>(&self, l: &'l Link) -> &'l str {
+        if self.mapping.links_reversed {
+            &l.second_id
+        } else {
+            &l.first_id
+        }
+    }
+
+    pub(super) fn link_target<'l>(&self, l: &'l Link) -> &'l str {
+        if self.mapping.links_reversed {
+            &l.first_id
+        } else {
+            &l.second_id
+        }
+    }
+
+    /// Writes (or repoints) the link between a source and a target into the unit's batch.
+    pub(super) fn stage_link(
+        &self,
+        unit: &mut Unit,
+        q: &str,
+        sid: &str,
+        tid: &str,
+        existing: Option<&Link>,
+    ) -> Result<bool, String> {
+        if !self.mapping.enable_linking {
+            return Ok(false);
+        }
+        let (sid, tid) = (self.norm_source(sid), self.norm_target(tid));
+        if existing.is_some_and(|l| self.link_source(l) == sid && self.link_target(l) == tid) {
+            return Ok(false);
+        }
+        let (first, second) = if self.mapping.links_reversed {
+            (tid.clone(), sid)
+        } else {
+            (sid, tid.clone())
+        };
+        let link = Link {
+            link_type: self.mapping.link_type.clone(),
+            qualifier: q.to_string(),
+            first_id: first,
+            second_id: second,
+            rev: existing.map(|l| l.rev + 1).unwrap_or(1),
+        };
+        // Compare-and-swap on the link table: the link read (or its absence) must still be
+        // there, and the new target-side key must be free, or the store refuses the batch.
+        let b = &mut unit.batch;
+        let lt = &link.link_type;
+        match existing {
+            Some(old) => b.expect_link(lt, q, &old.first_id, Expect::Rev(old.rev)),
+            None => b.expect_link(lt, q, &link.first_id, Expect::Absent),
+        }
+        if existing.is_none_or(|old| old.first_id != link.first_id) && existing.is_some() {
+            b.expect_link(lt, q, &link.first_id, Expect::Absent);
+        }
+        if existing.is_none_or(|old| old.second_id != link.second_id) {
+            b.expect_no_link_to_second(lt, q, &link.second_id);
+        }
+        match existing {
+            // Repointing keeps the same forward key; the old reverse key must go.
+            Some(old) if old.first_id == link.first_id => b.put_link(&link, Some(&old.second_id)),
+            Some(old) => {
+                b.delete_link(old);
+                b.put_link(&link, None)
+            }
+            None => b.put_link(&link, None),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    // ---- targets ---------------------------------------------------------------------------
+
+    /// Claims the correlation terms of a target body this object writes (old or new).
+    pub(super) fn claim_target_terms(&self, unit: &mut Unit, body: &Value) {
+        for ptr in &self.correlation_fields {
+            if let Some(v) = ptr.get(body) {
+                unit.keys.push(term_key(&ptr.to_string(), v));
+            }
+        }
+    }
+
+    pub(super) fn read_target(&self, _unit: &Unit, id: &str) -> Result<Option<Value>, String> {
+        match &self.targets {
+            Targets::Store(s) => {
+                let found = s.get(id).map_err(|e| e.to_string())?;
+                match found {
+                    Some(o) => Ok(Some(crate::objects::with_meta(
+                        &o.id,
+                        &o.rev.to_string(),
+                        o.body,
+                    ))),
+                    None => Ok(None),
+                }
+            }
+            Targets::Cache(c) => Ok(c.objects.get(id).cloned()),
+        }
+    }
+
+    pub(super) fn correlate(
+        &self,
+        ws: &mut WorkerScripts,
+        unit: &mut Unit,
+        source: &Value,
+        q: &str,
+    ) -> Result<Option<Vec<Value>>, String> {
+        if !self.mapping.has_correlation(q)
+            || (self.target_was_empty && !self.mapping.correlate_empty_target_set)
+        {
+            return Ok(None);
+        }
+        let start = Instant::now();
+        let lq = Value::String(q.to_string());
+        let result = if let Some(script) = &self.mapping.correlation_script {
+            let v = ws.eval(script, &[("source", source), ("linkQualifier", &lq)])?;
+            match v {
+                Value::Array(items) => items,
+                Value::Null => Vec::new(),
+                other => {
+                    return Err(format!(
+                        "correlationScript returned {other}, expected a list of objects"
+                    ))
+                }
+            }
+        } else {
+            let filter = match self.mapping.correlation_for(q) {
+                Some(Correlation::Tree(tree)) => {
+                    engine::tree_filter(self.mapping, tree, source, q, ws)?
+                }
+                Some(Correlation::QueryScript(s)) => {
+                    let params = ws.eval(s, &[("source", source), ("linkQualifier", &lq)])?;
+                    if params.is_null() {
+                        return Ok(Some(Vec::new()));
+                    }
+                    QueryRequest::from_json(&params)
+                        .map_err(|e| format!("correlationQuery returned {params}: {}", e.message))?
+                        .filter
+                }
+                Some(Correlation::Static(params)) => {
+                    QueryRequest::from_json(params)
+                        .map_err(|e| format!("correlationQuery: {}", e.message))?
+                        .filter
+                }
+                None => return Ok(None),
+            };
+            // Two sources whose correlation asks for the same value depend on each other
+            // (the first may create the target the second must then find).
+            // A target write claims the same keys for its old and new values (see
+            // `claim_target_terms`), so a correlation never misses a target a concurrent unit
+            // is creating or changing. (Only conjunctive equality terms give keys.)
+            for (ptr, value) in filter.equality_terms() {
+                unit.keys.push(term_key(&ptr.to_string(), value));
+            }
+            match &self.targets {
+                Targets::Store(s) => s.find(&filter).map_err(|e| e.to_string())?,
+                Targets::Cache(c) => c.find(&filter),
+            }
+        };
+        unit.tally
+            .time("correlationQuery", start.elapsed().as_nanos() as u64);
+        Ok(Some(result))
+    }
+
+    pub(super) fn valid(
+        &self,
+        ws: &mut WorkerScripts,
+        script: &Option<CompiledScript>,
+        var: &str,
+        obj: &Value,
+    ) -> Result<bool, String> {
+        let Some(s) = script else { return Ok(true) };
+        match ws.eval(s, &[(var, obj)])? {
+            Value::Bool(b) => Ok(b),
+            _ => Err(format!(
+                "Expecting boolean value from {}",
+                if var == "source" {
+                    "validSource"
+                } else {
+                    "validTarget"
+                }
+            )),
+        }
+    }
+
+    pub(super) fn source_qualifies(
+        &self,
+        ws: &mut WorkerScripts,
+        source: &Value,
+        q: &str,
+    ) -> Result<bool, String> {
+        if !self.valid(ws, &self.mapping.valid_source, "source", source)? {
+            return Ok(false);
+        }
+        if let Some(cond) = &self.mapping.source_condition {
+            let scope = json!({ "source": source, "linkQualifier": q });
+            let lq = Value::String(q.to_string());
+            return engine::check_condition(
+                cond,
+                &scope,
+                &[("source", source), ("linkQualifier", &lq)],
+                ws,
+            );
+        }
+        Ok(true)
+    }
+
+    pub(super) fn qualifiers(
+        &self,
+        ws: &mut WorkerScripts,
+        object: &Value,
+        return_all: bool,
+    ) -> Result<Cow<'_, [String]>, String> {
+        match &self.mapping.qualifiers {
+            Qualifiers::Static(q) => Ok(Cow::Borrowed(q.as_slice())),
+            Qualifiers::Script(s) => {
+                let m = json!({ "name": self.mapping.name, "source": self.mapping.source, "target": self.mapping.target });
+                let ra = Value::Bool(return_all);
+                match ws.eval(
+                    s,
+                    &[
+                        ("mapping", &m),
+                        ("object", object),
+                        ("returnAll", &ra),
+                        ("oldValue", &Value::Null),
+                    ],
+                )? {
+                    Value::Array(items) => Ok(Cow::Owned(
+                        items
+                            .iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect(),
+                    )),
+                    Value::String(s) => Ok(Cow::Owned(vec![s])),
+                    other => Err(format!(
+                        "linkQualifiers script returned {other}, expected a list of strings"
+                    )),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The order of a run: query stage, source phase, target phase, results (reference §3.7).
+
+use super::*;
+
+pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
+    let mapping = run.mapping.as_ref();
+    run.set_stage(Stage::ActiveQueryEntries);
+    audit_event(inner, run, "start", None);
+
+    // A by-id run reads exactly the given ids from the mapping's source: the ids are its
+    // query, so a body `sourceQuery` neither narrows nor redirects it (`parameters` shows
+    // `sourceIds`, what actually ran).
+    let by_id = matches!(run.kind, ReconKind::ById(_));
+    let source_name = if by_id {
+        mapping.source.as_str()
+    } else {
+        run.options
+            .source_query
+            .get("resourceName")
+            .and_then(Value::as_str)
+            .unwrap_or(&mapping.source)
+    };
+    let source_set = inner
+        .objects
+        .get(source_name)
+        .cloned()
+        .ok_or_else(|| format!("source object set {source_name} is not declared"))?;
+    let target_set = inner
+        .objects
+        .get(&mapping.target)
+        .cloned()
+        .ok_or_else(|| format!("target object set {} is not declared", mapping.target))?;
+    let source_q = QueryRequest::from_json(&run.options.source_query)
+        .map_err(|e| format!("sourceQuery: {}", e.message))?;
+    let source_filter = if by_id { Filter::True } else { source_q.filter };
+    // Only a full run over the whole source set saw every source; a by-id run saw its ids.
+    let full_source =
+        !by_id && source_name == mapping.source && matches!(source_filter, Filter::True);
+
+    let started = Instant::now();
+    let store_targets = target_set.as_store().is_some();
+    let cache = if store_targets {
+        None
+    } else {
+        Some(TargetCache::load(target_set.as_ref())?)
+    };
+    let target_was_empty = match &cache {
+        Some(c) => c.objects.is_empty(),
+        None => target_set
+            .as_store()
+            .map(|s| s.store().set_is_empty(&mapping.target))
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .unwrap_or(false),
+    };
+    run.stats
+        .time("targetQuery", started.elapsed().as_nanos() as u64);
+
+    // Links are looked up per object in the ordered store rather than prefetched into
+    // memory, so `progress.links.total` follows the reference's rule for links that were not
+    // prefetched: "?" while running, the processed count once the run succeeds.
+
+    let host: Arc<dyn ScriptHost> = Arc::new(StoreHost::new(inner.objects.clone()));
+    let target_set_ref = target_set.clone();
+    let targets = match cache {
+        Some(c) => Targets::Cache(c),
+        None => match target_set_ref.as_store() {
+            Some(s) => Targets::Store(s),
+            None => return Err("target set has no store".into()),
+        },
+    };
+    let threads = mapping
+        .task_threads
+        .min(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+        .max(usize::from(mapping.task_threads > 0));
+    // Writes to a connector-backed target are immediate, not staged: one thread, in order.
+    let threads = if matches!(targets, Targets::Store(_)) {
+        threads
+    } else {
+        0
+    };
+    let ctx = Ctx {
+        inner,
+        run,
+        mapping,
+        source_set: source_set.clone(),
+        target_set: target_set.clone(),
+        targets,
+        source_filter,
+        full_source,
+        target_was_empty,
+        audit_all: inner.settings.audit == AuditLevel::All,
+        touched: Mutex::new(IdSet::default()),
+        host,
+        claims: Claims::new(threads.max(1)),
+        failure_log: FailureLog::new(),
+        correlation_fields: correlation_fields(mapping),
+    };
+
+    // The source total is known when the query stage ends (contract §8) where it is cheap:
+    // the ids of a by-id run, the id count of a whole store-backed set; otherwise it follows
+    // at the phase end.
+    let known_total = match &run.kind {
+        ReconKind::ById(ids) => Some(ids.len() as u64),
+        // Store-backed sources count their ids without decoding; a connector source would
+        // need a second full read, so its total follows at the phase end.
+        ReconKind::Full if ctx.full_source && ctx.source_set.as_store().is_some() => Some(
+            ctx.source_set
+                .count()
+                .map_err(|e| format!("counting the source {}: {e}", ctx.source_set.name()))?,
+        ),
+        ReconKind::Full => None,
+    };
+    if let Some(n) = known_total {
+        run.stats.source_total.store(n as i64, Ordering::Relaxed);
+    }
+
+    // ---- source phase ----
+    run.set_stage(Stage::ActiveReconcilingSource);
+    let phase_start = Instant::now();
+    let seen = match &run.kind {
+        ReconKind::Full if !run.options.source_full_entry => {
+            // sourceQueryFullEntry=false: the query yields ids; each object is read alone.
+            let filter = ctx.source_filter.clone();
+            let src = ctx.source_set.clone();
+            pipeline(
+                &ctx,
+                threads,
+                &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
+                    src.scan(&mut |obj| match obj.get("_id").and_then(Value::as_str) {
+                        Some(id) if filter.matches(&obj) => emit(id.to_string()),
+                        _ => ControlFlow::Continue(()),
+                    })
+                    .map_err(|e| format!("reading the source {}: {e}", src.name()))
+                },
+                &|c, ws, unit, id: &String| {
+                    let start = Instant::now();
+                    let read = c.source_set.read(id);
+                    unit.tally
+                        .time("sourceObjectQuery", start.elapsed().as_nanos() as u64);
+                    match read {
+                        Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
+                        // Gone since the query: nothing to reconcile for it in this phase.
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(format!("reading source {id}: {e}")),
+                    }
+                },
+            )?
+        }
+        ReconKind::Full => {
+            let filter = ctx.source_filter.clone();
+            let src = ctx.source_set.clone();
+            pipeline(
+                &ctx,
+                threads,
+                &mut |emit: &mut dyn FnMut(Value) -> ControlFlow<()>| {
+                    src.scan(&mut |obj| {
+                        if filter.matches(&obj) {
+                            emit(obj)
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                    .map_err(|e| format!("reading the source {}: {e}", src.name()))
+                },
+                &|c, ws, unit, obj: &Value| source_object(c, ws, unit, Some(obj), None),
+            )?
+        }
+        ReconKind::ById(ids) => {
+            let ids = ids.clone();
+            pipeline(
+                &ctx,
+                0,
+                &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
+                    for id in &ids {
+                        if emit(id.clone()).is_break() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                },
+                &|c, ws, unit, id: &String| match c.source_set.read(id) {
+                    Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
+                    Ok(None) => source_object(c, ws, unit, None, Some(id)),
+                    Err(e) => Err(format!("reading source {id}: {e}")),
+                },
+            )?
+        }
+    };
+    run.stats.source_total.store(seen as i64, Ordering::Relaxed);
+    run.stats
+        .time("sourcePhase", phase_start.elapsed().as_nanos() as u64);
+    if run.is_canceled() {
+        return Ok(());
+    }
+    if seen == 0 && run.kind == ReconKind::Full && !run.options.allow_empty_source_set {
+        let m = "Cannot reconcile from an empty data source, unless allowEmptySourceSet is true.";
+        tracing::warn!(run = %run.id, "{m}");
+        run.fail(m, false);
+        return Ok(());
+    }
+
+    // ---- target phase ----
+    if run.options.run_target_phase {
+        run.set_stage(Stage::ActiveReconcilingTarget);
+        let phase_start = Instant::now();
+        let deleted_before = run.stats.deleted.load(Ordering::Relaxed);
+        let target_q = QueryRequest::from_json(&run.options.target_query)
+            .map_err(|e| format!("targetQuery: {}", e.message))?;
+        let touched = std::mem::take(&mut *ctx.touched.lock());
+        let normalise = !mapping.target_ids_case_sensitive;
+        let untouched = |id: &str| {
+            let h = if normalise {
+                id_hash(&id.to_lowercase())
+            } else {
+                id_hash(id)
+            };
+            !touched.contains(&h)
+        };
+        let mut scanned = 0u64;
+        let tset = ctx.target_set.clone();
+        let needs_objects =
+            !matches!(target_q.filter, Filter::True) || mapping.valid_target.is_some();
+        pipeline(
+            &ctx,
+            threads,
+            &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| match &ctx.targets {
+                Targets::Store(s) if !needs_objects => s
+                    .store()
+                    .scan_object_ids(&mapping.target, &mut |id| {
+                        scanned += 1;
+                        if untouched(id) {
+                            emit(id.to_string())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                    .map_err(|e| e.to_string()),
+                Targets::Store(_) => tset
+                    .scan(&mut |o| {
+                        let Some(id) = o.get("_id").and_then(Value::as_str) else {
+                            return ControlFlow::Continue(());
+                        };
+                        if !target_q.filter.matches(&o) {
+                            return ControlFlow::Continue(());
+                        }
+                        scanned += 1;
+                        if untouched(id) {
+                            emit(id.to_string())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                    .map_err(|e| e.to_string()),
+                Targets::Cache(c) => {
+                    let mut ids: Vec<&String> = c
+                        .objects
+                        .iter()
+                        .filter(|(_, o)| target_q.filter.matches(o))
+                        .map(|(k, _)| k)
+                        .collect();
+                    ids.sort();
+                    for id in ids {
+                        scanned += 1;
+                        if untouched(id) && emit(id.clone()).is_break() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                }
+            },
+            &|c, ws, unit, id: &String| target_object(c, ws, unit, id),
+        )?;
+        // The target total is the target set as the run found it: what the scan saw, less
+        // what this run created, plus what it deleted before the scan.
+        let created = run.stats.created.load(Ordering::Relaxed);
+        let total = (scanned + deleted_before).saturating_sub(created);
+        run.stats
+            .target_total
+            .store(total as i64, Ordering::Relaxed);
+        run.stats
+            .time("targetPhase", phase_start.elapsed().as_nanos() as u64);
+    }
+    if run.is_canceled() {
+        return Ok(());
+    }
+
+    ctx.failure_log.close(&run.id, &mapping.name);
+    run.set_stage(Stage::ActiveProcessingResults);
+    if let Some(script) = &mapping.result {
+        let mut ws = WorkerScripts {
+            ctx: None,
+            limits: inner.settings.script_limits,
+            host: ctx.host.clone(),
+        };
+        let stats = json!({
+            "global": { "reconId": run.id, "mappingName": mapping.name, "startTime": ids::iso_millis(run.started_ms) },
+            "situationSummary": run.stats.situation_summary(),
+            "statusSummary": run.stats.status_summary(),
+        });
+        let start = Instant::now();
+        if let Err(e) = ws.eval(
+            script,
+            &[("global", &stats["global"]), ("statistics", &stats)],
+        ) {
+            return Err(format!("result script failed: {e}"));
+        }
+        run.stats
+            .time("resultScript", start.elapsed().as_nanos() as u64);
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! Units of work: streaming items to the worker threads, staging each object under its
+//! claims, and committing units (compare-and-swap, with redo on a concurrent change).
+
+use super::*;
+
+/// Streams items from `produce` to `threads` workers (inline when 0) in units of `batch_size`,
+/// and commits each unit. Returns how many items were produced.
+pub(super) fn pipeline<'a, T: ItemId + Send>(
+    ctx: &Ctx<'a>,
+    threads: usize,
+    produce: &mut Produce<'_, T>,
+    process: &Process<'a, T>,
+) -> Result<u64, String> {
+    let batch_size = ctx.inner.settings.batch_size.max(1);
+    let mut produced = 0u64;
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let new_worker = |slot: usize| Worker {
+        slot,
+        ws: WorkerScripts {
+            ctx: None,
+            limits: ctx.inner.settings.script_limits,
+            host: ctx.host.clone(),
+        },
+    };
+    if threads == 0 {
+        let mut w = new_worker(0);
+        let mut buf = Vec::with_capacity(batch_size);
+        let res = produce(&mut |item| {
+            produced += 1;
+            buf.push(item);
+            if buf.len() >= batch_size {
+                if let Err(e) = run_unit(ctx, &mut w, std::mem::take(&mut buf), process) {
+                    *failure.lock() = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            if ctx.run.is_canceled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        res?;
+        if let Some(e) = failure.lock().take() {
+            return Err(e);
+        }
+        run_unit(ctx, &mut w, buf, process)?;
+        return Ok(produced);
+    }
+    let (tx, rx) = mpsc::sync_channel::<Vec<T>>(threads * 2);
+    let rx = Mutex::new(rx);
+    std::thread::scope(|scope| -> Result<(), String> {
+        for slot in 0..threads {
+            let rx = &rx;
+            let failure = &failure;
+            let new_worker = &new_worker;
+            scope.spawn(move || {
+                let mut w = new_worker(slot);
+                loop {
+                    let unit = rx.lock().recv();
+                    let Ok(items) = unit else { break };
+                    // After a cancel or a failure, keep draining so the producer never blocks.
+                    if ctx.run.is_canceled() || failure.lock().is_some() {
+                        continue;
+                    }
+                    // A panic (a bug) fails the run instead of killing this thread, which would
+                    // leave the producer blocked on a full channel.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_unit(ctx, &mut w, items, process)
+                    }));
+                    let error = match outcome {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e),
+                        Err(p) => Some(format!(
+                            "Internal error: the reconciliation stopped: {}",
+                            crate::runner::panic_message(p.as_ref())
+                        )),
+                    };
+                    if let Some(e) = error {
+                        ctx.claims.end(w.slot);
+                        *failure.lock() = Some(e);
+                    }
+                }
+            });
+        }
+        let mut buf = Vec::with_capacity(batch_size);
+        let res = produce(&mut |item| {
+            produced += 1;
+            buf.push(item);
+            if buf.len() >= batch_size
+                && tx
+                    .send(std::mem::replace(&mut buf, Vec::with_capacity(batch_size)))
+                    .is_err()
+            {
+                return ControlFlow::Break(());
+            }
+            if ctx.run.is_canceled() || failure.lock().is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if !buf.is_empty() && !ctx.run.is_canceled() {
+            let _ = tx.send(buf);
+        }
+        drop(tx);
+        res
+    })?;
+    if let Some(e) = failure.lock().take() {
+        return Err(e);
+    }
+    Ok(produced)
+}
+
+/// Processes the items of one unit and commits them. An object is kept in the unit only once
+/// its claims are taken (see `claims`); otherwise the unit commits what it has and the object
+/// is assessed again.
+pub(super) fn run_unit<'a, T: ItemId>(
+    ctx: &Ctx<'a>,
+    w: &mut Worker,
+    items: Vec<T>,
+    process: &Process<'a, T>,
+) -> Result<(), String> {
+    let mut unit = Unit::new(ctx.claims.owner());
+    let mut pending: Vec<&T> = Vec::with_capacity(items.len());
+    for item in &items {
+        if ctx.run.is_canceled() {
+            break;
+        }
+        stage(ctx, w, &mut unit, &mut pending, item, process)?;
+    }
+    flush(ctx, w, &mut unit, &mut pending, process)
+}
+
+/// Stages one object into `unit` with its claims taken; on a refused claim, drops the
+/// object's work, commits the unit (so this worker holds nothing while it waits), waits for
+/// the other unit if needed, and assesses the object again against committed state.
+pub(super) fn stage<'a, 'i, T: ItemId>(
+    ctx: &Ctx<'a>,
+    w: &mut Worker,
+    unit: &mut Unit,
+    pending: &mut Vec<&'i T>,
+    item: &'i T,
+    process: &Process<'a, T>,
+) -> Result<(), String> {
+    if !matches!(ctx.targets, Targets::Store(_)) {
+        // A connector-backed target set is written directly (not through the unit's batch)
+        // and read from the run's snapshot, so its runs stay on one thread with no claims
+        // (see `execute_phases`).
+        process(ctx, &mut w.ws, unit, item)?;
+        unit.keys.clear();
+        pending.push(item);
+        return Ok(());
+    }
+    for attempt in 1..=CLAIM_ATTEMPTS {
+        let epoch = ctx.claims.begin(w.slot);
+        let mark = unit.mark();
+        let processed = process(ctx, &mut w.ws, unit, item);
+        if let Err(e) = processed {
+            ctx.claims.end(w.slot);
+            return Err(e);
+        }
+        let keys = unit.new_keys(&mark);
+        let claimed = ctx.claims.claim(unit.owner, &keys, epoch, &mut unit.held);
+        ctx.claims.end(w.slot);
+        unit.keys.truncate(mark.keys);
+        match claimed {
+            Ok(()) => {
+                pending.push(item);
+                return Ok(());
+            }
+            Err(_) if attempt == CLAIM_ATTEMPTS => {
+                unit.fail_since(
+                    &mark,
+                    item.item_id(),
+                    "other objects of this run kept changing the same target; not applied",
+                );
+                pending.push(item);
+                return Ok(());
+            }
+            Err(refusal) => {
+                unit.truncate(&mark);
+                flush(ctx, w, unit, pending, process)?;
+                if let Refusal::Other(key) = refusal {
+                    ctx.claims.wait_released(key);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Commits the unit and starts a new one. If the store refuses the batch (an object changed
+/// since it was read: a REST write, another run), nothing of it was written: each pending
+/// object is then re-read, re-assessed and committed on its own.
+pub(super) fn flush<'a, T: ItemId>(
+    ctx: &Ctx<'a>,
+    w: &mut Worker,
+    unit: &mut Unit,
+    pending: &mut Vec<&T>,
+    process: &Process<'a, T>,
+) -> Result<(), String> {
+    let done = std::mem::replace(unit, Unit::new(ctx.claims.owner()));
+    let items = std::mem::take(pending);
+    if let Err(conflict) = commit(ctx, done)? {
+        tracing::debug!(run = %ctx.run.id, %conflict, "a unit met a concurrent change; its objects are redone one by one");
+        for item in items {
+            redo_alone(ctx, w, item, process)?;
+        }
+    }
+    Ok(())
+}
+
+/// Re-assesses one object and commits it alone, retrying (bounded) while the store reports
+/// a concurrent change; then records it as failed with the reason (its writes dropped).
+pub(super) fn redo_alone<'a, T: ItemId>(
+    ctx: &Ctx<'a>,
+    w: &mut Worker,
+    item: &T,
+    process: &Process<'a, T>,
+) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..CAS_ATTEMPTS {
+        let mut unit = Unit::new(ctx.claims.owner());
+        let mut pending = Vec::with_capacity(1);
+        stage(ctx, w, &mut unit, &mut pending, item, process)?;
+        match commit(ctx, unit)? {
+            Ok(()) => return Ok(()),
+            Err(conflict) => last = conflict,
+        }
+    }
+    let mut unit = Unit::new(ctx.claims.owner());
+    let mut pending = Vec::with_capacity(1);
+    stage(ctx, w, &mut unit, &mut pending, item, process)?;
+    unit.fail_since(
+        &Mark::start(),
+        item.item_id(),
+        &format!("the object kept changing concurrently; not applied ({last})"),
+    );
+    commit(ctx, unit)?.map_err(|e| format!("writing a failed entry: {e}"))
+}
+
+/// Commits a unit: data batch first (atomic: targets + index entries + links, checked by
+/// compare-and-swap), then association entries and audit events, then counters. Returns
+/// `Ok(Err(conflict))` when the store refused the batch (nothing written, claims released).
+pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, String> {
+    let run = ctx.run;
+    hooks::get().hold_before_write(
+        &mut unit
+            .entries
+            .iter()
+            .filter_map(|e| e.target_id.clone().or_else(|| e.source_id.clone())),
+    );
+    match ctx.inner.store.apply(std::mem::take(&mut unit.batch)) {
+        Ok(()) => ctx.claims.commit(&unit.held),
+        Err(StoreError::Conflict(m)) => {
+            ctx.claims.abort(&unit.held);
+            return Ok(Err(m));
+        }
+        Err(e) => {
+            ctx.claims.abort(&unit.held);
+            return Err(format!("writing targets and links: {e}"));
+        }
+    }
+    if !unit.entries.is_empty() {
+        let first = run
+            .next_entry
+            .fetch_add(unit.entries.len() as u64, Ordering::Relaxed);
+        let mut items = ItemBatch::default();
+        for (i, e) in unit.entries.iter().enumerate() {
+            items
+                .put_entry(run.seq, first + i as u64, e)
+                .map_err(|e| e.to_string())?;
+        }
+        ctx.inner
+            .store
+            .apply_entries(items)
+            .map_err(|e| format!("writing association entries: {e}"))?;
+    }
+    if !unit.audits.is_empty() {
+        let first = run
+            .next_audit
+            .fetch_add(unit.audits.len() as u64, Ordering::Relaxed);
+        let mut items = ItemBatch::default();
+        for (i, e) in unit.audits.iter().enumerate() {
+            items
+                .put_audit(run.seq, first + i as u64, e)
+                .map_err(|e| e.to_string())?;
+        }
+        ctx.inner
+            .store
+            .apply_audit(items)
+            .map_err(|e| format!("writing audit events: {e}"))?;
+    }
+    if !unit.touched.is_empty() {
+        ctx.touched.lock().extend(unit.touched.iter().copied());
+    }
+    for o in &unit.outcomes {
+        unit.tally.record(o);
+    }
+    for (id, reason) in &unit.failures {
+        ctx.failure_log
+            .warn(&ctx.run.id, &ctx.mapping.name, id, reason);
+    }
+    run.stats.merge(&unit.tally);
+    // Every few seconds the ACTIVE record is refreshed, so a run cut off by a crash still
+    // shows how far it got.
+    let now = ids::now_millis();
+    let last = run.last_snapshot_ms.load(Ordering::Relaxed);
+    if now - last > 2000
+        && run
+            .last_snapshot_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        ctx.inner
+            .store
+            .put_run(&run.record(None))
+            .map_err(|e| format!("writing the run record: {e}"))?;
+    }
+    Ok(Ok(()))
+}

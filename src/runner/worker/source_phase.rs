@@ -1,0 +1,143 @@
+//! The source phase: one source object, every qualifier, reference §3.2.
+
+use super::*;
+
+// ---- the source phase ------------------------------------------------------------------------
+
+pub(super) fn source_object(
+    ctx: &Ctx<'_>,
+    ws: &mut WorkerScripts,
+    unit: &mut Unit,
+    source: Option<&Value>,
+    missing_id: Option<&str>,
+) -> Result<(), String> {
+    let sid = match (&source, missing_id) {
+        (Some(s), _) => s
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => return Ok(()),
+    };
+    hooks::get().maybe_panic(&sid);
+    let null = Value::Null;
+    let source_value = source.unwrap_or(&null);
+    let qualifiers = match ctx.qualifiers(ws, source_value, false) {
+        Ok(q) => q,
+        Err(e) => {
+            let mut op = Op {
+                source_id: Some(sid.clone()),
+                error: Some(e),
+                ..Op::default()
+            };
+            finish_op(ctx, unit, &mut op, "default", "source");
+            return Ok(());
+        }
+    };
+    // One failure marks the object's remaining qualifiers as failed too (reference §1.5).
+    let mut failed = false;
+    for q in qualifiers.iter() {
+        let mut op = Op {
+            source_id: Some(sid.clone()),
+            ..Op::default()
+        };
+        if let Err(e) = assess_and_act_source(ctx, ws, unit, source_value, &sid, q, &mut op) {
+            op.error = Some(e);
+        }
+        if failed && op.error.is_none() {
+            op.error = Some("an earlier link qualifier of this source failed".into());
+        }
+        failed |= op.error.is_some();
+        finish_op(ctx, unit, &mut op, q, "source");
+    }
+    Ok(())
+}
+
+pub(super) fn assess_and_act_source(
+    ctx: &Ctx<'_>,
+    ws: &mut WorkerScripts,
+    unit: &mut Unit,
+    source: &Value,
+    sid: &str,
+    q: &str,
+    op: &mut Op,
+) -> Result<(), String> {
+    let link = ctx.link_for_source(q, sid)?;
+    let mut target: Option<Value> = None;
+    if let Some(l) = &link {
+        let tid = ctx.link_target(l).to_string();
+        target = ctx.read_target(unit, &tid)?;
+        op.target_id = Some(tid);
+    }
+    let situation = if source.is_null() {
+        // Only reachable for reconById of an id the source does not have.
+        match (&link, &target) {
+            (Some(_), Some(t)) => {
+                if ctx.valid(ws, &ctx.mapping.valid_target, "target", t)? {
+                    Situation::SourceMissing
+                } else {
+                    Situation::TargetIgnored
+                }
+            }
+            (Some(_), None) => Situation::LinkOnly,
+            (None, _) => Situation::AllGone,
+        }
+    } else {
+        let qualifies = ctx.source_qualifies(ws, source, q)?;
+        if link.is_some() {
+            engine::situation_linked(qualifies, target.is_some())
+        } else {
+            let candidates = ctx.correlate(ws, unit, source, q)?;
+            let mut already_linked = false;
+            if let Some(c) = &candidates {
+                match c.len() {
+                    0 => {}
+                    1 => {
+                        let tid = c[0]
+                            .get("_id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
+                        let has_attrs = c[0]
+                            .as_object()
+                            .is_some_and(|m| m.keys().any(|k| !k.starts_with('_')));
+                        target = if has_attrs {
+                            Some(c[0].clone())
+                        } else {
+                            ctx.read_target(unit, &tid)?
+                        };
+                        already_linked = ctx.link_for_target(q, &tid)?.is_some();
+                        op.target_id = Some(tid);
+                    }
+                    _ => {
+                        op.ambiguous = Some(
+                            c.iter()
+                                .filter_map(|o| {
+                                    o.get("_id").and_then(Value::as_str).map(str::to_string)
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+            }
+            engine::situation_correlated(
+                qualifies,
+                candidates.as_ref().map(Vec::len),
+                already_linked,
+            )
+        }
+    };
+    // Every target associated with this source is off the target phase's list.
+    if let Some(t) = &op.target_id {
+        unit.touched.push(id_hash(&ctx.norm_target(t)));
+    }
+    if let Some(a) = &op.ambiguous {
+        for t in a {
+            unit.touched.push(id_hash(&ctx.norm_target(t)));
+        }
+    }
+    op.situation = Some(situation);
+    op.link = link;
+    act(ctx, ws, unit, op, source, target, q, true)
+}

@@ -1,0 +1,81 @@
+//! The target phase: one target not touched by the source phase, reference §3.3.
+
+use super::*;
+
+// ---- the target phase ----------------------------------------------------------------------
+
+pub(super) fn target_object(
+    ctx: &Ctx<'_>,
+    ws: &mut WorkerScripts,
+    unit: &mut Unit,
+    tid: &str,
+) -> Result<(), String> {
+    hooks::get().maybe_panic(tid);
+    let start = Instant::now();
+    let target = ctx.read_target(unit, tid)?;
+    if !ctx.run.options.target_full_entry {
+        unit.tally
+            .time("targetObjectQuery", start.elapsed().as_nanos() as u64);
+    }
+    let Some(target) = target else { return Ok(()) };
+    let qualifiers = match ctx.qualifiers(ws, &target, true) {
+        Ok(q) => q,
+        Err(e) => {
+            let mut op = Op {
+                target_id: Some(tid.to_string()),
+                error: Some(e),
+                ..Op::default()
+            };
+            finish_op(ctx, unit, &mut op, "default", "target");
+            return Ok(());
+        }
+    };
+    for q in qualifiers.iter() {
+        let mut op = Op {
+            target_id: Some(tid.to_string()),
+            ..Op::default()
+        };
+        if let Err(e) = assess_and_act_target(ctx, ws, unit, &target, tid, q, &mut op) {
+            op.error = Some(e);
+        }
+        finish_op(ctx, unit, &mut op, q, "target");
+    }
+    Ok(())
+}
+
+pub(super) fn assess_and_act_target(
+    ctx: &Ctx<'_>,
+    ws: &mut WorkerScripts,
+    unit: &mut Unit,
+    target: &Value,
+    tid: &str,
+    q: &str,
+    op: &mut Op,
+) -> Result<(), String> {
+    let link = ctx.link_for_target(q, tid)?;
+    let valid = ctx.valid(ws, &ctx.mapping.valid_target, "target", target)?;
+    let mut source = Value::Null;
+    let source_state = match (&link, valid) {
+        (_, false) | (None, _) => None,
+        (Some(l), true) => {
+            let sid = ctx.link_source(l).to_string();
+            op.source_id = Some(sid.clone());
+            let found = if ctx.full_source {
+                None
+            } else {
+                ctx.source_set.read(&sid).map_err(|e| e.to_string())?
+            };
+            match found {
+                None => Some(None),
+                Some(s) => {
+                    let ok = ctx.valid(ws, &ctx.mapping.valid_source, "source", &s)?;
+                    source = s;
+                    Some(Some(ok))
+                }
+            }
+        }
+    };
+    op.situation = Some(engine::situation_target(valid, source_state));
+    op.link = link;
+    act(ctx, ws, unit, op, &source, Some(target.clone()), q, false)
+}
