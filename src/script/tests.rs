@@ -1,8 +1,11 @@
 //! Tests for the script module (QuickJS embedding, conversion, host objects, limits).
 
+use super::compile::{EVAL_FILE, FILE};
+use super::error::stack_position;
 use super::*;
 use parking_lot::Mutex;
 use serde_json::json;
+use std::sync::Arc;
 
 fn spec(name: &str, source: &str) -> ScriptSpec {
     ScriptSpec {
