@@ -5,7 +5,7 @@
 //! startup errors naming the mapping and the key. Scripts are compiled here, once.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::config::{Config, ConfigError};
 use crate::engine::model::{Action, Situation};
 use crate::query::{self, Filter, Pointer};
-use crate::script::{self, CompiledScript, ScriptSpec};
+use crate::script::{self, CompiledScript, ProjectEnv, ScriptEnv, ScriptSpec};
 
 /// A condition: a query filter evaluated against a scope object, or a script.
 #[derive(Clone, Debug)]
@@ -204,8 +204,10 @@ const KNOWN_KEYS: &[&str] = &[
 
 struct Ctx<'a> {
     file: &'a Path,
-    base_dir: &'a Path,
+    project: &'a Arc<ProjectEnv>,
     mapping: String,
+    /// The environment every script of this mapping gets (project and `mappingConfig`).
+    env: Arc<ScriptEnv>,
 }
 
 impl Ctx<'_> {
@@ -244,6 +246,26 @@ impl Ctx<'_> {
         }
     }
 
+    /// A script `file`, resolved as IDM does (project folder, its `script/`, the conf folder).
+    fn read_script_file(&self, key: &str, f: &str) -> Result<(PathBuf, String), ConfigError> {
+        let path = self.project.resolve_file(f).ok_or_else(|| {
+            self.err(
+                key,
+                format!(
+                    "script file {f} not found (looked for {})",
+                    self.project.searched(f)
+                ),
+            )
+        })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            self.err(
+                key,
+                format!("cannot read script file {}: {e}", path.display()),
+            )
+        })?;
+        Ok((path, text))
+    }
+
     /// A script object `{type, source | file, globals}`.
     fn script(&self, key: &str, v: &Value) -> Result<CompiledScript, ConfigError> {
         let m = v.as_object().ok_or_else(|| {
@@ -262,16 +284,13 @@ impl Ctx<'_> {
                 format!("script type \"{ty}\" is not supported (only text/javascript)"),
             ));
         }
+        let mut name = format!("mapping {}, {key}", self.mapping);
         let source = match (m.get("source"), m.get("file")) {
             (Some(Value::String(s)), _) => s.clone(),
             (_, Some(Value::String(f))) => {
-                let path = self.base_dir.join(f);
-                std::fs::read_to_string(&path).map_err(|e| {
-                    self.err(
-                        key,
-                        format!("cannot read script file {}: {e}", path.display()),
-                    )
-                })?
+                let (path, text) = self.read_script_file(key, f)?;
+                name.push_str(&format!(" (file {})", path.display()));
+                text
             }
             _ => return Err(self.err(key, "a script object needs \"source\" or \"file\"")),
         };
@@ -281,9 +300,10 @@ impl Ctx<'_> {
             Some(_) => return Err(self.err(&format!("{key}.globals"), "expected an object")),
         };
         script::compile(ScriptSpec {
-            name: format!("mapping {}, {key}", self.mapping),
+            name,
             source,
             globals,
+            env: Some(self.env.clone()),
         })
         .map_err(|e| self.err(key, e))
     }
@@ -313,13 +333,7 @@ impl Ctx<'_> {
                 if let Some(Value::String(src)) = o.get("source").cloned() {
                     o.insert("source".into(), Value::String(format!("{src}\n;target;")));
                 } else if let Some(Value::String(f)) = o.get("file").cloned() {
-                    let path = self.base_dir.join(&f);
-                    let src = std::fs::read_to_string(&path).map_err(|e| {
-                        self.err(
-                            key,
-                            format!("cannot read script file {}: {e}", path.display()),
-                        )
-                    })?;
+                    let (_, src) = self.read_script_file(key, &f)?;
                     o.remove("file");
                     o.insert("source".into(), Value::String(format!("{src}\n;target;")));
                 }
@@ -399,7 +413,7 @@ fn parse_correlation(ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<Correlation,
 /// Parses one mapping. `sets` are the declared object-set names.
 pub fn parse_mapping(
     file: &Path,
-    base_dir: &Path,
+    project: &Arc<ProjectEnv>,
     v: &Value,
     sets: &[String],
 ) -> Result<Mapping, ConfigError> {
@@ -417,8 +431,12 @@ pub fn parse_mapping(
     };
     let ctx = Ctx {
         file,
-        base_dir,
+        project,
         mapping: name.clone(),
+        env: Arc::new(ScriptEnv {
+            project: project.clone(),
+            mapping_config: Some(Arc::new(v.clone())),
+        }),
     };
     let unknown: Vec<&str> = m
         .keys()
@@ -657,14 +675,32 @@ pub fn parse_mapping(
     })
 }
 
+/// The scripts' project: the IDM project folder when `idm_conf_dir` is set, else the folder of
+/// the configuration file; recon.toml's folder is always searched last for script files.
+pub fn project_env(config: &Config) -> Result<ProjectEnv, ConfigError> {
+    let mut env = match &config.idm_project {
+        Some(p) => ProjectEnv::new(&p.project_dir, Some(&p.conf_dir), p.properties.clone()),
+        None => {
+            let props = crate::idm::Properties::new(Default::default(), &config.base_dir)
+                .map_err(|e| ConfigError::new(&config.base_dir, e))?;
+            ProjectEnv::new(&config.base_dir, None, props)
+        }
+    };
+    if !env.roots.contains(&config.base_dir) {
+        env.roots.push(config.base_dir.clone());
+    }
+    Ok(env)
+}
+
 /// Parses and validates every mapping of the configuration.
 pub fn load_all(config: &Config) -> Result<BTreeMap<String, Arc<Mapping>>, ConfigError> {
     let sets: Vec<String> = config.object_sets.iter().map(|s| s.name.clone()).collect();
     let mut out: BTreeMap<String, Arc<Mapping>> = BTreeMap::new();
     let mut parsed = Vec::new();
+    let project = Arc::new(project_env(config)?);
     for (file, v) in &config.mappings {
         let file = Path::new(file);
-        let m = parse_mapping(file, &config.base_dir, v, &sets)?;
+        let m = parse_mapping(file, &project, v, &sets)?;
         if out.contains_key(&m.name) {
             return Err(ConfigError::new(
                 file,
@@ -724,12 +760,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn test_project() -> Arc<ProjectEnv> {
+        Arc::new(ProjectEnv::new(
+            Path::new("."),
+            None,
+            crate::idm::Properties::default(),
+        ))
+    }
+
     fn sets() -> Vec<String> {
         vec!["system/hr/account".into(), "managed/user".into()]
     }
 
     fn parse(v: Value) -> Result<Mapping, ConfigError> {
-        parse_mapping(Path::new("sync.json"), Path::new("."), &v, &sets())
+        parse_mapping(Path::new("sync.json"), &test_project(), &v, &sets())
     }
 
     #[test]

@@ -875,9 +875,12 @@ impl Ctx<'_> {
         script: &Option<CompiledScript>,
         var: &str,
         obj: &Value,
+        q: &str,
     ) -> Result<bool, String> {
         let Some(s) = script else { return Ok(true) };
-        match ws.eval(s, &[(var, obj)])? {
+        // IDM puts the link qualifier in scope for validSource and validTarget too.
+        let lq = Value::String(q.to_string());
+        match ws.eval(s, &[(var, obj), ("linkQualifier", &lq)])? {
             Value::Bool(b) => Ok(b),
             _ => Err(format!(
                 "Expecting boolean value from {}",
@@ -896,7 +899,7 @@ impl Ctx<'_> {
         source: &Value,
         q: &str,
     ) -> Result<bool, String> {
-        if !self.valid(ws, &self.mapping.valid_source, "source", source)? {
+        if !self.valid(ws, &self.mapping.valid_source, "source", source, q)? {
             return Ok(false);
         }
         if let Some(cond) = &self.mapping.source_condition {
@@ -1018,7 +1021,7 @@ fn assess_and_act_source(
         // Only reachable for reconById of an id the source does not have.
         match (&link, &target) {
             (Some(_), Some(t)) => {
-                if ctx.valid(ws, &ctx.mapping.valid_target, "target", t)? {
+                if ctx.valid(ws, &ctx.mapping.valid_target, "target", t, q)? {
                     Situation::SourceMissing
                 } else {
                     Situation::TargetIgnored
@@ -1132,7 +1135,7 @@ fn assess_and_act_target(
     op: &mut Op,
 ) -> Result<(), String> {
     let link = ctx.link_for_target(q, tid)?;
-    let valid = ctx.valid(ws, &ctx.mapping.valid_target, "target", target)?;
+    let valid = ctx.valid(ws, &ctx.mapping.valid_target, "target", target, q)?;
     let mut source = Value::Null;
     let source_state = match (&link, valid) {
         (_, false) | (None, _) => None,
@@ -1147,7 +1150,7 @@ fn assess_and_act_target(
             match found {
                 None => Some(None),
                 Some(s) => {
-                    let ok = ctx.valid(ws, &ctx.mapping.valid_source, "source", &s)?;
+                    let ok = ctx.valid(ws, &ctx.mapping.valid_source, "source", &s, q)?;
                     source = s;
                     Some(Some(ok))
                 }

@@ -36,6 +36,11 @@ impl CompiledScript {
         &self.inner.spec.name
     }
 
+    /// The project environment the script was compiled for.
+    pub fn env(&self) -> Option<&std::sync::Arc<super::ScriptEnv>> {
+        self.inner.spec.env.as_ref()
+    }
+
     /// The script's source.
     pub fn source(&self) -> &str {
         &self.inner.spec.source

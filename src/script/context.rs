@@ -151,6 +151,10 @@ impl ScriptContext {
             current: self.current.clone(),
             deadline: self.deadline.clone(),
             budget: node_budget(self.limits),
+            result_limit: match self.limits.memory_bytes {
+                0 => usize::MAX,
+                n => n / 4,
+            },
         });
         let (date_proto, well_formed, baseline) = context
             .with(|ctx| {
@@ -220,7 +224,7 @@ impl ScriptContext {
             held,
             baseline,
             context,
-            ..
+            _runtime: runtime,
         } = state;
         let result = context.with(|ctx| {
             let r = run(&ctx, held, script, scope, limits, deadline).map_err(|f| {
@@ -232,15 +236,44 @@ impl ScriptContext {
             });
             // Promise reactions the script queued run now, under its deadline, so that they
             // cannot pile up in the runtime.
-            while deadline.is_none_or(|d| Instant::now() < d) && ctx.execute_pending_job() {}
+            let ran_ok = r.is_ok() && !interrupted.get();
+            let mut out_of_time = false;
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    out_of_time = true;
+                    break;
+                }
+                if !ctx.execute_pending_job() {
+                    break;
+                }
+            }
             outer_deadline.set(None);
             if script.inner.may_leak {
                 remove_new_globals(&ctx, baseline);
             }
-            r
+            // A job the interrupt handler stopped, or jobs still queued at the deadline: the
+            // script's work did not finish, so its entry must not say it did.
+            let jobs_failed = ran_ok && (interrupted.get() || out_of_time);
+            (r, jobs_failed)
         });
+        let (mut result, jobs_failed) = result;
+        let jobs_failed = jobs_failed && (self.interrupted.get() || runtime.is_job_pending());
         self.deadline.set(None);
         *self.current.borrow_mut() = None;
+        if jobs_failed {
+            result = Err(ScriptError::new(
+                ScriptErrorKind::Timeout,
+                script.name(),
+                format!(
+                    "exceeded its time limit of {} ms in pending Promise jobs",
+                    self.limits.time.as_millis()
+                ),
+            ));
+            // Jobs left in the queue would run under the next script's deadline: start afresh.
+            self.state = None;
+            self.state = self.build_state().ok();
+            return result;
+        }
 
         if let Err(e) = &result {
             if e.kind == ScriptErrorKind::OutOfMemory {

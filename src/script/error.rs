@@ -176,10 +176,43 @@ pub(super) fn classify(
     if let Some((line, _)) = position {
         text.push_str(&format!(" at line {line}"));
     }
+    // Where it was thrown: a required module's file and line, and the function's name.
+    if let Some((func, file, line)) = top_frame(&stack) {
+        let own = file == FILE || file == EVAL_FILE;
+        let named = !matches!(func.as_str(), "" | "<anonymous>" | "<eval>" | "eval");
+        if !own {
+            text.push_str(&format!(" (thrown at {file}:{line}"));
+            if named {
+                text.push_str(&format!(", in function {func}"));
+            }
+            text.push(')');
+        } else if named {
+            text.push_str(&format!(", in function {func}"));
+        }
+    }
     ScriptError::new(ScriptErrorKind::Thrown, name, text)
 }
 
-fn format_bytes(n: usize) -> String {
+/// The first stack frame with a source position: function name, file and line.
+pub(super) fn top_frame(stack: &str) -> Option<(String, String, usize)> {
+    stack.lines().find_map(|frame| {
+        let frame = frame.trim().strip_prefix("at ")?;
+        let (func, loc) = match frame.strip_suffix(')') {
+            Some(inner) => {
+                let open = inner.rfind(" (")?;
+                (&inner[..open], &inner[open + 2..])
+            }
+            None => ("", frame),
+        };
+        let mut parts = loc.rsplitn(3, ':');
+        let _col: usize = parts.next()?.parse().ok()?;
+        let line = parts.next()?.parse().ok()?;
+        let file = parts.next()?;
+        (file != "native").then(|| (func.to_string(), file.to_string(), line))
+    })
+}
+
+pub(super) fn format_bytes(n: usize) -> String {
     const MIB: usize = 1 << 20;
     if n == 0 {
         "unlimited".to_owned()

@@ -29,11 +29,19 @@
 mod compile;
 mod context;
 mod convert;
+mod crypto;
+mod env;
 mod error;
+mod globals;
 mod host;
+mod logger;
+mod openidm;
+mod require;
 mod split;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_project;
 
 use std::time::Duration;
 
@@ -41,6 +49,8 @@ use serde_json::{Map, Value};
 
 pub use compile::{compile, is_supported_type, CompiledScript};
 pub use context::{with_thread_context, ScriptContext};
+pub use crypto::{crypto_type, hash_matches, BuiltinCrypto, ScriptCrypto};
+pub use env::{ProjectEnv, ScriptEnv};
 pub use error::{ScriptError, ScriptErrorKind};
 pub use host::{NoHost, ScriptHost};
 
@@ -53,6 +63,9 @@ pub struct ScriptSpec {
     pub source: String,
     /// The script object's `globals`: extra variables in scope for every evaluation.
     pub globals: Map<String, Value>,
+    /// The project and mapping the script belongs to (`require`, `identityServer`,
+    /// `mappingConfig`, `config/` reads, crypto); `None` for scripts outside a project.
+    pub env: Option<std::sync::Arc<ScriptEnv>>,
 }
 
 /// Per-evaluation time limit and per-runtime memory limit.

@@ -12,6 +12,7 @@ fn spec(name: &str, source: &str) -> ScriptSpec {
         name: name.into(),
         source: source.into(),
         globals: Map::new(),
+        env: None,
     }
 }
 
@@ -478,15 +479,15 @@ fn no_host_refuses() {
 #[test]
 fn logger_placeholders() {
     assert_eq!(
-        host::substitute("user {} has {}", ["a", "b"].into_iter(), str::to_owned),
+        logger::substitute("user {} has {}", ["a", "b"].into_iter(), str::to_owned),
         "user a has b"
     );
     assert_eq!(
-        host::substitute("{} and {}", ["a"].into_iter(), str::to_owned),
+        logger::substitute("{} and {}", ["a"].into_iter(), str::to_owned),
         "a and {}"
     );
     assert_eq!(
-        host::substitute("none", ["a"].into_iter(), str::to_owned),
+        logger::substitute("none", ["a"].into_iter(), str::to_owned),
         "none"
     );
     let mut cx = context();
