@@ -5,8 +5,8 @@
 //!   its `script/` folder and the conf folder ([`super::ProjectEnv::roots`]); `./x` and `../x`
 //!   resolve against the requiring module's folder. A file found there always wins, so a real
 //!   `lodash.js` on the project's script path takes precedence over the built-in one.
-//! * Built-in modules: `lodash` (recond's own implementation, `lodash.js` beside this file;
-//!   README lists its functions).
+//! * Built-in modules: `lodash`, also as `lib/lodash` where IDM keeps it (recond's own
+//!   implementation, `lodash.js` beside this file; README lists its functions).
 //! * Modules run once per context and are cached by resolved path (a module that throws is
 //!   not cached); a module's code runs under the deadline of the script that required it.
 //! * Errors in a module name its file and line (the module is compiled with its path as file
@@ -141,8 +141,9 @@ fn resolve(env: Option<&ScriptEnv>, name: &str, from: Option<&str>) -> Result<Mo
             }
         }
     }
+    // IDM ships lodash as `bin/defaults/script/lib/lodash.js`, so samples also say 'lib/lodash'.
     let bare = name.trim_end_matches(".js");
-    if bare == "lodash" {
+    if bare == "lodash" || bare == "lib/lodash" {
         return Ok(Module {
             id: format!("{BUILTIN_PREFIX}lodash"),
             filename: format!("{BUILTIN_PREFIX}lodash.js"),

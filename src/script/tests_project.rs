@@ -149,6 +149,13 @@ fn require_resolves_project_modules_and_a_real_lodash_wins() {
     .expect("compiles");
     let mut cx = ScriptContext::new(ScriptLimits::default(), Arc::new(NoHost)).expect("cx");
     assert_eq!(cx.eval(&bare, &[]).expect("built-in"), json!(true));
+    let idm_path = compile(ScriptSpec {
+        name: "t".into(),
+        source: "require('lib/lodash').map([1], function (x) { return x + 1; })".into(),
+        ..ScriptSpec::default()
+    })
+    .expect("compiles");
+    assert_eq!(cx.eval(&idm_path, &[]).expect("IDM's path"), json!([2]));
 }
 
 #[test]
