@@ -10,7 +10,8 @@
 //!   default `;`).
 //! * Reading: `_id` is the `headerUid` column; each property of the object type takes the
 //!   column of its `nativeName` (`__UID__`, `__NAME__`, `__PASSWORD__` stand for the configured
-//!   header columns); only declared, readable, returned-by-default properties are returned;
+//!   header columns; other OpenICF names such as `__DESCRIPTION__` use the property's name);
+//!   only declared, readable, returned-by-default properties are returned;
 //!   `type: array` properties are split on the multi-valued delimiter into JSON arrays,
 //!   `boolean`/`integer`/`number` cells become typed values when they parse as such.
 //! * Writing: declared properties fill their configured columns (arrays joined with the
@@ -127,6 +128,10 @@ impl CsvModel {
             &self.name_column
         } else if native.eq_ignore_ascii_case(PASSWORD) {
             &self.password_column
+        } else if is_special(native) {
+            // Other OpenICF attributes (`__DESCRIPTION__`, `__ENABLE__`) have no column of
+            // their own in a CSV file: the property's name is the column.
+            &p.name
         } else {
             native
         }
@@ -237,6 +242,11 @@ impl CsvModel {
     }
 }
 
+/// An OpenICF special attribute name (`__NAME__`, `__DESCRIPTION__`, ...).
+fn is_special(native: &str) -> bool {
+    native.len() > 4 && native.starts_with("__") && native.ends_with("__")
+}
+
 /// Cell text as a value of a JSON type; text that does not parse as the type stays a string.
 fn scalar(ty: PropType, text: &str) -> Value {
     let parsed = match ty {
@@ -292,7 +302,8 @@ mod tests {
                 "active": {"type": "boolean"},
                 "password": {"type": "string", "nativeName": "__PASSWORD__",
                              "flags": ["NOT_READABLE", "NOT_RETURNED_BY_DEFAULT"]},
-                "created": {"type": "string", "flags": ["NOT_UPDATEABLE"]}
+                "created": {"type": "string", "flags": ["NOT_UPDATEABLE"]},
+                "description": {"type": "string", "nativeName": "__DESCRIPTION__"}
             }}}
         });
         Provisioner::parse(Path::new("/p/conf/provisioner.openicf-hr.json"), file, "hr")
@@ -351,12 +362,12 @@ mod tests {
         let row = obj(
             json!({"_id": "7", "_rev": "r", "uid": "7", "login": "bjensen",
             "email": "b@x", "groups": "a;b;;c", "age": "42", "active": "TRUE",
-            "password": "secret", "undeclared": "x"}),
+            "password": "secret", "undeclared": "x", "description": "d"}),
         );
         assert_eq!(
             Value::Object(m.to_object(&row)),
             json!({"_id": "7", "_rev": "r", "key": "7", "userName": "bjensen", "mail": "b@x",
-                   "groups": ["a", "b", "c"], "age": 42, "active": true})
+                   "groups": ["a", "b", "c"], "age": 42, "active": true, "description": "d"})
         );
         let odd = obj(json!({"_id": "8", "uid": "8", "age": "forty"}));
         assert_eq!(
