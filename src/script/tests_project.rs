@@ -5,7 +5,7 @@
 use super::*;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -318,5 +318,4 @@ fn script_errors_name_the_function() {
         e.message.contains("at line 2") && e.message.contains("in function check"),
         "{e}"
     );
-    let _ = Path::new("");
 }
