@@ -548,6 +548,9 @@ fn load_idm_project(
     conf_dir: &Path,
     raw: &RawConfig,
 ) -> Result<idm::Project, ConfigError> {
+    // Absolute, so `&{launcher.project.location}` and the paths built from it do not depend
+    // on the working directory (and are not joined to the project folder twice).
+    let conf_dir = &std::path::absolute(conf_dir).unwrap_or_else(|_| conf_dir.to_path_buf());
     let project_dir = conf_dir.parent().unwrap_or(Path::new("."));
     let props = Properties::new(raw.idm_properties.clone(), project_dir)
         .map_err(|e| ConfigError::new(path, format!("idm_conf_dir: {e}")))?;
@@ -575,15 +578,17 @@ fn merge_idm_sets(
             continue;
         }
         match &p.kind {
-            ConnectorKind::Other(name) => return Err(ConfigError::new(
-                &p.file,
-                format!(
+            ConnectorKind::Other(name) => {
+                return Err(ConfigError::new(
+                    &p.file,
+                    format!(
                     "connectorRef.connectorName: connector \"{name}\" is not supported by recond \
                          (supported: the CSV file, LDAP and database table connectors); replace \
                          this system with a [system.{}.<type>] table in recon.toml",
                     p.name
                 ),
-            )),
+                ))
+            }
             kind => crate::connectors::check_supported(kind)
                 .map_err(|e| ConfigError::new(&p.file, e))?,
         }
@@ -738,6 +743,30 @@ mod tests {
         "objectTypes": {"account": {"nativeType": "__ACCOUNT__", "properties": {
             "name": {"type": "string", "nativeName": "__NAME__"},
             "email": {"type": "array", "items": {"type": "string"}, "nativeName": "email"}}}}}"#;
+
+    #[test]
+    fn a_relative_config_path_gives_an_absolute_project_location() {
+        // Regression: with `--config recon.toml`, &{launcher.project.location} was relative
+        // and the CSV connector joined it to the project folder a second time.
+        let rel = PathBuf::from(format!("target/recond-relcfg-{}", std::process::id()));
+        let prov = r#"{"connectorRef": {"connectorName": "org.forgerock.openicf.csvfile.CSVFileConnector"},
+            "configurationProperties": {"csvFile": "&{launcher.project.location}/data/hr.csv"},
+            "objectTypes": {"account": {"properties": {"uid": {"type": "string", "nativeName": "__NAME__"}}}}}"#;
+        std::fs::create_dir_all(rel.join("proj/conf")).expect("mkdir");
+        std::fs::write(rel.join("proj/conf/provisioner.openicf-hr.json"), prov).expect("write");
+        let c = Config::parse(
+            &rel.join("recon.toml"),
+            "idm_conf_dir = \"proj/conf\"\n",
+            None,
+            None,
+        )
+        .expect("parses");
+        let p = &c.idm_project.as_ref().expect("project").provisioners[0];
+        let file = PathBuf::from(p.config_str("csvFile").expect("csvFile"));
+        assert!(file.is_absolute(), "{}", file.display());
+        assert!(file.ends_with("proj/data/hr.csv"), "{}", file.display());
+        let _ = std::fs::remove_dir_all(&rel);
+    }
 
     #[test]
     fn idm_conf_dir_declares_sets_and_rejects_unknown_connectors() {

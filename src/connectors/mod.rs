@@ -10,13 +10,17 @@ pub mod csv;
 
 use std::sync::Arc;
 
-use crate::idm::{ConnectorKind, Provisioner};
-use crate::objects::{ObjectError, ObjectErrorKind, ObjectSet};
+use std::path::PathBuf;
+
+use crate::idm::{ConnectorKind, ObjectType, Provisioner};
+use crate::objects::{CsvSet, ObjectError, ObjectErrorKind, ObjectSet};
+
+use self::csv::{CsvModel, CsvTable};
 
 /// Whether recond can open sets of this connector from a provisioner file.
 pub fn check_supported(kind: &ConnectorKind) -> Result<(), String> {
     let what = match kind {
-        ConnectorKind::Csv => "the CSV file connector",
+        ConnectorKind::Csv => return Ok(()),
         ConnectorKind::Ldap => "the LDAP connector",
         ConnectorKind::DatabaseTable => "the database table connector",
         ConnectorKind::Other(name) => {
@@ -43,8 +47,45 @@ pub fn open_set(
             ),
         )
     })?;
-    Err(ObjectError::new(
-        ObjectErrorKind::NotSupported,
-        format!("{name}: no connector implementation"),
+    let startup = |e: String| {
+        ObjectError::new(
+            ObjectErrorKind::BadRequest,
+            format!(
+                "{name} ({}, object type {object_type}): {e}",
+                provisioner.file.display()
+            ),
+        )
+    };
+    let model = provisioner
+        .object_types
+        .get(object_type)
+        .ok_or_else(|| startup("the provisioner declares no such object type".into()))?;
+    match provisioner.kind {
+        ConnectorKind::Csv => {
+            let (file, dialect, model) =
+                CsvModel::from_provisioner(provisioner, model).map_err(startup)?;
+            let table = CsvTable::with_dialect(file, model.uid_column().to_string(), dialect);
+            Ok(Arc::new(CsvSet::with_model(name, table, Some(model))))
+        }
+        _ => Err(ObjectError::new(
+            ObjectErrorKind::NotSupported,
+            format!("{name}: no connector implementation"),
+        )),
+    }
+}
+
+/// Opens a recon.toml `connector = "csv"` set; `model` is the object model of the provisioner
+/// file it replaces, if any (contract §6: the replacement keeps the file's object model).
+pub fn open_csv(
+    name: &str,
+    file: PathBuf,
+    id_column: String,
+    model: Option<&ObjectType>,
+) -> Arc<dyn ObjectSet> {
+    let model = model.map(|ty| CsvModel::for_replacement(ty, &id_column));
+    Arc::new(CsvSet::with_model(
+        name,
+        CsvTable::new(file, id_column),
+        model,
     ))
 }

@@ -36,6 +36,8 @@ pub struct Project {
     pub schedules: Vec<(PathBuf, Value)>,
     /// `managed.json`, substituted.
     pub managed: Option<(PathBuf, Value)>,
+    /// The properties the files were substituted with (scripts' `identityServer.getProperty`).
+    pub properties: Properties,
 }
 
 /// Reads a conf folder. `replaced` names the systems recon.toml replaces.
@@ -57,6 +59,7 @@ pub fn load(
     let mut project = Project {
         project_dir,
         conf_dir: conf_dir.to_path_buf(),
+        properties: properties.clone(),
         ..Project::default()
     };
 

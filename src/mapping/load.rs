@@ -12,14 +12,33 @@ use std::sync::Arc;
 use super::model::Mapping;
 use super::parse::parse_mapping;
 use crate::config::{Config, ConfigError};
+use crate::script::ProjectEnv;
+
+/// The scripts' project: the IDM project folder when `idm_conf_dir` is set, else the folder of
+/// the configuration file; recon.toml's folder is always searched last for script files.
+pub fn project_env(config: &Config) -> Result<ProjectEnv, ConfigError> {
+    let mut env = match &config.idm_project {
+        Some(p) => ProjectEnv::new(&p.project_dir, Some(&p.conf_dir), p.properties.clone()),
+        None => {
+            let props = crate::idm::Properties::new(Default::default(), &config.base_dir)
+                .map_err(|e| ConfigError::new(&config.base_dir, e))?;
+            ProjectEnv::new(&config.base_dir, None, props)
+        }
+    };
+    if !env.roots.contains(&config.base_dir) {
+        env.roots.push(config.base_dir.clone());
+    }
+    Ok(env)
+}
 
 /// Parses and validates every mapping of the configuration.
 pub fn load_all(config: &Config) -> Result<BTreeMap<String, Arc<Mapping>>, ConfigError> {
     let sets: Vec<String> = config.object_sets.iter().map(|s| s.name.clone()).collect();
     let mut parsed: Vec<(PathBuf, Mapping)> = Vec::new();
+    let project = Arc::new(project_env(config)?);
     for (file, v) in &config.mappings {
         let file = Path::new(file);
-        let m = parse_mapping(file, &config.base_dir, v, &sets)?;
+        let m = parse_mapping(file, &project, v, &sets)?;
         if parsed.iter().any(|(_, p)| p.name == m.name) {
             return Err(ConfigError::new(
                 file,
@@ -119,6 +138,7 @@ fn resolve_one(file: &Path, m: &Mapping, owner: &Mapping) -> Result<LinkResoluti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::parse::test_project;
     use serde_json::{json, Value};
 
     fn mapping(v: Value) -> (PathBuf, Mapping) {
@@ -126,7 +146,7 @@ mod tests {
             "system/ldap/account".to_string(),
             "managed/user".to_string(),
         ];
-        let m = parse_mapping(Path::new("sync.json"), Path::new("."), &v, &sets)
+        let m = parse_mapping(Path::new("sync.json"), &test_project(), &v, &sets)
             .expect("valid mapping");
         (PathBuf::from("sync.json"), m)
     }
@@ -181,7 +201,7 @@ mod tests {
         ];
         let e = parse_mapping(
             Path::new("sync.json"),
-            Path::new("."),
+            &test_project(),
             &json!({"name": "m", "source": "managed/user", "target": "system/ldap/account",
                 "links": 3}),
             &sets,

@@ -8,6 +8,6 @@ mod load;
 mod model;
 mod parse;
 
-pub use load::load_all;
+pub use load::{load_all, project_env};
 pub use model::*;
 pub use parse::parse_mapping;

@@ -3,7 +3,8 @@
 //! Mapping keys are exactly IDM's (camelCase). Unknown keys are accepted and logged once as
 //! "not supported"; wrong values of known keys are startup errors naming the mapping and key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -11,7 +12,7 @@ use super::model::*;
 use crate::config::ConfigError;
 use crate::engine::model::{Action, Situation};
 use crate::query::{self, Pointer};
-use crate::script::{self, CompiledScript, ScriptSpec};
+use crate::script::{self, CompiledScript, ProjectEnv, ScriptEnv, ScriptSpec};
 
 const KNOWN_KEYS: &[&str] = &[
     "name",
@@ -50,8 +51,10 @@ const KNOWN_KEYS: &[&str] = &[
 
 struct Ctx<'a> {
     file: &'a Path,
-    base_dir: &'a Path,
+    project: &'a Arc<ProjectEnv>,
     mapping: String,
+    /// The environment every script of this mapping gets (project and `mappingConfig`).
+    env: Arc<ScriptEnv>,
 }
 
 impl Ctx<'_> {
@@ -90,6 +93,26 @@ impl Ctx<'_> {
         }
     }
 
+    /// A script `file`, resolved as IDM does (project folder, its `script/`, the conf folder).
+    fn read_script_file(&self, key: &str, f: &str) -> Result<(PathBuf, String), ConfigError> {
+        let path = self.project.resolve_file(f).ok_or_else(|| {
+            self.err(
+                key,
+                format!(
+                    "script file {f} not found (looked for {})",
+                    self.project.searched(f)
+                ),
+            )
+        })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            self.err(
+                key,
+                format!("cannot read script file {}: {e}", path.display()),
+            )
+        })?;
+        Ok((path, text))
+    }
+
     /// A script object `{type, source | file, globals}`.
     fn script(&self, key: &str, v: &Value) -> Result<CompiledScript, ConfigError> {
         let m = v.as_object().ok_or_else(|| {
@@ -108,16 +131,13 @@ impl Ctx<'_> {
                 format!("script type \"{ty}\" is not supported (only text/javascript)"),
             ));
         }
+        let mut name = format!("mapping {}, {key}", self.mapping);
         let source = match (m.get("source"), m.get("file")) {
             (Some(Value::String(s)), _) => s.clone(),
             (_, Some(Value::String(f))) => {
-                let path = self.base_dir.join(f);
-                std::fs::read_to_string(&path).map_err(|e| {
-                    self.err(
-                        key,
-                        format!("cannot read script file {}: {e}", path.display()),
-                    )
-                })?
+                let (path, text) = self.read_script_file(key, f)?;
+                name.push_str(&format!(" (file {})", path.display()));
+                text
             }
             _ => return Err(self.err(key, "a script object needs \"source\" or \"file\"")),
         };
@@ -127,9 +147,10 @@ impl Ctx<'_> {
             Some(_) => return Err(self.err(&format!("{key}.globals"), "expected an object")),
         };
         script::compile(ScriptSpec {
-            name: format!("mapping {}, {key}", self.mapping),
+            name,
             source,
             globals,
+            env: Some(self.env.clone()),
         })
         .map_err(|e| self.err(key, e))
     }
@@ -159,13 +180,7 @@ impl Ctx<'_> {
                 if let Some(Value::String(src)) = o.get("source").cloned() {
                     o.insert("source".into(), Value::String(format!("{src}\n;target;")));
                 } else if let Some(Value::String(f)) = o.get("file").cloned() {
-                    let path = self.base_dir.join(&f);
-                    let src = std::fs::read_to_string(&path).map_err(|e| {
-                        self.err(
-                            key,
-                            format!("cannot read script file {}: {e}", path.display()),
-                        )
-                    })?;
+                    let (_, src) = self.read_script_file(key, &f)?;
                     o.remove("file");
                     o.insert("source".into(), Value::String(format!("{src}\n;target;")));
                 }
@@ -245,7 +260,7 @@ fn parse_correlation(ctx: &Ctx<'_>, key: &str, v: &Value) -> Result<Correlation,
 /// Parses one mapping. `sets` are the declared object-set names.
 pub fn parse_mapping(
     file: &Path,
-    base_dir: &Path,
+    project: &Arc<ProjectEnv>,
     v: &Value,
     sets: &[String],
 ) -> Result<Mapping, ConfigError> {
@@ -263,8 +278,12 @@ pub fn parse_mapping(
     };
     let ctx = Ctx {
         file,
-        base_dir,
+        project,
         mapping: name.clone(),
+        env: Arc::new(ScriptEnv {
+            project: project.clone(),
+            mapping_config: Some(Arc::new(v.clone())),
+        }),
     };
     let unknown: Vec<&str> = m
         .keys()
@@ -504,6 +523,15 @@ pub fn parse_mapping(
 }
 
 #[cfg(test)]
+pub(super) fn test_project() -> Arc<ProjectEnv> {
+    Arc::new(ProjectEnv::new(
+        Path::new("."),
+        None,
+        crate::idm::Properties::default(),
+    ))
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -514,7 +542,7 @@ mod tests {
     }
 
     fn parse(v: Value) -> Result<Mapping, ConfigError> {
-        parse_mapping(Path::new("sync.json"), Path::new("."), &v, &sets())
+        parse_mapping(Path::new("sync.json"), &test_project(), &v, &sets())
     }
 
     #[test]

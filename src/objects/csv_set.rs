@@ -7,6 +7,11 @@
 //! Writes (REST and runs alike) hold the set's write lock across their check (existence,
 //! If-Match revision) and the file write, so two writers of this process can never both
 //! pass a check and then overwrite each other.
+//!
+//! With an object model (a provisioner file's object type, also kept by a recon.toml set that
+//! replaces the provisioner) every row read goes through [`CsvModel::to_object`] and every
+//! write through [`CsvModel::create_row`] / [`CsvModel::update_row`], so filters, queries and
+//! scripts only ever see the model's properties.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -15,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::paging::{self, QueryRequest, QueryResult};
 use super::{body_object, check_id, ObjectError, ObjectErrorKind, ObjectSet};
-use crate::connectors::csv::{CsvError, CsvErrorKind, CsvTable};
+use crate::connectors::csv::{CsvError, CsvErrorKind, CsvModel, CsvTable};
 use crate::query::Filter;
 
 pub struct CsvSet {
@@ -23,14 +28,49 @@ pub struct CsvSet {
     table: CsvTable,
     /// Held across check + write (the file is rewritten whole, so one lock per set).
     writes: parking_lot::Mutex<()>,
+    model: Option<CsvModel>,
 }
 
 impl CsvSet {
     pub fn new(name: &str, file: PathBuf, id_column: String) -> CsvSet {
+        CsvSet::with_model(name, CsvTable::new(file, id_column), None)
+    }
+
+    /// A set whose rows are seen through an object model.
+    pub fn with_model(name: &str, table: CsvTable, model: Option<CsvModel>) -> CsvSet {
         CsvSet {
             name: name.to_string(),
-            table: CsvTable::new(file, id_column),
+            table,
+            model,
             writes: parking_lot::Mutex::new(()),
+        }
+    }
+
+    /// A table row as the set's object.
+    fn view(&self, row: Map<String, Value>) -> Map<String, Value> {
+        match &self.model {
+            Some(m) => m.to_object(&row),
+            None => row,
+        }
+    }
+
+    /// The row written for a new object.
+    fn create_row(&self, body: Map<String, Value>) -> Map<String, Value> {
+        match &self.model {
+            Some(m) => m.create_row(&body),
+            None => body,
+        }
+    }
+
+    /// The row that replaces `current` (the table's row) when the object becomes `body`.
+    fn update_row(
+        &self,
+        current: &Map<String, Value>,
+        body: Map<String, Value>,
+    ) -> Map<String, Value> {
+        match &self.model {
+            Some(m) => m.update_row(current, &body),
+            None => body,
         }
     }
 
@@ -83,7 +123,7 @@ impl ObjectSet for CsvSet {
             .table
             .read(id)
             .map_err(|e| self.err(e))?
-            .map(Value::Object))
+            .map(|row| Value::Object(self.view(row))))
     }
 
     fn query(&self, q: &QueryRequest) -> Result<QueryResult, ObjectError> {
@@ -103,7 +143,7 @@ impl ObjectSet for CsvSet {
                     if n < start {
                         return ControlFlow::Continue(());
                     }
-                    f(&format!("{n:020}"), Value::Object(obj))
+                    f(&format!("{n:020}"), Value::Object(self.view(obj)))
                 })
                 .map_err(|e| self.err(e))?;
             Ok(())
@@ -113,7 +153,7 @@ impl ObjectSet for CsvSet {
 
     fn scan(&self, f: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), ObjectError> {
         self.table
-            .scan(&mut |obj| f(Value::Object(obj)))
+            .scan(&mut |obj| f(Value::Object(self.view(obj))))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -151,12 +191,10 @@ impl ObjectSet for CsvSet {
                     format!("Object {}/{id} already exists", self.name),
                 ));
             }
-            self.check_rev(id, if_match)?;
-            let body = body_object(body)?;
-            Ok((
-                Value::Object(self.table.update(id, body).map_err(|e| self.err(e))?),
-                false,
-            ))
+            let current = self.check_rev(id, if_match)?;
+            let row = self.update_row(&current, body_object(body)?);
+            let stored = self.table.update(id, row).map_err(|e| self.err(e))?;
+            Ok((Value::Object(self.view(stored)), false))
         } else {
             if if_match.is_some() {
                 return Err(ObjectError::not_found(&self.name, id));
@@ -167,13 +205,15 @@ impl ObjectSet for CsvSet {
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {
         let _write = self.writes.lock();
-        let mut current = self.check_rev(id, if_match)?;
+        let row = self.check_rev(id, if_match)?;
+        let mut current = self.view(row.clone());
         current.remove("_id");
         current.remove("_rev");
         let body = super::patch::apply(&current, ops)?;
+        let body = self.update_row(&row, body);
         self.table
             .update(id, body)
-            .map(Value::Object)
+            .map(|stored| Value::Object(self.view(stored)))
             .map_err(|e| self.err(e))
     }
 
@@ -182,7 +222,7 @@ impl ObjectSet for CsvSet {
         self.check_rev(id, if_match)?;
         self.table
             .delete(id)
-            .map(Value::Object)
+            .map(|row| Value::Object(self.view(row)))
             .map_err(|e| self.err(e))
     }
 }
@@ -190,7 +230,7 @@ impl ObjectSet for CsvSet {
 impl CsvSet {
     /// Creates a row; the caller holds the write lock.
     fn create_unlocked(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {
-        let mut body = body_object(body)?;
+        let mut body = self.create_row(body_object(body)?);
         if let Some(id) = id {
             check_id(id)?;
             body.insert("_id".into(), Value::String(id.to_string()));
@@ -199,7 +239,7 @@ impl CsvSet {
         }
         self.table
             .create(body)
-            .map(Value::Object)
+            .map(|row| Value::Object(self.view(row)))
             .map_err(|e| self.err(e))
     }
 }

@@ -174,9 +174,12 @@ impl ObjectSets {
                 ObjectSetKind::Store { indexed } => {
                     Arc::new(StoreSet::open(store.clone(), &os.name, indexed)?)
                 }
-                ObjectSetKind::Csv { file, id_column } => {
-                    Arc::new(CsvSet::new(&os.name, file.clone(), id_column.clone()))
-                }
+                ObjectSetKind::Csv { file, id_column } => crate::connectors::open_csv(
+                    &os.name,
+                    file.clone(),
+                    id_column.clone(),
+                    os.model.as_ref(),
+                ),
                 ObjectSetKind::Connector {
                     provisioner,
                     object_type,

@@ -30,9 +30,16 @@ fn msg(e: ObjectError) -> String {
 }
 
 impl ScriptHost for StoreHost {
+    /// As IDM's `openidm.read`: anything that is not there, including a path no object set
+    /// serves, reads as `null` (`config/...` is answered by the script layer).
     fn read(&self, id: &str) -> Result<Option<Value>, String> {
-        let (set, id) = self.split(id)?;
-        set.read(id).map_err(msg)
+        let Some((set, id)) = self.objects.split_qualified(id) else {
+            return Ok(None);
+        };
+        match set.read(id) {
+            Err(e) if e.kind == crate::objects::ObjectErrorKind::NotFound => Ok(None),
+            other => other.map_err(msg),
+        }
     }
 
     fn query(&self, resource: &str, params: &Value) -> Result<Value, String> {

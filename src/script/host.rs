@@ -1,9 +1,13 @@
-//! The host objects scripts see: `openidm` (calls into a [`ScriptHost`] the engine provides) and
-//! `logger` (IDM-style `{}` placeholders, routed to `tracing` with the script name as a field).
+//! The host side of scripts: the [`ScriptHost`] the engine provides, the state host functions
+//! share ([`HostEnv`]), argument and result conversion, and [`install`], which defines every
+//! global IDM's scripts expect (`openidm`, `logger`, `console`, `identityServer`,
+//! `mappingConfig`, `context`, `require`).
 //!
 //! Invariants: host errors and host panics become catchable JS `Error`s (never a Rust panic
-//! through QuickJS); both objects are frozen, non-enumerable, non-writable globals so one script
-//! cannot replace them for the next.
+//! through QuickJS); the globals are frozen, non-enumerable, non-writable so one script cannot
+//! replace them for the next; what a host call returns into a script is bounded
+//! ([`HostEnv::result_limit`]) so a large query fails clearly instead of escaping the memory
+//! limit.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,12 +15,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rquickjs::function::Rest;
-use rquickjs::{Coerced, Ctx, Exception, Function, Object, Type, Value as JsValue};
+use rquickjs::{Coerced, Ctx, Exception, Function, Object, Value as JsValue};
 use serde_json::Value;
 
 use super::convert::{to_js, ConvError, FromJs};
-use super::CompiledScript;
+use super::{CompiledScript, ScriptEnv};
 
 /// Back end of the `openidm.*` functions. `Err(msg)` becomes a JS exception whose message is
 /// `msg`. Implementations may be called re-entrantly from other threads' scripts.
@@ -88,19 +91,29 @@ pub(crate) struct HostEnv {
     pub deadline: Rc<Cell<Option<Instant>>>,
     /// Node budget for converting arguments.
     pub budget: usize,
+    /// Most bytes (roughly, as JSON) a host call may return into the script.
+    pub result_limit: usize,
 }
 
 impl HostEnv {
-    fn script_name(&self) -> String {
+    pub(super) fn script_name(&self) -> String {
         match &*self.current.borrow() {
             Some(s) => s.name().to_owned(),
             None => String::new(),
         }
     }
+
+    /// The environment of the script being evaluated.
+    pub(super) fn script_env(&self) -> Option<Arc<ScriptEnv>> {
+        self.current
+            .borrow()
+            .as_ref()
+            .and_then(|s| s.env().cloned())
+    }
 }
 
 /// Converts argument `i` to JSON (`undefined` or missing → null).
-fn arg_json<'js>(
+pub(super) fn arg_json<'js>(
     ctx: &Ctx<'js>,
     env: &HostEnv,
     args: &[JsValue<'js>],
@@ -130,7 +143,7 @@ fn arg_json<'js>(
     }
 }
 
-fn date_proto<'js>(ctx: &Ctx<'js>) -> Option<Object<'js>> {
+pub(super) fn date_proto<'js>(ctx: &Ctx<'js>) -> Option<Object<'js>> {
     ctx.globals()
         .get::<_, Object>("Date")
         .and_then(|d| d.get::<_, Object>("prototype"))
@@ -138,7 +151,7 @@ fn date_proto<'js>(ctx: &Ctx<'js>) -> Option<Object<'js>> {
 }
 
 /// Argument `i` as a string; `undefined`/`null`/missing → `None`, others coerced.
-fn arg_str<'js>(args: &[JsValue<'js>], i: usize) -> rquickjs::Result<Option<String>> {
+pub(super) fn arg_str<'js>(args: &[JsValue<'js>], i: usize) -> rquickjs::Result<Option<String>> {
     match args.get(i) {
         None => Ok(None),
         Some(v) if v.type_of().is_void() => Ok(None),
@@ -146,7 +159,7 @@ fn arg_str<'js>(args: &[JsValue<'js>], i: usize) -> rquickjs::Result<Option<Stri
     }
 }
 
-fn required_str<'js>(
+pub(super) fn required_str<'js>(
     ctx: &Ctx<'js>,
     args: &[JsValue<'js>],
     i: usize,
@@ -159,12 +172,24 @@ fn required_str<'js>(
 }
 
 /// Runs a host call, turning `Err` and panics into JS exceptions.
-fn host_call<'js>(
+pub(super) fn host_call<'js>(
     ctx: &Ctx<'js>,
+    env: &HostEnv,
     func: &str,
     call: impl FnOnce() -> Result<Option<Value>, String>,
 ) -> rquickjs::Result<JsValue<'js>> {
     match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(Ok(Some(v))) if approx_size(&v, env.result_limit) > env.result_limit => {
+            Err(Exception::throw_range(
+                ctx,
+                &format!(
+                    "openidm.{func} returned more than {} into the script, its limit for one \
+                     call (a quarter of the script memory limit); page the query with \
+                     _pageSize or ask for fewer _fields",
+                    super::error::format_bytes(env.result_limit)
+                ),
+            ))
+        }
         Ok(Ok(Some(v))) => match to_js(ctx, &v) {
             Ok(js) => Ok(js),
             Err(ConvError::Js(e)) => Err(e),
@@ -182,8 +207,33 @@ fn host_call<'js>(
     }
 }
 
+/// Roughly how many bytes `v` takes as JSON (plus per-value overhead), counting no further than
+/// just past `limit`.
+pub(super) fn approx_size(v: &Value, limit: usize) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total += 16;
+        match v {
+            Value::String(s) => total += s.len(),
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Object(m) => {
+                for (k, x) in m {
+                    total += k.len();
+                    stack.push(x);
+                }
+            }
+            _ => {}
+        }
+        if total > limit {
+            break;
+        }
+    }
+    total
+}
+
 /// Merges an optional `fields` argument (array or comma list) into query/read params.
-fn with_fields(mut params: Value, fields: Value) -> Value {
+pub(super) fn with_fields(mut params: Value, fields: Value) -> Value {
     let list = match fields {
         Value::Array(items) => items
             .iter()
@@ -205,155 +255,8 @@ fn with_fields(mut params: Value, fields: Value) -> Value {
     params
 }
 
-/// Defines the `openidm` and `logger` globals in `ctx`.
+/// Defines every host global in `ctx`.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, env: Rc<HostEnv>) -> rquickjs::Result<()> {
-    let openidm = Object::new(ctx.clone())?;
-
-    let e = env.clone();
-    openidm.set(
-        "read",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<JsValue<'js>>| {
-                let id = required_str(&ctx, &args, 0, "openidm.read: id")?;
-                host_call(&ctx, "read", || e.host.read(&id))
-            },
-        )?,
-    )?;
-
-    let e = env.clone();
-    openidm.set(
-        "query",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<JsValue<'js>>| {
-                let resource = required_str(&ctx, &args, 0, "openidm.query: resourceName")?;
-                let params = arg_json(&ctx, &e, &args, 1)?;
-                let params = with_fields(params, arg_json(&ctx, &e, &args, 2)?);
-                host_call(&ctx, "query", || e.host.query(&resource, &params).map(Some))
-            },
-        )?,
-    )?;
-
-    let e = env.clone();
-    openidm.set(
-        "create",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<JsValue<'js>>| {
-                let resource = required_str(&ctx, &args, 0, "openidm.create: resourceName")?;
-                let new_id = arg_str(&args, 1)?;
-                let content = arg_json(&ctx, &e, &args, 2)?;
-                host_call(&ctx, "create", || {
-                    e.host
-                        .create(&resource, new_id.as_deref(), &content)
-                        .map(Some)
-                })
-            },
-        )?,
-    )?;
-
-    let e = env.clone();
-    openidm.set(
-        "update",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<JsValue<'js>>| {
-                let id = required_str(&ctx, &args, 0, "openidm.update: id")?;
-                let rev = arg_str(&args, 1)?;
-                let content = arg_json(&ctx, &e, &args, 2)?;
-                host_call(&ctx, "update", || {
-                    e.host.update(&id, rev.as_deref(), &content).map(Some)
-                })
-            },
-        )?,
-    )?;
-
-    let e = env.clone();
-    openidm.set(
-        "patch",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<JsValue<'js>>| {
-                let id = required_str(&ctx, &args, 0, "openidm.patch: id")?;
-                let rev = arg_str(&args, 1)?;
-                let ops = arg_json(&ctx, &e, &args, 2)?;
-                host_call(&ctx, "patch", || {
-                    e.host.patch(&id, rev.as_deref(), &ops).map(Some)
-                })
-            },
-        )?,
-    )?;
-
-    let e = env.clone();
-    openidm.set(
-        "delete",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<JsValue<'js>>| {
-                let id = required_str(&ctx, &args, 0, "openidm.delete: id")?;
-                let rev = arg_str(&args, 1)?;
-                host_call(&ctx, "delete", || {
-                    e.host.delete(&id, rev.as_deref()).map(Some)
-                })
-            },
-        )?,
-    )?;
-
-    let e = env.clone();
-    openidm.set(
-        "action",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<JsValue<'js>>| {
-                let resource = required_str(&ctx, &args, 0, "openidm.action: resource")?;
-                let action = required_str(&ctx, &args, 1, "openidm.action: actionName")?;
-                let content = arg_json(&ctx, &e, &args, 2)?;
-                let params = match arg_json(&ctx, &e, &args, 3)? {
-                    Value::Null => Value::Object(serde_json::Map::new()),
-                    p => p,
-                };
-                host_call(&ctx, "action", || {
-                    e.host
-                        .action(&resource, &action, &content, &params)
-                        .map(Some)
-                })
-            },
-        )?,
-    )?;
-
-    let logger = Object::new(ctx.clone())?;
-    for level in [
-        tracing::Level::ERROR,
-        tracing::Level::WARN,
-        tracing::Level::INFO,
-        tracing::Level::DEBUG,
-        tracing::Level::TRACE,
-    ] {
-        let e = env.clone();
-        let name = level.as_str().to_ascii_lowercase();
-        logger.set(
-            name.as_str(),
-            Function::new(
-                ctx.clone(),
-                move |ctx: Ctx<'js>, args: Rest<JsValue<'js>>| {
-                    if level_enabled(level) {
-                        let message = format_message(&ctx, &e, &args);
-                        emit(level, &e.script_name(), &message);
-                    }
-                },
-            )?,
-        )?;
-        let mut enabled = String::from("is");
-        enabled.push_str(&name[..1].to_ascii_uppercase());
-        enabled.push_str(&name[1..]);
-        enabled.push_str("Enabled");
-        logger.set(
-            enabled.as_str(),
-            Function::new(ctx.clone(), move || level_enabled(level))?,
-        )?;
-    }
-
     let define: Function = ctx.eval(
         "(function (name, value) {\
             Object.freeze(value);\
@@ -361,77 +264,9 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, env: Rc<HostEnv>) -> rquickjs::Result
                 { value: value, writable: false, enumerable: false, configurable: false });\
         })",
     )?;
-    define.call::<_, ()>(("openidm", openidm))?;
-    define.call::<_, ()>(("logger", logger))?;
+    define.call::<_, ()>(("openidm", super::openidm::object(ctx, &env)?))?;
+    define.call::<_, ()>(("logger", super::logger::logger(ctx, &env)?))?;
+    define.call::<_, ()>(("console", super::logger::console(ctx, &env)?))?;
+    super::globals::install(ctx, &env, &define)?;
     Ok(())
-}
-
-fn level_enabled(level: tracing::Level) -> bool {
-    match level {
-        tracing::Level::ERROR => tracing::enabled!(tracing::Level::ERROR),
-        tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
-        tracing::Level::INFO => tracing::enabled!(tracing::Level::INFO),
-        tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
-        _ => tracing::enabled!(tracing::Level::TRACE),
-    }
-}
-
-fn emit(level: tracing::Level, script: &str, message: &str) {
-    match level {
-        tracing::Level::ERROR => tracing::error!(script, "{message}"),
-        tracing::Level::WARN => tracing::warn!(script, "{message}"),
-        tracing::Level::INFO => tracing::info!(script, "{message}"),
-        tracing::Level::DEBUG => tracing::debug!(script, "{message}"),
-        _ => tracing::trace!(script, "{message}"),
-    }
-}
-
-/// Renders one log argument: strings as they are, other values as JSON.
-fn render<'js>(ctx: &Ctx<'js>, env: &HostEnv, v: &JsValue<'js>) -> String {
-    match v.type_of() {
-        Type::String => v.get::<Coerced<String>>().map(|s| s.0).unwrap_or_default(),
-        Type::Undefined | Type::Uninitialized => "undefined".to_owned(),
-        Type::Function | Type::Constructor => "[function]".to_owned(),
-        _ => {
-            let date = date_proto(ctx);
-            let mut conv = FromJs::new(env.budget, env.deadline.get(), date, None);
-            match conv.convert(v) {
-                Ok(x) => x.to_string(),
-                Err(_) => {
-                    let _ = ctx.catch();
-                    "[unrepresentable]".to_owned()
-                }
-            }
-        }
-    }
-}
-
-/// Substitutes `{}` placeholders in the first argument (SLF4J style: surplus `{}` stay,
-/// surplus arguments are dropped).
-fn format_message<'js>(ctx: &Ctx<'js>, env: &HostEnv, args: &[JsValue<'js>]) -> String {
-    let Some(first) = args.first() else {
-        return String::new();
-    };
-    let template = render(ctx, env, first);
-    substitute(&template, args[1..].iter(), |v| render(ctx, env, v))
-}
-
-/// Replaces successive `{}` in `template` with successive rendered arguments.
-pub(crate) fn substitute<T>(
-    template: &str,
-    mut args: impl Iterator<Item = T>,
-    mut render: impl FnMut(T) -> String,
-) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut remaining = template;
-    while let Some(at) = remaining.find("{}") {
-        let Some(arg) = args.next() else {
-            break;
-        };
-        out.push_str(&remaining[..at]);
-        out.push_str(&render(arg));
-        remaining = &remaining[at + 2..];
-    }
-    out.push_str(remaining);
-    out
 }

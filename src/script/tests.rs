@@ -1,14 +1,18 @@
 //! Tests for the script module (QuickJS embedding, conversion, host objects, limits).
 
+use super::compile::{EVAL_FILE, FILE};
+use super::error::stack_position;
 use super::*;
 use parking_lot::Mutex;
 use serde_json::json;
+use std::sync::Arc;
 
 fn spec(name: &str, source: &str) -> ScriptSpec {
     ScriptSpec {
         name: name.into(),
         source: source.into(),
         globals: Map::new(),
+        env: None,
     }
 }
 
@@ -475,15 +479,15 @@ fn no_host_refuses() {
 #[test]
 fn logger_placeholders() {
     assert_eq!(
-        host::substitute("user {} has {}", ["a", "b"].into_iter(), str::to_owned),
+        logger::substitute("user {} has {}", ["a", "b"].into_iter(), str::to_owned),
         "user a has b"
     );
     assert_eq!(
-        host::substitute("{} and {}", ["a"].into_iter(), str::to_owned),
+        logger::substitute("{} and {}", ["a"].into_iter(), str::to_owned),
         "a and {}"
     );
     assert_eq!(
-        host::substitute("none", ["a"].into_iter(), str::to_owned),
+        logger::substitute("none", ["a"].into_iter(), str::to_owned),
         "none"
     );
     let mut cx = context();

@@ -7,6 +7,7 @@ mod foundation;
 mod history;
 mod integrity;
 mod model;
+mod idm_projects;
 mod objects;
 mod recon;
 mod scheduler;

@@ -219,9 +219,12 @@ impl Ctx<'_> {
         script: &Option<CompiledScript>,
         var: &str,
         obj: &Value,
+        q: &str,
     ) -> Result<bool, String> {
         let Some(s) = script else { return Ok(true) };
-        match ws.eval(s, &[(var, obj)])? {
+        // IDM puts the link qualifier in scope for validSource and validTarget too.
+        let lq = Value::String(q.to_string());
+        match ws.eval(s, &[(var, obj), ("linkQualifier", &lq)])? {
             Value::Bool(b) => Ok(b),
             _ => Err(format!(
                 "Expecting boolean value from {}",
@@ -240,7 +243,7 @@ impl Ctx<'_> {
         source: &Value,
         q: &str,
     ) -> Result<bool, String> {
-        if !self.valid(ws, &self.mapping.valid_source, "source", source)? {
+        if !self.valid(ws, &self.mapping.valid_source, "source", source, q)? {
             return Ok(false);
         }
         if let Some(cond) = &self.mapping.source_condition {

@@ -74,7 +74,7 @@ pub(super) fn assess_and_act_source(
         // Only reachable for reconById of an id the source does not have.
         match (&link, &target) {
             (Some(_), Some(t)) => {
-                if ctx.valid(ws, &ctx.mapping.valid_target, "target", t)? {
+                if ctx.valid(ws, &ctx.mapping.valid_target, "target", t, q)? {
                     Situation::SourceMissing
                 } else {
                     Situation::TargetIgnored

@@ -53,7 +53,7 @@ pub(super) fn assess_and_act_target(
     op: &mut Op,
 ) -> Result<(), String> {
     let link = ctx.link_for_target(q, tid)?;
-    let valid = ctx.valid(ws, &ctx.mapping.valid_target, "target", target)?;
+    let valid = ctx.valid(ws, &ctx.mapping.valid_target, "target", target, q)?;
     let mut source = Value::Null;
     let source_state = match (&link, valid) {
         (_, false) | (None, _) => None,
@@ -68,7 +68,7 @@ pub(super) fn assess_and_act_target(
             match found {
                 None => Some(None),
                 Some(s) => {
-                    let ok = ctx.valid(ws, &ctx.mapping.valid_source, "source", &s)?;
+                    let ok = ctx.valid(ws, &ctx.mapping.valid_source, "source", &s, q)?;
                     source = s;
                     Some(Some(ok))
                 }

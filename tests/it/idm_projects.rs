@@ -1,0 +1,246 @@
+//! IDM project folders run as they are (contract §6), through the real binary, with look-alike
+//! projects written for recond (tests/fixtures/idm/...): the shape of IDM's getting-started
+//! sample (a CSV provisioner to a system whose XML provisioner recon.toml replaces with a CSV
+//! table, keeping its object model) and a sample1-like flow whose scripts use
+//! `require('lodash')`, project modules, `identityServer.getProperty`,
+//! `openidm.read('config/...')`, `mappingConfig` and a CSV provisioner with
+//! headerUid/headerName, its own delimiter, quote and multi-valued delimiter.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+const HR_TO_LAB: &[(&str, &str)] = &[
+    (
+        "project/conf/provisioner.openicf-hr.json",
+        include_str!("../fixtures/idm/hr_to_eng/conf/provisioner.openicf-hr.json"),
+    ),
+    (
+        "project/conf/provisioner.openicf-lab.json",
+        include_str!("../fixtures/idm/hr_to_eng/conf/provisioner.openicf-lab.json"),
+    ),
+    (
+        "project/conf/sync.json",
+        include_str!("../fixtures/idm/hr_to_eng/conf/sync.json"),
+    ),
+    (
+        "project/data/people.csv",
+        include_str!("../fixtures/idm/hr_to_eng/data/people.csv"),
+    ),
+    (
+        "project/data/lab.csv",
+        include_str!("../fixtures/idm/hr_to_eng/data/lab.csv"),
+    ),
+];
+
+const STAFF: &[(&str, &str)] = &[
+    (
+        "project/conf/provisioner.openicf-staff.json",
+        include_str!("../fixtures/idm/staff_to_users/conf/provisioner.openicf-staff.json"),
+    ),
+    (
+        "project/conf/sync.json",
+        include_str!("../fixtures/idm/staff_to_users/conf/sync.json"),
+    ),
+    (
+        "project/conf/staff-settings.json",
+        include_str!("../fixtures/idm/staff_to_users/conf/staff-settings.json"),
+    ),
+    (
+        "project/script/correlateByLogin.js",
+        include_str!("../fixtures/idm/staff_to_users/script/correlateByLogin.js"),
+    ),
+    (
+        "project/script/teamsToGroups.js",
+        include_str!("../fixtures/idm/staff_to_users/script/teamsToGroups.js"),
+    ),
+    (
+        "project/script/onCreateUser.js",
+        include_str!("../fixtures/idm/staff_to_users/script/onCreateUser.js"),
+    ),
+    (
+        "project/script/lib/naming.js",
+        include_str!("../fixtures/idm/staff_to_users/script/lib/naming.js"),
+    ),
+    (
+        "project/data/staff.csv",
+        include_str!("../fixtures/idm/staff_to_users/data/staff.csv"),
+    ),
+];
+
+fn read_file(s: &Server, rel: &str) -> String {
+    std::fs::read_to_string(s.path(rel)).expect("read data file")
+}
+
+#[test]
+fn getting_started_shape_csv_to_a_replaced_xml_system() {
+    let config = r#"idm_conf_dir = "project/conf"
+
+[system.lab.account]
+connector = "csv"
+file = "project/data/lab.csv"
+id_column = "uid"
+"#;
+    let s = Server::start(config, HR_TO_LAB);
+
+    // The CSV provisioner: _id from headerUid (default uid), __NAME__ as `uid` (no headerName:
+    // the uid column), declared properties only.
+    let hr = s.get("/openidm/system/hr/account/GHOPPER");
+    assert_eq!(hr.status, 200, "{}", hr.body);
+    assert_eq!(
+        hr.body,
+        json!({"_id": "GHOPPER", "_rev": hr.body["_rev"], "uid": "GHOPPER", "givenName": "Grace",
+               "surname": "Hopper", "mail": "grace@lab.example", "badge": "400202"})
+    );
+    // The replaced XML system keeps its object model: arrays are arrays, the write-only
+    // password and the undeclared `notes` column are not returned.
+    let lab = s.get("/openidm/system/lab/account/ghopper");
+    assert_eq!(
+        lab.body["roles"],
+        json!(["lab-admin", "lab-user"]),
+        "{}",
+        lab.body
+    );
+    assert_eq!(lab.body["email"], json!(["grace@lab.example"]));
+    assert!(lab.body.get("notes").is_none(), "{}", lab.body);
+
+    // Documented first run: the two people already in the lab are found and updated, the
+    // third is created.
+    let run = s.run("People_Lab", "");
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(counts(&run), map(&[("FOUND", 2), ("ABSENT", 1)]), "{run}");
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+    let all = s.query("/openidm/system/lab/account", "true");
+    assert_eq!(all["resultCount"], 3, "{all}");
+    let alan = s.query(
+        "/openidm/system/lab/account",
+        "name eq \"alan@lab.example\"",
+    );
+    let a = &alan["result"][0];
+    assert_eq!(
+        (&a["lastname"], &a["roles"], &a["phone"], &a["email"]),
+        (
+            &json!("Turing"),
+            &json!(["lab-user"]),
+            &json!("none"),
+            &json!(["alan@lab.example"])
+        ),
+        "{alan}"
+    );
+    let ada = s.get("/openidm/system/lab/account/alovelace").body;
+    assert_eq!(ada["roles"], json!(["lab-admin", "lab-user"]), "{ada}");
+    let text = read_file(&s, "project/data/lab.csv");
+    assert!(
+        text.starts_with("uid,name,firstname,lastname,email,phone,roles,notes\n"),
+        "writes fill the configured columns, never add new ones: {text}"
+    );
+    assert!(
+        text.contains("first in the lab") && text.contains("kept by recond"),
+        "columns outside the model keep their cells: {text}"
+    );
+
+    // Second run: everything is linked and confirmed.
+    let run = s.run("People_Lab", "");
+    assert_eq!(counts(&run), map(&[("CONFIRMED", 3)]), "{run}");
+
+    // A person leaves HR: the lab account goes too.
+    let people = read_file(&s, "project/data/people.csv");
+    let kept: Vec<&str> = people.lines().filter(|l| !l.contains("ATURING")).collect();
+    s.write("project/data/people.csv", &(kept.join("\n") + "\n"));
+    let run = s.run("People_Lab", "");
+    assert_eq!(
+        counts(&run),
+        map(&[("CONFIRMED", 2), ("SOURCE_MISSING", 1)]),
+        "{run}"
+    );
+    assert_eq!(
+        s.query("/openidm/system/lab/account", "true")["resultCount"],
+        2
+    );
+}
+
+#[test]
+fn sample1_like_scripts_with_lodash_properties_config_and_modules() {
+    let config = r#"idm_conf_dir = "project/conf"
+
+[idm_properties]
+"company.domain" = "example.org"
+
+[managed.user]
+indexed = ["userName"]
+"#;
+    let s = Server::start(config, STAFF);
+
+    // The CSV provisioner with headerUid/headerName, ';' fields, "'" quotes and '|' lists.
+    let m = s.get("/openidm/system/staff/account/s-100");
+    assert_eq!(m.status, 200, "{}", m.body);
+    assert_eq!(
+        m.body,
+        json!({"_id": "s-100", "_rev": m.body["_rev"], "login": "mcurie", "givenName": "Marie",
+               "sn": "Curie", "teams": ["Physics", "Chemistry"], "active": true, "level": 3})
+    );
+
+    let run = s.run("staffAccounts_managedUser", "");
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(
+        counts(&run),
+        map(&[("ABSENT", 3), ("SOURCE_IGNORED", 1)]),
+        "{run}"
+    );
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+    let users = s.query("/openidm/managed/user", "userName eq \"lmeitner\"");
+    let u = &users["result"][0];
+    assert_eq!(
+        (
+            &u["mail"],
+            &u["groups"],
+            &u["grade"],
+            &u["displayName"],
+            &u["accountStatus"],
+            &u["source"]
+        ),
+        (
+            &json!("lmeitner@example.org"),
+            &json!(["grp-fission", "grp-physics"]),
+            &json!("G4"),
+            &json!("Lise Meitner"),
+            &json!("active"),
+            &json!("system/staff/account")
+        ),
+        "{users}"
+    );
+    assert_eq!(
+        s.query("/openidm/managed/user", "true")["resultCount"],
+        3,
+        "the inactive account is not synchronized"
+    );
+
+    // Second run: the script correlation and the links agree.
+    let run = s.run("staffAccounts_managedUser", "");
+    assert_eq!(
+        counts(&run),
+        map(&[("CONFIRMED", 3), ("SOURCE_IGNORED", 1)]),
+        "{run}"
+    );
+
+    // Writes through the object model keep the file's dialect and its other columns.
+    let r = s.put(
+        "/openidm/system/staff/account/s-200",
+        &json!({"login": "pcurie", "givenName": "Pierre", "sn": "Curie",
+                "teams": ["Physics", "Radio; activity"], "active": false, "level": 5,
+                "nickname": "not in the model"}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["teams"], json!(["Physics", "Radio; activity"]));
+    assert_eq!(r.body["active"], json!(false));
+    let text = read_file(&s, "project/data/staff.csv");
+    assert!(
+        text.contains("s-200;pcurie;Pierre;Curie;'Physics|Radio; activity';false;5;pw2;B12\n"),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("staffId;login;givenName;familyName;teams;active;level;secret;room\n"),
+        "{text}"
+    );
+}
