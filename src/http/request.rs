@@ -78,14 +78,22 @@ pub async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Byte
     }
 }
 
-/// Parses a JSON body; `None` for an empty (or whitespace-only) body.
+/// Parses a JSON body; `None` for an empty (or whitespace-only) body. A body nested deeper
+/// than [`crate::objects::MAX_DEPTH`] is a 400, whatever it is for.
 pub fn json_body(bytes: &Bytes) -> Result<Option<Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(bytes).map(Some).map_err(|e| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!("The request body could not be parsed as JSON: {e}"))
-    })
+    })?;
+    if crate::objects::depth(&value) > crate::objects::MAX_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "The request body is nested deeper than {} levels",
+            crate::objects::MAX_DEPTH
+        )));
+    }
+    Ok(Some(value))
 }
 
 /// `If-Match: "<rev>"` (quotes optional; `*` means any revision, i.e. no condition).

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod foundation;
+mod hardening;
 mod history;
 mod objects;
 mod recon;
