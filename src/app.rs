@@ -281,12 +281,7 @@ impl App {
                 }),
             )))
         };
-        let state = AppState {
-            config: Arc::new(config),
-            runner,
-            objects,
-            scheduler,
-        };
+        let state = AppState::new(Arc::new(config), runner, objects, scheduler);
         Ok(App { state, store })
     }
 

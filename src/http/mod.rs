@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod guard;
 mod handlers;
 pub mod request;
 pub mod routes;
@@ -46,6 +47,24 @@ pub struct AppState {
     pub runner: Runner,
     pub objects: ObjectSets,
     pub scheduler: Option<Arc<Scheduler>>,
+    pub guard: Arc<guard::LoginGuard>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        runner: Runner,
+        objects: ObjectSets,
+        scheduler: Option<Arc<Scheduler>>,
+    ) -> AppState {
+        AppState {
+            config,
+            runner,
+            objects,
+            scheduler,
+            guard: Arc::default(),
+        }
+    }
 }
 
 /// Checks `Accept-API-Version`: absent or `resource=1.0` (any protocol); the scheduler also
@@ -79,7 +98,11 @@ fn check_api_version(
 }
 
 /// The service function: never fails; every error is a CREST error response.
-pub async fn handle(state: AppState, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: AppState,
+    peer: std::net::IpAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -89,7 +112,7 @@ pub async fn handle(state: AppState, req: Request<hyper::body::Incoming>) -> Res
         .ok()
         .and_then(|p| p.flag("_prettyPrint", false).ok())
         .unwrap_or(false);
-    let result = respond(state, req, params).await;
+    let result = respond(state, peer, req, params).await;
     let res = match result {
         Ok(r) => r,
         Err(e) => error_response(&e, pretty),
@@ -99,30 +122,55 @@ pub async fn handle(state: AppState, req: Request<hyper::body::Incoming>) -> Res
 }
 
 /// The authenticated user, checked once per request. Verifying an argon2 hash takes tens of
-/// milliseconds on purpose, so that case runs on a blocking thread, never on the runtime.
+/// milliseconds and MiBs on purpose, so that case goes through the login guard (a permit, a
+/// cache of recent successes, delayed repeated failures) and runs on a blocking thread.
 async fn authenticate(
     state: &AppState,
+    peer: std::net::IpAddr,
     headers: &hyper::HeaderMap,
 ) -> Result<Option<String>, ApiError> {
     let Some(credentials) = auth::Credentials::from_headers(headers) else {
         return Ok(None);
     };
-    if !credentials.needs_hashing(&state.config.users) {
-        return Ok(credentials.verify(&state.config.users));
+    let claimed = credentials.user().unwrap_or("(bearer token)").to_string();
+    let verified = if credentials.needs_hashing(&state.config.users) {
+        let fp = state.guard.fingerprint(
+            credentials.user().unwrap_or(""),
+            credentials.password().unwrap_or(""),
+        );
+        if let Some(user) = state.guard.recall(fp) {
+            return Ok(Some(user));
+        }
+        let permit = state.guard.permit().await;
+        let config = state.config.clone();
+        let verified = tokio::task::spawn_blocking(move || credentials.verify(&config.users))
+            .await
+            .map_err(|e| ApiError::internal(format!("credential check failed: {e}")))?;
+        drop(permit);
+        if let Some(user) = &verified {
+            state.guard.remember(fp, user);
+        }
+        verified
+    } else {
+        credentials.verify(&state.config.users)
+    };
+    if verified.is_none() {
+        let delay = state.guard.failed(peer, &claimed);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
-    let config = state.config.clone();
-    tokio::task::spawn_blocking(move || credentials.verify(&config.users))
-        .await
-        .map_err(|e| ApiError::internal(format!("credential check failed: {e}")))
+    Ok(verified)
 }
 
 async fn respond(
     state: AppState,
+    peer: std::net::IpAddr,
     req: Request<hyper::body::Incoming>,
     params: Result<Params, ApiError>,
 ) -> Result<Response<Body>, ApiError> {
     let route = routes::route(req.method(), req.uri().path());
-    let user = match authenticate(&state, req.headers()).await? {
+    let user = match authenticate(&state, peer, req.headers()).await? {
         Some(u) => u,
         None if matches!(route, Ok(Route::Ping)) => "anonymous".into(),
         None => return Err(ApiError::unauthorized()),

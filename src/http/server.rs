@@ -45,9 +45,10 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
             tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
         }
         let st = state.clone();
+        let ip = peer.ip();
         let svc = service_fn(move |req| {
             let st = st.clone();
-            async move { Ok::<_, Infallible>(super::handle(st, req).await) }
+            async move { Ok::<_, Infallible>(super::handle(st, ip, req).await) }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
         tokio::spawn(

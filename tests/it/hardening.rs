@@ -95,3 +95,55 @@ fn nothing_nested_too_deep_gets_in() {
     let r = s.delete("/openidm/managed/user/u1");
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// A cheap argon2id hash (8 KiB, one pass) so the debug build verifies it quickly.
+fn cheap_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(8, 1, 1, None).expect("params");
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
+    a.hash_password(password.as_bytes(), &salt)
+        .expect("hash")
+        .to_string()
+}
+
+#[test]
+fn password_guessing_is_slowed_but_the_right_password_never_is() {
+    let config = format!(
+        "{SETS}\n[[users]]\nusername = \"hashed\"\npassword_hash = \"{}\"\n",
+        cheap_hash("right-password")
+    );
+    let s = Server::start(&config, &[]);
+    let get = |pw: &'static str| {
+        let t = std::time::Instant::now();
+        let r = s.request(
+            "GET",
+            "/openidm/managed/user?_queryFilter=true",
+            None,
+            &[],
+            Auth::Headers("hashed", pw),
+        );
+        (r.status, t.elapsed(), r.body)
+    };
+    assert_eq!(get("right-password").0, 200);
+    let mut last = std::time::Duration::ZERO;
+    for _ in 0..8 {
+        let (status, took, body) = get("wrong-password");
+        assert_eq!(status, 401);
+        assert_eq!(body["message"], "Access Denied");
+        last = took;
+    }
+    assert!(
+        last >= std::time::Duration::from_millis(900),
+        "the 8th failure in a minute is held back (took {last:?})"
+    );
+    let (status, took, _) = get("right-password");
+    assert_eq!(status, 200);
+    assert!(
+        took < std::time::Duration::from_millis(500),
+        "a correct credential is never delayed (took {took:?})"
+    );
+    let log = s.log();
+    assert!(log.contains("failed login"), "{log}");
+    assert!(!log.contains("wrong-password"), "no secret in the log");
+}
