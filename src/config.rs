@@ -80,6 +80,13 @@ pub struct ServerSection {
     /// Runs (of different mappings) executing at once; more wait as ACTIVE_INITIALIZED.
     #[serde(default = "default_concurrent_runs")]
     pub max_concurrent_runs: usize,
+    /// Time a client has to send the whole request body once the headers are in; a slower
+    /// body is answered 408 and the connection closed.
+    #[serde(default = "default_body_timeout")]
+    pub body_read_timeout_secs: u64,
+    /// Connections served at once; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_listen() -> String {
@@ -100,6 +107,12 @@ fn default_grace() -> u64 {
 fn default_concurrent_runs() -> usize {
     10
 }
+fn default_body_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    512
+}
 
 impl Default for ServerSection {
     fn default() -> Self {
@@ -110,6 +123,8 @@ impl Default for ServerSection {
             header_read_timeout_secs: default_header_timeout(),
             shutdown_grace_secs: default_grace(),
             max_concurrent_runs: default_concurrent_runs(),
+            body_read_timeout_secs: default_body_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -494,6 +509,12 @@ impl Config {
             return Err(ConfigError::new(
                 path,
                 "[server] max_concurrent_runs must be at least 1",
+            ));
+        }
+        if raw.server.max_connections == 0 || raw.server.body_read_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                path,
+                "[server] max_connections and body_read_timeout_secs must be at least 1",
             ));
         }
         if raw.recon.batch_size == 0 {

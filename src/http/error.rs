@@ -18,6 +18,8 @@ pub struct ApiError {
     pub detail: Option<Value>,
     /// For 405: the methods the resource accepts.
     pub allow: Option<&'static str>,
+    /// Answer with `Connection: close` (the request was not read to its end).
+    pub close: bool,
 }
 
 impl ApiError {
@@ -27,7 +29,13 @@ impl ApiError {
             message: message.into(),
             detail: None,
             allow: None,
+            close: false,
         }
+    }
+    /// Marks the answer as the last on its connection.
+    pub fn closing(mut self) -> ApiError {
+        self.close = true;
+        self
     }
     pub fn bad_request(m: impl Into<String>) -> ApiError {
         ApiError::new(400, m)

@@ -201,12 +201,18 @@ async fn respond(
     })?;
     let params = params?;
     let pretty = params.flag("_prettyPrint", false)?;
-    let headers = req.headers().clone();
-    let body = request::read_body(req.into_body(), state.config.server.max_body_bytes).await?;
+    let (parts, body) = req.into_parts();
+    let body = request::read_body(
+        &parts.headers,
+        body,
+        state.config.server.max_body_bytes,
+        std::time::Duration::from_secs(state.config.server.body_read_timeout_secs.max(1)),
+    )
+    .await?;
     let ctx = handlers::Call {
         route,
         params,
-        headers,
+        headers: parts.headers,
         body,
         user,
     };

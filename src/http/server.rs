@@ -1,12 +1,16 @@
 //! The listener and connection layer: accept loop, per-connection tasks, header-read
-//! timeout, and the graceful drain at shutdown.
+//! timeout, the cap on open connections, and the graceful drain at shutdown.
 //!
-//! Accept errors (EMFILE and the like) are logged and retried after a pause; they never end
-//! the server. At shutdown the listener is dropped first (no new connections), then open
-//! connections get `grace` to finish their in-flight requests.
+//! At most `[server] max_connections` connections are served at once: the loop takes a permit
+//! before it accepts, so further clients wait in the kernel's listen backlog instead of taking
+//! file descriptors. Accept errors (EMFILE at the descriptor limit and the like) are logged
+//! once per burst and retried after a pause; they never end the server. At shutdown the
+//! listener is dropped first (no new connections), then open connections get `grace` to
+//! finish their in-flight requests.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -14,6 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::AppState;
@@ -27,15 +32,33 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
         ))
         .max_buf_size(64 * 1024);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(state.config.server.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_failures: u64 = 0;
     loop {
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // never closed
+            },
+        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    accept_failures = 0;
+                    conn
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed");
+                    // At the descriptor limit every accept fails until a connection closes:
+                    // log the first of a burst, then pause so the loop does not spin.
+                    if accept_failures == 0 {
+                        tracing::warn!(%error, "accept failed; retrying");
+                    }
+                    accept_failures += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -56,6 +79,7 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
                 if let Err(error) = conn.await {
                     tracing::debug!(%error, "connection closed with an error");
                 }
+                drop(slot);
             }
             .instrument(tracing::debug_span!("conn", %peer)),
         );

@@ -147,3 +147,67 @@ fn password_guessing_is_slowed_but_the_right_password_never_is() {
     assert!(log.contains("failed login"), "{log}");
     assert!(!log.contains("wrong-password"), "no secret in the log");
 }
+
+fn read_all(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn slow_and_oversized_bodies_and_too_many_connections() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    let config = format!(
+        "[server]\nbody_read_timeout_secs = 1\nmax_connections = 3\nmax_body_bytes = 1000\n{SETS}"
+    );
+    let s = Server::start(&config, &[]);
+    let head = |len: u64| {
+        format!(
+            "PUT /openidm/managed/user/u1 HTTP/1.1\r\nHost: x\r\nX-OpenIDM-Username: openidm-admin\r\nX-OpenIDM-Password: openidm-admin\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+
+    // A declared length over the limit: 413 before any of the body is sent.
+    let mut c = TcpStream::connect(&s.addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    c.write_all(head(1_000_000_000).as_bytes()).expect("send");
+    let answer = read_all(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":413"), "{answer}");
+
+    // A body that trickles: 408 once the body timeout passes, and the connection closes.
+    let mut c = TcpStream::connect(&s.addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    c.write_all(head(100).as_bytes()).expect("send");
+    c.write_all(b"{\"userName\"").expect("send");
+    let t = Instant::now();
+    let answer = read_all(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    // max_connections = 3: with three idle connections open, a fourth waits for a slot.
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&s.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = TcpStream::connect(&s.addr).expect("connect (backlog)");
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    waiting
+        .write_all(b"GET /openidm/info/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let early = read_all(&mut waiting);
+    assert!(early.is_empty(), "served beyond the cap: {early}");
+    drop(idle);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let later = read_all(&mut waiting);
+    assert!(later.contains("ACTIVE_READY"), "{later}");
+}
