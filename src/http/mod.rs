@@ -23,6 +23,7 @@ pub mod auth;
 pub mod error;
 pub mod guard;
 mod handlers;
+pub mod preflight;
 pub mod request;
 pub mod routes;
 pub mod server;

@@ -1,7 +1,8 @@
 //! The listener and connection layer: accept loop, per-connection tasks, header-read
 //! timeout, the cap on open connections, and the graceful drain at shutdown.
 //!
-//! At most `[server] max_connections` connections are served at once: the loop takes a permit
+//! Each connection's first request line passes [`preflight`] before hyper sees it (within the
+//! header-read timeout). At most `[server] max_connections` connections are served at once: the loop takes a permit
 //! before it accepts, so further clients wait in the kernel's listen backlog instead of taking
 //! file descriptors. Accept errors (EMFILE at the descriptor limit and the like) are logged
 //! once per burst and retried after a pause; they never end the server. At shutdown the
@@ -21,15 +22,15 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use super::preflight::{self, Verdict};
 use super::AppState;
 
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
     let mut http = http1::Builder::new();
+    let header_timeout = Duration::from_secs(state.config.server.header_read_timeout_secs.max(1));
     // The timer must be set for header_read_timeout to work (hyper panics without one).
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(
-            state.config.server.header_read_timeout_secs.max(1),
-        ))
+        .header_read_timeout(header_timeout)
         .max_buf_size(64 * 1024);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(state.config.server.max_connections.max(1)));
@@ -73,10 +74,22 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
             let st = st.clone();
             async move { Ok::<_, Infallible>(super::handle(st, ip, req).await) }
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+        let watcher = graceful.watcher();
+        let mut http = http.clone();
+        let first_line_timeout = header_timeout;
         tokio::spawn(
             async move {
-                if let Err(error) = conn.await {
+                let verdict =
+                    tokio::time::timeout(first_line_timeout, preflight::check(stream)).await;
+                let Ok(Verdict::Serve { stream, rewritten }) = verdict else {
+                    drop(slot);
+                    return;
+                };
+                if rewritten {
+                    http.keep_alive(false);
+                }
+                let conn = http.serve_connection(TokioIo::new(stream), svc);
+                if let Err(error) = watcher.watch(conn).await {
                     tracing::debug!(%error, "connection closed with an error");
                 }
                 drop(slot);

@@ -211,3 +211,50 @@ fn slow_and_oversized_bodies_and_too_many_connections() {
     let later = read_all(&mut waiting);
     assert!(later.contains("ACTIVE_READY"), "{later}");
 }
+
+#[test]
+fn urls_as_curl_sends_them() {
+    let s = Server::start(SETS, &[]);
+    let r = s.put(
+        "/openidm/managed/user/bob",
+        &json!({"userName": "bob"}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A raw `"` in the query string, as curl passes it from a pasted IDM example.
+    let r = s.get("/openidm/managed/user?_queryFilter=userName+eq+\"bob\"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["resultCount"], 1, "{}", r.body);
+    let r = s.get("/openidm/managed/user?_queryFilter=userName+eq+\"bob\"&_fields=userName,{x}");
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // What cannot be read at all gets a CREST JSON error and Connection: close.
+    let r = s.get("/openidm/managed/user?_queryFilter=userName+eq+\"b\x01b\"");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["code"], 400);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("control character"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    let long = format!("/openidm/info/ping?x={}", "a".repeat(70 * 1024));
+    let r = s.get(&long);
+    assert_eq!(r.status, 414, "{}", r.body);
+    assert_eq!(r.body["code"], 414);
+
+    // Malformed percent-escapes are a 400, not a control character.
+    let r = s.get("/openidm/managed/user?_queryFilter=userName+eq+%+1");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Malformed"),
+        "{}",
+        r.body
+    );
+}
