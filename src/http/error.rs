@@ -1,8 +1,9 @@
 //! The one place where errors become HTTP responses: the CREST error body
 //! `{"code", "reason", "message"}` (plus `detail` when there is one).
 //!
-//! Errors of the lower layers convert into [`ApiError`] with `From`; 5xx errors are logged
-//! here once with their cause, and their internals are not echoed to the client.
+//! Errors of the lower layers convert into [`ApiError`] with `From`; a 500 carries its cause
+//! only as far as `http::handle`, which logs it with a reference and answers a generic message
+//! naming that reference, so internals are never echoed to the client.
 
 use serde_json::{json, Value};
 
@@ -106,8 +107,7 @@ impl std::error::Error for ApiError {}
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
-        ApiError::internal("Internal store error")
+        ApiError::internal(e.to_string())
     }
 }
 
@@ -126,10 +126,7 @@ impl From<ObjectError> for ApiError {
             K::RevisionMismatch => 412,
             K::BadRequest => 400,
             K::NotSupported => 501,
-            K::Internal => {
-                tracing::error!(error = %e, "object set error");
-                500
-            }
+            K::Internal => 500,
         };
         ApiError::new(status, e.message)
     }
@@ -142,10 +139,7 @@ impl From<RunError> for ApiError {
             RunError::NotFound(m) => ApiError::not_found(m),
             RunError::Conflict(m) => ApiError::conflict(m),
             RunError::Store(s) => ApiError::from(s),
-            RunError::Internal(m) => {
-                tracing::error!(error = %m, "run error");
-                ApiError::internal(m)
-            }
+            RunError::Internal(m) => ApiError::internal(m),
         }
     }
 }

@@ -165,10 +165,16 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
                 Some("create") => {
                     let body = json_body(&body)?
                         .ok_or_else(|| ApiError::bad_request("create needs a JSON object body"))?;
-                    let id = params
-                        .get("_id")
-                        .map(str::to_string)
-                        .or_else(|| body.get("_id").and_then(Value::as_str).map(str::to_string));
+                    let body_id = match body.get("_id") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(s)) => Some(s.clone()),
+                        Some(other) => {
+                            return Err(ApiError::bad_request(format!(
+                                "_id must be a string, got {other}"
+                            )))
+                        }
+                    };
+                    let id = params.get("_id").map(str::to_string).or(body_id);
                     let created = set.create(id.as_deref(), body)?;
                     Ok(Reply::Json(201, created))
                 }

@@ -116,10 +116,23 @@ pub async fn handle(
     let result = respond(state, peer, req, params).await;
     let res = match result {
         Ok(r) => r,
-        Err(e) => error_response(&e, pretty),
+        Err(e) => error_response(&redact(e, &method, &path), pretty),
     };
     tracing::debug!(%method, %path, status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     res
+}
+
+/// A 500's cause (a store error, an OS error) is for the log, not for the client: it is logged
+/// with a fresh reference, and the answer is a generic message naming that reference.
+fn redact(e: ApiError, method: &hyper::Method, path: &str) -> ApiError {
+    if e.status != 500 {
+        return e;
+    }
+    let reference = crate::ids::new_uuid();
+    tracing::error!(%method, %path, %reference, error = %e.message, "internal error");
+    ApiError::internal(format!(
+        "Internal server error (reference {reference}; the server log has the details)"
+    ))
 }
 
 /// The authenticated user, checked once per request. Verifying an argon2 hash takes tens of
@@ -249,4 +262,27 @@ async fn respond(
         }
     };
     Ok(json_response(status, &value, pretty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_answered_without_their_cause() {
+        let cause = ApiError::from(crate::storage::StoreError::Codec(
+            "object u1: recursion limit exceeded at /var/lib/recond".into(),
+        ));
+        let e = redact(cause, &hyper::Method::GET, "/openidm/managed/user/u1");
+        assert_eq!(e.status, 500);
+        assert!(!e.message.contains("recursion"), "{}", e.message);
+        assert!(!e.message.contains("/var/lib"), "{}", e.message);
+        assert!(e.message.contains("reference "), "{}", e.message);
+        let not_found = redact(
+            ApiError::not_found("Object x not found"),
+            &hyper::Method::GET,
+            "/",
+        );
+        assert_eq!(not_found.message, "Object x not found");
+    }
 }

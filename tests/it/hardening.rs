@@ -258,3 +258,32 @@ fn urls_as_curl_sends_them() {
         r.body
     );
 }
+
+#[test]
+fn lenient_inputs_are_refused() {
+    let s = Server::start(SETS, &[]);
+    // An unknown filter operator is a 400, not an empty result.
+    let r = s.get("/openidm/managed/user?_queryFilter=userName+foo+%22x%22");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown operator"),
+        "{}",
+        r.body
+    );
+    let r = s.get("/openidm/managed/user?_queryFilter=true&_pagedResultsOffset=-5");
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.post(
+        "/openidm/managed/user?_action=create",
+        Some(&json!({"_id": 7, "a": 1})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.post(
+        "/openidm/managed/user?_action=create",
+        Some(&json!({"_id": "u7", "a": 1})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["_id"], "u7");
+}
