@@ -230,11 +230,59 @@ impl ScheduleState for StoredScheduleState {
     }
 }
 
+/// A mapping's `sourceQuery` / `targetQuery` must be a query the object sets answer (a known
+/// `_queryId`, a filter that parses) on a declared `resourceName`: caught at startup, not when
+/// a run starts.
+fn check_mapping_queries(
+    config: &Config,
+    mappings: &std::collections::BTreeMap<String, Arc<crate::mapping::Mapping>>,
+) -> Result<(), AppError> {
+    let declared: Vec<&str> = config.object_sets.iter().map(|s| s.name.as_str()).collect();
+    for (name, m) in mappings {
+        let file = config
+            .mappings
+            .iter()
+            .find(|(_, v)| v.get("name").and_then(serde_json::Value::as_str) == Some(name))
+            .map_or_else(|| config.file.clone(), |(f, _)| f.into());
+        let fail = |key: &str, what: String| {
+            AppError::Config(ConfigError::new(
+                &file,
+                format!("mapping \"{name}\": {key}: {what}"),
+            ))
+        };
+        for (key, query) in [
+            ("sourceQuery", &m.source_query),
+            ("targetQuery", &m.target_query),
+        ] {
+            let Some(query) = query else { continue };
+            if let Some(set) = query.get("resourceName") {
+                let known = set
+                    .as_str()
+                    .is_some_and(|s| declared.contains(&s.trim_matches('/')));
+                if !known {
+                    return Err(fail(
+                        "resourceName",
+                        format!("{set} is not a declared object set"),
+                    ));
+                }
+            }
+            let names_a_query = ["_queryFilter", "_queryId", "queryFilter", "queryId"]
+                .iter()
+                .any(|k| query.get(k).is_some());
+            if names_a_query {
+                crate::objects::QueryRequest::from_json(query).map_err(|e| fail(key, e.message))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl App {
     /// Validates the configuration and opens everything. Configuration problems come back as
     /// `AppError::Config` before any data is touched.
     pub fn build(config: Config) -> Result<App, AppError> {
         let mappings = crate::mapping::load_all(&config)?;
+        check_mapping_queries(&config, &mappings)?;
         let names: Vec<String> = mappings.keys().cloned().collect();
         let schedules = load_schedules(&config, &names)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {

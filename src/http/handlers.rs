@@ -306,7 +306,7 @@ fn sync_action(
 ) -> Result<Reply, ApiError> {
     match params.get("_action") {
         Some("recon") => {
-            let req = start_request(params, body, user, ReconKind::Full)?;
+            let req = start_request(&state.objects, params, body, user, ReconKind::Full)?;
             Ok(Reply::Wait(state.runner.start(req)?, WaitAnswer::Sync))
         }
         Some(a) if SYNC_NOT_OFFERED.contains(&a) => Err(ApiError::new(
@@ -325,6 +325,7 @@ fn sync_action(
 /// A run of `kind` for the `mapping` parameter, with the run options IDM takes as
 /// parameters (`analyze`, `persistAssociations`) and the body's overrides.
 fn start_request(
+    objects: &crate::objects::ObjectSets,
     params: &Params,
     body: &Bytes,
     user: String,
@@ -334,15 +335,37 @@ fn start_request(
         .get("mapping")
         .filter(|m| !m.is_empty())
         .ok_or_else(|| ApiError::bad_request("/mapping: Expecting a value"))?;
+    let body = json_body(body)?;
+    if let Some(body) = &body {
+        check_body_queries(objects, body)?;
+    }
     Ok(StartRequest {
         mapping: mapping.to_string(),
         kind,
-        body: json_body(body)?,
+        body,
         analyze: params.flag("analyze", false)?,
         persist_associations: params.flag("persistAssociations", false)?,
         user,
         schedule: None,
     })
+}
+
+/// A run body's `sourceQuery` / `targetQuery` may name another object set to read
+/// (`resourceName`); one that is not declared is a 400 before the run exists.
+fn check_body_queries(objects: &crate::objects::ObjectSets, body: &Value) -> Result<(), ApiError> {
+    for key in ["sourceQuery", "targetQuery"] {
+        let Some(set) = body.get(key).and_then(|q| q.get("resourceName")) else {
+            continue;
+        };
+        if set.as_str().is_none_or(|s| objects.get(s).is_none()) {
+            let declared: Vec<&str> = objects.names().collect();
+            return Err(ApiError::bad_request(format!(
+                "{key}.resourceName: {set} is not a declared object set (declared: {})",
+                declared.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn start_run(
@@ -370,7 +393,7 @@ fn start_run(
             )));
         }
     };
-    let req = start_request(params, body, user, kind)?;
+    let req = start_request(&state.objects, params, body, user, kind)?;
     let wait = params.flag("waitForCompletion", false)?;
     let run = state.runner.start(req)?;
     if wait {

@@ -287,3 +287,26 @@ fn lenient_inputs_are_refused() {
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["_id"], "u7");
 }
+
+#[test]
+fn a_run_body_naming_no_object_set_is_refused_before_the_run_exists() {
+    let config = format!(
+        "{SETS}\n[managed.other]\n[[mappings]]\nname = \"m\"\nsource = \"managed/other\"\ntarget = \"managed/user\"\n"
+    );
+    let s = Server::start(&config, &[]);
+    let r = s.post(
+        "/openidm/recon?_action=recon&mapping=m",
+        Some(&json!({"sourceQuery": {"resourceName": "system/nope/account", "_queryFilter": "true"}})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("system/nope/account"),
+        "{}",
+        r.body
+    );
+    let runs = s.get("/openidm/recon");
+    assert_eq!(runs.body["reconciliations"], json!([]), "{}", runs.body);
+}
