@@ -342,11 +342,42 @@ impl App {
     ) -> Result<(), AppError> {
         let App { state, store } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let fatal = Arc::new(tokio::sync::Notify::new());
+        let exit_after = state.config.storage.unwritable_exit_secs;
+        tokio::spawn(crate::http::health::watchdog(
+            store.clone(),
+            state.health.clone(),
+            (exit_after > 0).then(|| Duration::from_secs(exit_after)),
+            fatal.clone(),
+            stop_rx.clone(),
+        ));
         let sched_task = state
             .scheduler
             .clone()
             .map(|s| tokio::spawn(s.run_loop(stop_rx)));
+        let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shutdown = {
+            let store_failed = store_failed.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = fatal.notified() => store_failed.store(true, std::sync::atomic::Ordering::SeqCst),
+                }
+            }
+        };
         crate::http::server::serve(listener, state.clone(), shutdown).await;
+        if store_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            // Fail fast: the store refuses writes (sled keeps a flush error for good), so the
+            // runs cannot record anything more and threads blocked in the store may never
+            // return, which would keep the runtime from shutting down. Try one bounded flush,
+            // then exit 1 for the supervisor; runs cut short are marked COMPLETED_FAILED at the
+            // next start.
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(2), store.flush_async()).await;
+            tracing::error!("exiting: the store could not be written");
+            eprintln!("error: stopped because the store could not be written");
+            std::process::exit(1);
+        }
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         if let Some(t) = sched_task {

@@ -138,6 +138,10 @@ pub struct StorageSection {
     /// How often sled flushes in the background, in ms (0 = only explicit flushes).
     #[serde(default = "default_flush_ms")]
     pub flush_every_ms: u64,
+    /// After the store has refused writes for this long, the server exits (code 1) so that a
+    /// supervisor restarts it; 0 = never exit, only report ACTIVE_NOT_READY.
+    #[serde(default = "default_unwritable_exit")]
+    pub unwritable_exit_secs: u64,
 }
 
 fn default_cache_mb() -> u64 {
@@ -146,12 +150,16 @@ fn default_cache_mb() -> u64 {
 fn default_flush_ms() -> u64 {
     500
 }
+fn default_unwritable_exit() -> u64 {
+    60
+}
 
 impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             cache_capacity_mb: default_cache_mb(),
             flush_every_ms: default_flush_ms(),
+            unwritable_exit_secs: default_unwritable_exit(),
         }
     }
 }

@@ -74,8 +74,12 @@ fn fields(params: &Params, v: Value) -> Value {
     }
 }
 
-fn ping() -> Value {
-    json!({"_id": "", "state": "ACTIVE_READY", "shortDesc": "OpenIDM ready"})
+/// `ACTIVE_READY` only while the store can be written (contract §4).
+fn ping(state: &AppState) -> Value {
+    match state.health.problem() {
+        None => json!({"_id": "", "state": "ACTIVE_READY", "shortDesc": "OpenIDM ready"}),
+        Some(why) => json!({"_id": "", "state": "ACTIVE_NOT_READY", "shortDesc": why}),
+    }
 }
 
 /// Answers the requests that need no store access (the ping, the summary of a run held in
@@ -84,7 +88,7 @@ fn ping() -> Value {
 /// call needs [`dispatch`].
 pub fn dispatch_inline(state: &AppState, call: &Call) -> Option<Reply> {
     match &call.route {
-        Route::Ping => Some(Reply::Json(200, ping())),
+        Route::Ping => Some(Reply::Json(200, ping(state))),
         Route::ReconRead(id) => {
             let v = state.runner.live_summary(id)?;
             Some(Reply::Json(200, fields(&call.params, v)))
@@ -103,7 +107,7 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
     } = call;
     let runner = &state.runner;
     match route {
-        Route::Ping => ok(ping()),
+        Route::Ping => ok(ping(state)),
         Route::ReconHealth => {
             let active = runner.active_count();
             let max = state.config.server.max_concurrent_runs;

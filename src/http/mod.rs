@@ -23,6 +23,7 @@ pub mod auth;
 pub mod error;
 pub mod guard;
 mod handlers;
+pub mod health;
 pub mod preflight;
 pub mod request;
 pub mod routes;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub objects: ObjectSets,
     pub scheduler: Option<Arc<Scheduler>>,
     pub guard: Arc<guard::LoginGuard>,
+    pub health: Arc<health::StoreHealth>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             objects,
             scheduler,
             guard: Arc::default(),
+            health: Arc::default(),
         }
     }
 }

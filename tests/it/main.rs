@@ -4,6 +4,7 @@
 mod helpers;
 
 mod foundation;
+mod full_disk;
 mod hardening;
 mod history;
 mod objects;
