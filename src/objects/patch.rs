@@ -227,3 +227,60 @@ mod tests {
         .is_ok());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z]{0,4}".prop_map(Value::String),
+        ];
+        // Deep enough to cross MAX_DEPTH when combined with long paths.
+        leaf.prop_recursive(80, 200, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c]", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn op() -> impl Strategy<Value = Value> {
+        (
+            "add|remove|replace|increment|bogus",
+            prop::collection::vec("[a-c]|-|0|1|_id", 0..90),
+            prop::option::of(json_value()),
+        )
+            .prop_map(|(op, path, value)| {
+                let mut o =
+                    serde_json::json!({ "operation": op, "field": format!("/{}", path.join("/")) });
+                if let Some(v) = value {
+                    o["value"] = v;
+                }
+                o
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn patches_never_panic_and_never_go_too_deep(
+            start in json_value(),
+            ops in prop::collection::vec(op(), 0..6),
+        ) {
+            let mut object = Map::new();
+            object.insert("start".into(), start);
+            let _ = check_depth(&Value::Object(object.clone()));
+            if let Ok(out) = apply(&object, &Value::Array(ops)) {
+                prop_assert!(crate::objects::depth(&Value::Object(out)) <= MAX_DEPTH);
+            }
+        }
+    }
+}

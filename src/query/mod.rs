@@ -21,6 +21,8 @@ mod pointer;
 mod select;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 pub use eval::{compare_values, quote, CmpOp, Filter};
