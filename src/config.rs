@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// A configuration problem: which file, which key, and what is wrong.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", file.display())]
 pub struct ConfigError {
     pub file: PathBuf,
     pub message: String,
@@ -25,14 +26,6 @@ impl ConfigError {
         }
     }
 }
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.file.display(), self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,7 +227,7 @@ impl Default for ScriptSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserSection {
     username: String,
@@ -244,19 +237,50 @@ struct UserSection {
     tokens: Vec<String>,
 }
 
+// Secrets never print: `{:?}` of a user shows its name and how many tokens it has.
+impl std::fmt::Debug for UserSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSection")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
+}
+
 /// Who may call the API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct User {
     pub username: String,
     pub secret: Secret,
     pub tokens: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("username", &self.username)
+            .field("secret", &self.secret)
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
+}
+
+#[derive(Clone)]
 pub enum Secret {
     Plain(String),
     /// A PHC string (argon2id, argon2i, argon2d), checked when the config loads.
     Hash(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Secret::Plain(_) => "Plain(***)",
+            Secret::Hash(_) => "Hash(***)",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -598,6 +622,22 @@ mod tests {
         .expect("valid");
         assert_eq!(c.listen, "127.0.0.1:0");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = parse(
+            "[[users]]\nusername = \"u\"\npassword = \"hunter2\"\ntokens = [\"tok-secret-1\"]\n",
+        )
+        .expect("valid");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("\"u\""), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("tok-secret-1"), "{shown}");
+        assert_eq!(
+            format!("{:?}", Secret::Hash("$argon2id$x".into())),
+            "Hash(***)"
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::query::QueryError;
 use crate::runner::RunError;
 use crate::storage::StoreError;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status} {}: {message}", reason(*.status))]
 pub struct ApiError {
     pub status: u16,
     pub message: String,
@@ -96,14 +97,6 @@ pub fn reason(status: u16) -> &'static str {
         _ => "Error",
     }
 }
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.reason(), self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
