@@ -67,8 +67,11 @@ pub fn load_schedules(
             match scheduler::parse_idm_schedule_file(name, idm)
                 .map_err(|e| ConfigError::new(path, e))?
             {
-                Some(r) => r,
-                None => continue,
+                scheduler::IdmSchedule::Reconcile(r) => r,
+                scheduler::IdmSchedule::NotRun(why) => {
+                    tracing::warn!(file = %path.display(), "schedule not run: {why}");
+                    continue;
+                }
             }
         } else {
             let m = v.as_object().ok_or_else(|| {
@@ -130,7 +133,16 @@ pub fn load_schedules(
                 ),
             ));
         }
-        let spec = scheduler::build_spec(raw).map_err(|e| ConfigError::new(path, e))?;
+        let disabled = raw.enabled == Some(false);
+        let spec = match scheduler::build_spec(raw) {
+            Ok(spec) => spec,
+            // A disabled schedule is never an error, even one recond could not run.
+            Err(e) if disabled => {
+                tracing::warn!(file = %path.display(), "disabled schedule not loaded: {e}");
+                continue;
+            }
+            Err(e) => return Err(ConfigError::new(path, e)),
+        };
         if out.iter().any(|s| s.name == spec.name) {
             return Err(ConfigError::new(
                 path,

@@ -2,7 +2,7 @@
 //! [`Launcher`]; knows nothing about runs, the store or HTTP.
 //!
 //! Schedules come from recon.toml `[[schedules]]` or IDM `schedule-*.json` files
-//! ([`parse_idm_schedule_file`] → [`RawSchedule`] → [`build_spec`] → [`ScheduleSpec`]).
+//! ([`parse_idm_schedule_file`] → [`IdmSchedule`] / [`RawSchedule`] → [`build_spec`] → [`ScheduleSpec`]).
 //!
 //! Invariants:
 //! * all time comes from a [`Clock`] and all effects go through [`Launcher`] and
@@ -501,9 +501,36 @@ fn schedule_name(file: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
-/// Reads an IDM `schedule-*.json` file. Ok(None) for schedules of other services (script,
-/// task scanner, live sync...), which recond does not run.
-pub fn parse_idm_schedule_file(name: &str, json: &Value) -> Result<Option<RawSchedule>, String> {
+/// What an IDM `schedule-*.json` file asks for.
+#[derive(Debug, PartialEq)]
+pub enum IdmSchedule {
+    /// A reconciliation schedule recond runs.
+    Reconcile(RawSchedule),
+    /// A schedule recond does not run (another service, live sync, or a disabled schedule it
+    /// could not read): the reason, for a startup warning. Never an error: an IDM project
+    /// folder carries such files and recond must still start.
+    NotRun(String),
+}
+
+/// Reads an IDM `schedule-*.json` file. Errors are for enabled reconciliation schedules that
+/// are wrong; everything recond does not run is [`IdmSchedule::NotRun`].
+pub fn parse_idm_schedule_file(name: &str, json: &Value) -> Result<IdmSchedule, String> {
+    let disabled = json.get("enabled").and_then(Value::as_bool) == Some(false);
+    match parse_reconcile_schedule(name, json) {
+        Ok(Some(raw)) => Ok(IdmSchedule::Reconcile(raw)),
+        Ok(None) => Ok(IdmSchedule::NotRun(format!(
+            "invokeService {} is not run by recond (it runs reconciliation schedules)",
+            json.get("invokeService").unwrap_or(&Value::Null)
+        ))),
+        Err(e) if e.contains("invokeContext.action") && !e.contains("required") => {
+            Ok(IdmSchedule::NotRun(e))
+        }
+        Err(e) if disabled => Ok(IdmSchedule::NotRun(format!("disabled, and {e}"))),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_reconcile_schedule(name: &str, json: &Value) -> Result<Option<RawSchedule>, String> {
     let sname = schedule_name(name)?;
     let err = |field: &str, msg: &str| format!("schedule \"{sname}\": {field}: {msg}");
     let obj = json
@@ -973,7 +1000,7 @@ mod tests {
         let file = json!({"enabled": true, "type": "cron", "schedule": "0 0/15 * * * ?",
             "persisted": true, "misfirePolicy": "fireAndProceed", "invokeService": "sync",
             "invokeContext": {"action": "reconcile", "mapping": "systemHrAccounts_managedUser"}});
-        let r = parse_idm_schedule_file("schedule-hr.json", &file)
+        let r = parse_reconcile_schedule("schedule-hr.json", &file)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -999,7 +1026,7 @@ mod tests {
             "timeZone": "GMT+2", "enabled": false,
             "invokeContext": {"action": "recon", "mapping": "m", "persistAssociations": true,
                               "analyze": true}});
-        let r = parse_idm_schedule_file("conf/schedule-nightly.json", &full)
+        let r = parse_reconcile_schedule("conf/schedule-nightly.json", &full)
             .unwrap()
             .unwrap();
         assert_eq!(r.name, "nightly");
@@ -1008,34 +1035,37 @@ mod tests {
         assert_eq!(r.time_zone.as_deref(), Some("GMT+2"));
         assert_eq!(build_spec(r).unwrap().tz, TimeZone::Fixed(7200));
 
+        let not_run = |name: &str, v: &Value| match parse_idm_schedule_file(name, v) {
+            Ok(IdmSchedule::NotRun(why)) => why,
+            other => panic!("{name}: expected NotRun, got {other:?}"),
+        };
         let script = json!({"schedule": "* * * * * ?", "invokeService": "script",
             "invokeContext": {"script": {"type": "text/javascript", "source": "1"}}});
-        assert_eq!(
-            parse_idm_schedule_file("schedule-s.json", &script),
-            Ok(None)
-        );
+        assert!(not_run("schedule-s.json", &script).contains("\"script\""));
         let live = json!({"schedule": "* * * * * ?", "invokeService": "provisioner",
             "invokeContext": {"action": "liveSync", "source": "system/ldap/account"}});
-        assert_eq!(
-            parse_idm_schedule_file("schedule-live.json", &live),
-            Ok(None)
-        );
+        assert!(not_run("schedule-live.json", &live).contains("provisioner"));
+        // liveSync through the sync service, and a disabled schedule recond cannot read, are
+        // warnings, never a refusal to start.
+        let mut sync_live = file.clone();
+        sync_live["invokeContext"]["action"] = json!("liveSync");
+        assert!(not_run("schedule-hr.json", &sync_live).contains("liveSync"));
+        let mut off = file.clone();
+        off["enabled"] = json!(false);
+        off["type"] = json!("simple");
+        assert!(not_run("schedule-hr.json", &off).starts_with("disabled"));
 
         let bad = |patch: Value| {
             let mut v = file.clone();
             for (k, val) in patch.as_object().unwrap() {
                 v[k] = val.clone();
             }
-            parse_idm_schedule_file("schedule-hr.json", &v).unwrap_err()
+            parse_reconcile_schedule("schedule-hr.json", &v).unwrap_err()
         };
         let inline = bad(json!({"invokeContext": {"action": "reconcile",
             "mapping": {"name": "x", "source": "a", "target": "b"}}}));
         assert!(inline.starts_with("schedule \"hr\": invokeContext.mapping: inline mapping"));
         assert!(bad(json!({"invokeContext": {"action": "reconcile"}})).contains("is required"));
-        assert!(
-            bad(json!({"invokeContext": {"action": "liveSync", "mapping": "m"}}))
-                .contains("invokeContext.action: \"liveSync\" is not supported")
-        );
         assert!(bad(json!({"type": "simple"})).contains("type: \"simple\" is not supported"));
         assert!(bad(json!({"concurrentExecution": true})).contains("concurrentExecution"));
         assert!(bad(json!({"startTime": "2024-01-01T00:00:00"})).contains("startTime"));
