@@ -67,8 +67,11 @@ pub fn load_schedules(
             match scheduler::parse_idm_schedule_file(name, idm)
                 .map_err(|e| ConfigError::new(path, e))?
             {
-                Some(r) => r,
-                None => continue,
+                scheduler::IdmSchedule::Reconcile(r) => r,
+                scheduler::IdmSchedule::NotRun(why) => {
+                    tracing::warn!(file = %path.display(), "schedule not run: {why}");
+                    continue;
+                }
             }
         } else {
             let m = v.as_object().ok_or_else(|| {
@@ -130,7 +133,16 @@ pub fn load_schedules(
                 ),
             ));
         }
-        let spec = scheduler::build_spec(raw).map_err(|e| ConfigError::new(path, e))?;
+        let disabled = raw.enabled == Some(false);
+        let spec = match scheduler::build_spec(raw) {
+            Ok(spec) => spec,
+            // A disabled schedule is never an error, even one recond could not run.
+            Err(e) if disabled => {
+                tracing::warn!(file = %path.display(), "disabled schedule not loaded: {e}");
+                continue;
+            }
+            Err(e) => return Err(ConfigError::new(path, e)),
+        };
         if out.iter().any(|s| s.name == spec.name) {
             return Err(ConfigError::new(
                 path,
@@ -230,11 +242,59 @@ impl ScheduleState for StoredScheduleState {
     }
 }
 
+/// A mapping's `sourceQuery` / `targetQuery` must be a query the object sets answer (a known
+/// `_queryId`, a filter that parses) on a declared `resourceName`: caught at startup, not when
+/// a run starts.
+fn check_mapping_queries(
+    config: &Config,
+    mappings: &std::collections::BTreeMap<String, Arc<crate::mapping::Mapping>>,
+) -> Result<(), AppError> {
+    let declared: Vec<&str> = config.object_sets.iter().map(|s| s.name.as_str()).collect();
+    for (name, m) in mappings {
+        let file = config
+            .mappings
+            .iter()
+            .find(|(_, v)| v.get("name").and_then(serde_json::Value::as_str) == Some(name))
+            .map_or_else(|| config.file.clone(), |(f, _)| f.into());
+        let fail = |key: &str, what: String| {
+            AppError::Config(ConfigError::new(
+                &file,
+                format!("mapping \"{name}\": {key}: {what}"),
+            ))
+        };
+        for (key, query) in [
+            ("sourceQuery", &m.source_query),
+            ("targetQuery", &m.target_query),
+        ] {
+            let Some(query) = query else { continue };
+            if let Some(set) = query.get("resourceName") {
+                let known = set
+                    .as_str()
+                    .is_some_and(|s| declared.contains(&s.trim_matches('/')));
+                if !known {
+                    return Err(fail(
+                        "resourceName",
+                        format!("{set} is not a declared object set"),
+                    ));
+                }
+            }
+            let names_a_query = ["_queryFilter", "_queryId", "queryFilter", "queryId"]
+                .iter()
+                .any(|k| query.get(k).is_some());
+            if names_a_query {
+                crate::objects::QueryRequest::from_json(query).map_err(|e| fail(key, e.message))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl App {
     /// Validates the configuration and opens everything. Configuration problems come back as
     /// `AppError::Config` before any data is touched.
     pub fn build(config: Config) -> Result<App, AppError> {
         let mappings = crate::mapping::load_all(&config)?;
+        check_mapping_queries(&config, &mappings)?;
         let names: Vec<String> = mappings.keys().cloned().collect();
         let schedules = load_schedules(&config, &names)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -281,12 +341,7 @@ impl App {
                 }),
             )))
         };
-        let state = AppState {
-            config: Arc::new(config),
-            runner,
-            objects,
-            scheduler,
-        };
+        let state = AppState::new(Arc::new(config), runner, objects, scheduler);
         Ok(App { state, store })
     }
 
@@ -299,11 +354,42 @@ impl App {
     ) -> Result<(), AppError> {
         let App { state, store } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let fatal = Arc::new(tokio::sync::Notify::new());
+        let exit_after = state.config.storage.unwritable_exit_secs;
+        tokio::spawn(crate::http::health::watchdog(
+            store.clone(),
+            state.health.clone(),
+            (exit_after > 0).then(|| Duration::from_secs(exit_after)),
+            fatal.clone(),
+            stop_rx.clone(),
+        ));
         let sched_task = state
             .scheduler
             .clone()
             .map(|s| tokio::spawn(s.run_loop(stop_rx)));
+        let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shutdown = {
+            let store_failed = store_failed.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = fatal.notified() => store_failed.store(true, std::sync::atomic::Ordering::SeqCst),
+                }
+            }
+        };
         crate::http::server::serve(listener, state.clone(), shutdown).await;
+        if store_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            // Fail fast: the store refuses writes (sled keeps a flush error for good), so the
+            // runs cannot record anything more and threads blocked in the store may never
+            // return, which would keep the runtime from shutting down. Try one bounded flush,
+            // then exit 1 for the supervisor; runs cut short are marked COMPLETED_FAILED at the
+            // next start.
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(2), store.flush_async()).await;
+            tracing::error!("exiting: the store could not be written");
+            eprintln!("error: stopped because the store could not be written");
+            std::process::exit(1);
+        }
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         if let Some(t) = sched_task {

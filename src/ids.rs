@@ -1,64 +1,12 @@
 //! Identifier and time helpers: random UUIDs (for server-chosen object ids and run ids) and
-//! ISO-8601 timestamps, without pulling in a date or RNG crate for two small functions.
+//! ISO-8601 timestamps.
 
-use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
-}
-
-fn seed() -> u64 {
-    let mut buf = [0u8; 8];
-    let from_os = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let base = if from_os.is_ok() {
-        u64::from_le_bytes(buf)
-    } else {
-        nanos
-    };
-    // Mix in the thread identity so threads seeded in the same nanosecond differ.
-    let tid = format!("{:?}", std::thread::current().id());
-    let mut h = base ^ nanos.rotate_left(17) ^ u64::from(std::process::id());
-    for b in tid.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    h | 1
-}
-
-fn next_u64() -> u64 {
-    RNG.with(|r| {
-        // splitmix64: fast, well distributed, fine for identifiers (not for secrets).
-        let mut z = r.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        r.set(z);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
-}
-
-/// A random (version 4 layout) UUID string.
+/// A random version-4 UUID from the operating system's randomness: server-chosen ids must not
+/// be predictable from earlier ones.
 pub fn new_uuid() -> String {
-    let a = next_u64();
-    let b = next_u64();
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&a.to_be_bytes());
-    bytes[8..].copy_from_slice(&b.to_be_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 pub fn now_millis() -> i64 {

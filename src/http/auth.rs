@@ -1,8 +1,10 @@
 //! Authentication: `X-OpenIDM-Username`/`X-OpenIDM-Password`, HTTP Basic, and static bearer
 //! tokens from `[[users]]`. Passwords are plain or PHC hashes (argon2id/argon2i/argon2d).
 //!
-//! Comparisons of secrets are constant-time in the secret's length so that a timing probe
-//! cannot recover a password or token byte by byte.
+//! Comparisons of secrets are constant-time (`subtle`) so that a timing probe cannot recover a
+//! password or token byte by byte. When any user has a password hash, a password for an unknown
+//! user name is verified against a dummy hash, so the answer takes as long as for a known one
+//! and timing does not reveal which user names exist.
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use hyper::header::{HeaderMap, AUTHORIZATION};
@@ -21,22 +23,52 @@ pub fn check_phc(hash: &str) -> Result<(), String> {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
+fn hash_matches(hash: &str, password: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn password_matches(secret: &Secret, password: &str) -> bool {
     match secret {
         Secret::Plain(p) => constant_time_eq(p.as_bytes(), password.as_bytes()),
-        Secret::Hash(h) => match PasswordHash::new(h) {
-            Ok(parsed) => argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-            Err(_) => false,
-        },
+        Secret::Hash(h) => hash_matches(h, password),
     }
+}
+
+/// Verifications against the dummy hash so far (observable by tests).
+static DUMMY_VERIFICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn dummy_verifications() -> u64 {
+    DUMMY_VERIFICATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Verifies `password` against a hash no password matches, made once with argon2's default
+/// parameters (those `recond` users are told to hash with).
+fn verify_dummy(password: &str) {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = DUMMY.get_or_init(|| {
+        let salt = SaltString::encode_b64(b"recond-dummy-salt").expect("a 17-byte salt is valid");
+        argon2::Argon2::default()
+            .hash_password(b"no password is this one", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    });
+    DUMMY_VERIFICATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The result is irrelevant: only the time it takes matters.
+    let _ = hash_matches(hash, password);
+}
+
+fn any_hashed(users: &[User]) -> bool {
+    users.iter().any(|u| matches!(u.secret, Secret::Hash(_)))
 }
 
 /// The credentials a request carries, parsed once: `X-OpenIDM-Username` and
@@ -82,21 +114,49 @@ impl Credentials {
 
     /// Whether checking these credentials means verifying a password hash (slow on purpose,
     /// so the caller moves it off the async runtime).
+    /// An unknown user name needs it too when any user has a hash (the dummy verification).
     pub fn needs_hashing(&self, users: &[User]) -> bool {
         match self {
-            Credentials::Password { user, .. } => users
-                .iter()
-                .any(|u| u.username == *user && matches!(u.secret, Secret::Hash(_))),
+            Credentials::Password { user, .. } => {
+                match users.iter().find(|u| u.username == *user) {
+                    Some(u) => matches!(u.secret, Secret::Hash(_)),
+                    None => any_hashed(users),
+                }
+            }
             Credentials::Bearer(_) => false,
+        }
+    }
+
+    /// The user name the credentials claim (`None` for a bearer token).
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Credentials::Password { user, .. } => Some(user),
+            Credentials::Bearer(_) => None,
+        }
+    }
+
+    /// The password, for the login guard's fingerprint.
+    pub fn password(&self) -> Option<&str> {
+        match self {
+            Credentials::Password { password, .. } => Some(password),
+            Credentials::Bearer(_) => None,
         }
     }
 
     /// The name of the user these credentials prove, if any.
     pub fn verify(&self, users: &[User]) -> Option<String> {
         let found = match self {
-            Credentials::Password { user, password } => users
-                .iter()
-                .find(|x| x.username == *user && password_matches(&x.secret, password)),
+            Credentials::Password { user, password } => {
+                match users.iter().find(|x| x.username == *user) {
+                    Some(x) => password_matches(&x.secret, password).then_some(x),
+                    None => {
+                        if any_hashed(users) {
+                            verify_dummy(password);
+                        }
+                        None
+                    }
+                }
+            }
             Credentials::Bearer(token) => users.iter().find(|x| {
                 x.tokens
                     .iter()
@@ -233,5 +293,24 @@ mod tests {
         assert!(!creds(&[("authorization", "Basic YWRtaW46cHc=")]).needs_hashing(&u));
         assert!(!creds(&[("authorization", "Bearer tok-123456")]).needs_hashing(&u));
         assert!(Credentials::from_headers(&h(&[("x-openidm-username", "hashed")])).is_none());
+        // An unknown name is verified against the dummy hash when any user has a hash.
+        assert!(creds(&[("authorization", "Basic bm9ib2R5Onh4")]).needs_hashing(&u));
+        assert!(!creds(&[("authorization", "Basic bm9ib2R5Onh4")]).needs_hashing(&u[..1]));
+    }
+
+    #[test]
+    fn unknown_users_are_verified_against_a_dummy_hash() {
+        let u = users();
+        let unknown = h(&[
+            ("x-openidm-username", "nobody"),
+            ("x-openidm-password", "guess"),
+        ]);
+        let before = dummy_verifications();
+        assert_eq!(authenticate(&unknown, &u), None);
+        assert!(dummy_verifications() > before, "the dummy verification ran");
+        // Without hashed users there is nothing to hide and nothing is hashed.
+        let before = dummy_verifications();
+        assert_eq!(authenticate(&unknown, &u[..1]), None);
+        assert_eq!(dummy_verifications(), before);
     }
 }

@@ -1,8 +1,9 @@
 //! The one place where errors become HTTP responses: the CREST error body
 //! `{"code", "reason", "message"}` (plus `detail` when there is one).
 //!
-//! Errors of the lower layers convert into [`ApiError`] with `From`; 5xx errors are logged
-//! here once with their cause, and their internals are not echoed to the client.
+//! Errors of the lower layers convert into [`ApiError`] with `From`; a 500 carries its cause
+//! only as far as `http::handle`, which logs it with a reference and answers a generic message
+//! naming that reference, so internals are never echoed to the client.
 
 use serde_json::{json, Value};
 
@@ -11,13 +12,16 @@ use crate::query::QueryError;
 use crate::runner::RunError;
 use crate::storage::StoreError;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status} {}: {message}", reason(*.status))]
 pub struct ApiError {
     pub status: u16,
     pub message: String,
     pub detail: Option<Value>,
     /// For 405: the methods the resource accepts.
     pub allow: Option<&'static str>,
+    /// Answer with `Connection: close` (the request was not read to its end).
+    pub close: bool,
 }
 
 impl ApiError {
@@ -27,7 +31,13 @@ impl ApiError {
             message: message.into(),
             detail: None,
             allow: None,
+            close: false,
         }
+    }
+    /// Marks the answer as the last on its connection.
+    pub fn closing(mut self) -> ApiError {
+        self.close = true;
+        self
     }
     pub fn bad_request(m: impl Into<String>) -> ApiError {
         ApiError::new(400, m)
@@ -77,8 +87,10 @@ pub fn reason(status: u16) -> &'static str {
         410 => "Gone",
         412 => "Precondition Failed",
         413 => "Request Entity Too Large",
+        414 => "URI Too Long",
         415 => "Unsupported Media Type",
         428 => "Precondition Required",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
@@ -86,18 +98,9 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.reason(), self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
-
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
-        ApiError::internal("Internal store error")
+        ApiError::internal(e.to_string())
     }
 }
 
@@ -116,10 +119,7 @@ impl From<ObjectError> for ApiError {
             K::RevisionMismatch => 412,
             K::BadRequest => 400,
             K::NotSupported => 501,
-            K::Internal => {
-                tracing::error!(error = %e, "object set error");
-                500
-            }
+            K::Internal => 500,
         };
         ApiError::new(status, e.message)
     }
@@ -132,10 +132,7 @@ impl From<RunError> for ApiError {
             RunError::NotFound(m) => ApiError::not_found(m),
             RunError::Conflict(m) => ApiError::conflict(m),
             RunError::Store(s) => ApiError::from(s),
-            RunError::Internal(m) => {
-                tracing::error!(error = %m, "run error");
-                ApiError::internal(m)
-            }
+            RunError::Internal(m) => ApiError::internal(m),
         }
     }
 }

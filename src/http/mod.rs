@@ -21,7 +21,10 @@
 
 pub mod auth;
 pub mod error;
+pub mod guard;
 mod handlers;
+pub mod health;
+pub mod preflight;
 pub mod request;
 pub mod routes;
 pub mod server;
@@ -46,6 +49,26 @@ pub struct AppState {
     pub runner: Runner,
     pub objects: ObjectSets,
     pub scheduler: Option<Arc<Scheduler>>,
+    pub guard: Arc<guard::LoginGuard>,
+    pub health: Arc<health::StoreHealth>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        runner: Runner,
+        objects: ObjectSets,
+        scheduler: Option<Arc<Scheduler>>,
+    ) -> AppState {
+        AppState {
+            config,
+            runner,
+            objects,
+            scheduler,
+            guard: Arc::default(),
+            health: Arc::default(),
+        }
+    }
 }
 
 /// Checks `Accept-API-Version`: absent or `resource=1.0` (any protocol); the scheduler also
@@ -79,7 +102,11 @@ fn check_api_version(
 }
 
 /// The service function: never fails; every error is a CREST error response.
-pub async fn handle(state: AppState, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: AppState,
+    peer: std::net::IpAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -89,40 +116,78 @@ pub async fn handle(state: AppState, req: Request<hyper::body::Incoming>) -> Res
         .ok()
         .and_then(|p| p.flag("_prettyPrint", false).ok())
         .unwrap_or(false);
-    let result = respond(state, req, params).await;
+    let result = respond(state, peer, req, params).await;
     let res = match result {
         Ok(r) => r,
-        Err(e) => error_response(&e, pretty),
+        Err(e) => error_response(&redact(e, &method, &path), pretty),
     };
     tracing::debug!(%method, %path, status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     res
 }
 
+/// A 500's cause (a store error, an OS error) is for the log, not for the client: it is logged
+/// with a fresh reference, and the answer is a generic message naming that reference.
+fn redact(e: ApiError, method: &hyper::Method, path: &str) -> ApiError {
+    if e.status != 500 {
+        return e;
+    }
+    let reference = crate::ids::new_uuid();
+    tracing::error!(%method, %path, %reference, error = %e.message, "internal error");
+    ApiError::internal(format!(
+        "Internal server error (reference {reference}; the server log has the details)"
+    ))
+}
+
 /// The authenticated user, checked once per request. Verifying an argon2 hash takes tens of
-/// milliseconds on purpose, so that case runs on a blocking thread, never on the runtime.
+/// milliseconds and MiBs on purpose, so that case goes through the login guard (a permit, a
+/// cache of recent successes, delayed repeated failures) and runs on a blocking thread.
 async fn authenticate(
     state: &AppState,
+    peer: std::net::IpAddr,
     headers: &hyper::HeaderMap,
 ) -> Result<Option<String>, ApiError> {
     let Some(credentials) = auth::Credentials::from_headers(headers) else {
         return Ok(None);
     };
-    if !credentials.needs_hashing(&state.config.users) {
-        return Ok(credentials.verify(&state.config.users));
+    let claimed = credentials.user().unwrap_or("(bearer token)").to_string();
+    let verified = if credentials.needs_hashing(&state.config.users) {
+        let fp = state.guard.fingerprint(
+            credentials.user().unwrap_or(""),
+            credentials.password().unwrap_or(""),
+        );
+        if let Some(user) = state.guard.recall(fp) {
+            return Ok(Some(user));
+        }
+        let permit = state.guard.permit().await;
+        let config = state.config.clone();
+        let verified = tokio::task::spawn_blocking(move || credentials.verify(&config.users))
+            .await
+            .map_err(|e| ApiError::internal(format!("credential check failed: {e}")))?;
+        drop(permit);
+        if let Some(user) = &verified {
+            state.guard.remember(fp, user);
+        }
+        verified
+    } else {
+        credentials.verify(&state.config.users)
+    };
+    if verified.is_none() {
+        let delay = state.guard.failed(peer, &claimed);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
-    let config = state.config.clone();
-    tokio::task::spawn_blocking(move || credentials.verify(&config.users))
-        .await
-        .map_err(|e| ApiError::internal(format!("credential check failed: {e}")))
+    Ok(verified)
 }
 
 async fn respond(
     state: AppState,
+    peer: std::net::IpAddr,
     req: Request<hyper::body::Incoming>,
     params: Result<Params, ApiError>,
 ) -> Result<Response<Body>, ApiError> {
     let route = routes::route(req.method(), req.uri().path());
-    let user = match authenticate(&state, req.headers()).await? {
+    let user = match authenticate(&state, peer, req.headers()).await? {
         Some(u) => u,
         None if matches!(route, Ok(Route::Ping)) => "anonymous".into(),
         None => return Err(ApiError::unauthorized()),
@@ -153,12 +218,18 @@ async fn respond(
     })?;
     let params = params?;
     let pretty = params.flag("_prettyPrint", false)?;
-    let headers = req.headers().clone();
-    let body = request::read_body(req.into_body(), state.config.server.max_body_bytes).await?;
+    let (parts, body) = req.into_parts();
+    let body = request::read_body(
+        &parts.headers,
+        body,
+        state.config.server.max_body_bytes,
+        std::time::Duration::from_secs(state.config.server.body_read_timeout_secs.max(1)),
+    )
+    .await?;
     let ctx = handlers::Call {
         route,
         params,
-        headers,
+        headers: parts.headers,
         body,
         user,
     };
@@ -194,4 +265,27 @@ async fn respond(
         }
     };
     Ok(json_response(status, &value, pretty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_answered_without_their_cause() {
+        let cause = ApiError::from(crate::storage::StoreError::Codec(
+            "object u1: recursion limit exceeded at /var/lib/recond".into(),
+        ));
+        let e = redact(cause, &hyper::Method::GET, "/openidm/managed/user/u1");
+        assert_eq!(e.status, 500);
+        assert!(!e.message.contains("recursion"), "{}", e.message);
+        assert!(!e.message.contains("/var/lib"), "{}", e.message);
+        assert!(e.message.contains("reference "), "{}", e.message);
+        let not_found = redact(
+            ApiError::not_found("Object x not found"),
+            &hyper::Method::GET,
+            "/",
+        );
+        assert_eq!(not_found.message, "Object x not found");
+    }
 }

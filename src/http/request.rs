@@ -57,35 +57,74 @@ impl Params {
     }
 }
 
-/// Reads the body up to `limit` bytes: over it is a 413, a broken stream a 400.
-pub async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
+/// Reads the body up to `limit` bytes within `timeout`: a declared `Content-Length` over the
+/// limit is a 413 before any of the body is read, a longer body a 413 as soon as it passes the
+/// limit, a body still arriving after `timeout` a 408, a broken stream a 400. Each of these
+/// closes the connection, since the rest of the body is never read.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: hyper::body::Incoming,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            413,
+            format!("Request body larger than the limit of {limit} bytes"),
+        )
+        .closing()
+    };
+    let declared = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
+    let Ok(read) = read else {
+        return Err(ApiError::new(
+            408,
+            format!(
+                "The request body did not arrive within {} seconds",
+                timeout.as_secs()
+            ),
+        )
+        .closing());
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                Err(ApiError::new(
-                    413,
-                    format!("Request body larger than the limit of {limit} bytes"),
-                ))
+                Err(too_large())
             } else {
-                Err(ApiError::bad_request(format!(
-                    "Could not read the request body: {e}"
-                )))
+                Err(
+                    ApiError::bad_request(format!("Could not read the request body: {e}"))
+                        .closing(),
+                )
             }
         }
     }
 }
 
-/// Parses a JSON body; `None` for an empty (or whitespace-only) body.
+/// Parses a JSON body; `None` for an empty (or whitespace-only) body. A body nested deeper
+/// than [`crate::objects::MAX_DEPTH`] is a 400, whatever it is for.
 pub fn json_body(bytes: &Bytes) -> Result<Option<Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(bytes).map(Some).map_err(|e| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!("The request body could not be parsed as JSON: {e}"))
-    })
+    })?;
+    if crate::objects::depth(&value) > crate::objects::MAX_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "The request body is nested deeper than {} levels",
+            crate::objects::MAX_DEPTH
+        )));
+    }
+    Ok(Some(value))
 }
 
 /// `If-Match: "<rev>"` (quotes optional; `*` means any revision, i.e. no condition).
@@ -135,6 +174,10 @@ pub fn error_response(e: &ApiError, pretty: bool) -> Response<Body> {
     if let Some(allow) = e.allow {
         res.headers_mut()
             .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if e.close {
+        res.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
     res
 }

@@ -66,29 +66,31 @@ impl Route {
     }
 }
 
+/// Percent-decodes a path segment or a query component (`+` is a space there); None when an
+/// escape is malformed or the result is not UTF-8.
 pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    // Every `%` must start an escape of two hex digits: `%zz` and `%+1` are malformed, not
+    // text to pass through.
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
+    for (i, _) in s.match_indices('%') {
+        if !bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        {
+            return None;
         }
     }
-    String::from_utf8(out).ok()
+    let spaced;
+    let s = if plus_is_space && s.contains('+') {
+        spaced = s.replace('+', " ");
+        spaced.as_str()
+    } else {
+        s
+    };
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 fn crest_verb(method: &Method, instance: bool) -> &'static str {
@@ -324,5 +326,9 @@ mod tests {
         assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
         assert_eq!(percent_decode("%22x%22", true).as_deref(), Some("\"x\""));
         assert_eq!(percent_decode("%zz", true), None);
+        assert_eq!(percent_decode("%+1", true), None);
+        assert_eq!(percent_decode("%2", true), None);
+        assert_eq!(percent_decode("%C3%A9%2B", true).as_deref(), Some("é+"));
+        assert_eq!(percent_decode("%ff", true), None);
     }
 }

@@ -136,9 +136,48 @@ pub fn check_id(id: &str) -> Result<(), ObjectError> {
     Ok(())
 }
 
-/// The body of a write: must be a JSON object; `_id` and `_rev` are removed (the id comes from
-/// the path, the revision from the store).
+/// The deepest nesting of arrays and objects a stored value may have. Below serde_json's
+/// parser limit (128) with room to spare, so whatever is written can always be read back; every
+/// way in (request bodies, PATCH results, script results, `openidm.create`) checks it.
+pub const MAX_DEPTH: usize = 64;
+
+/// The nesting depth of `value`: 0 for a scalar, 1 for `{}` or `[]`, and so on. Iterative, so
+/// a hostile value cannot overflow the stack while it is measured.
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(m.values().map(|c| (c, d + 1)));
+            }
+            Value::Array(a) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(a.iter().map(|c| (c, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Refuses a value nested deeper than [`MAX_DEPTH`] with a 400 that says so.
+pub fn check_depth(value: &Value) -> Result<(), ObjectError> {
+    let d = depth(value);
+    if d > MAX_DEPTH {
+        return Err(ObjectError::bad_request(format!(
+            "The object is nested {d} levels deep; at most {MAX_DEPTH} levels are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// The body of a write: must be a JSON object no deeper than [`MAX_DEPTH`]; `_id` and `_rev`
+/// are removed (the id comes from the path, the revision from the store). Every object-set
+/// write goes through here.
 pub fn body_object(body: Value) -> Result<Map<String, Value>, ObjectError> {
+    check_depth(&body)?;
     match body {
         Value::Object(mut m) => {
             m.remove("_id");

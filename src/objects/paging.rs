@@ -333,7 +333,15 @@ impl QueryRequest {
             ids_only,
             page_size: number("_pageSize")?,
             cookie: get("_pagedResultsCookie").filter(|c| !c.is_empty()),
-            offset: number("_pagedResultsOffset")?,
+            offset: match number("_pagedResultsOffset") {
+                // A negative offset is a client mistake, not the first page.
+                _ if get("_pagedResultsOffset").is_some_and(|v| v.trim().starts_with('-')) => {
+                    return Err(ObjectError::bad_request(
+                        "_pagedResultsOffset must not be negative",
+                    ))
+                }
+                n => n?,
+            },
             total,
             sort,
             fields,

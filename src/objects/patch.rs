@@ -1,11 +1,13 @@
 //! CREST patch operations (`add`, `remove`, `replace`, `increment`) applied to a JSON object.
 //!
 //! The whole patch is applied to a copy; the caller writes the result only if every operation
-//! succeeded, so a failing operation never leaves a half-patched object.
+//! succeeded, so a failing operation never leaves a half-patched object. A field path longer
+//! than [`MAX_DEPTH`] segments, or a result nested deeper than that, is refused: an object that
+//! could not be read back must never be written.
 
 use serde_json::{Map, Value};
 
-use super::ObjectError;
+use super::{check_depth, ObjectError, MAX_DEPTH};
 use crate::query::Pointer;
 
 pub fn apply(object: &Map<String, Value>, ops: &Value) -> Result<Map<String, Value>, ObjectError> {
@@ -23,6 +25,12 @@ pub fn apply(object: &Map<String, Value>, ops: &Value) -> Result<Map<String, Val
             .get("field")
             .and_then(Value::as_str)
             .ok_or_else(|| at("missing \"field\""))?;
+        // Counted before parsing, so a 5,000-segment path costs nothing.
+        if field.matches('/').count() > MAX_DEPTH {
+            return Err(at(&format!(
+                "the field path has more than {MAX_DEPTH} segments"
+            )));
+        }
         let ptr = Pointer::parse(field);
         if ptr.is_root() {
             return Err(at("the field must not be the whole object"));
@@ -105,6 +113,7 @@ pub fn apply(object: &Map<String, Value>, ops: &Value) -> Result<Map<String, Val
             other => return Err(at(&format!("unsupported operation \"{other}\""))),
         }
     }
+    check_depth(&doc)?;
     match doc {
         Value::Object(m) => Ok(m),
         _ => Err(ObjectError::bad_request(
@@ -180,5 +189,98 @@ mod tests {
         )
         .is_err());
         assert!(apply(&o, &json!([{"operation": "replace", "field": "/a", "value": 3}, {"operation": "nope", "field": "/a"}])).is_err());
+    }
+
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |v, _| json!({ "n": v }))
+    }
+
+    #[test]
+    fn depth_limit_on_paths_and_values() {
+        let o = obj(json!({"a": 1}));
+        let long_path = "/x".repeat(5000);
+        let e = apply(
+            &o,
+            &json!([{"operation": "add", "field": long_path, "value": 1}]),
+        )
+        .expect_err("a 5,000-segment path is refused");
+        assert!(e.message.contains("segments"), "{}", e.message);
+        // The object itself is one level, so a value of MAX_DEPTH levels is one too many.
+        let e = apply(
+            &o,
+            &json!([{"operation": "add", "field": "/deep", "value": nested(MAX_DEPTH)}]),
+        )
+        .expect_err("an over-deep value is refused");
+        assert!(e.message.contains("nested"), "{}", e.message);
+        // A path and a value that are each fine but too deep together.
+        let path = "/p".repeat(MAX_DEPTH / 2 + 1);
+        assert!(apply(
+            &o,
+            &json!([{"operation": "add", "field": path, "value": nested(MAX_DEPTH / 2)}]),
+        )
+        .is_err());
+        // Just inside the limit is accepted.
+        assert!(apply(
+            &o,
+            &json!([{"operation": "add", "field": "/deep", "value": nested(MAX_DEPTH - 1)}]),
+        )
+        .is_ok());
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z]{0,4}".prop_map(Value::String),
+        ];
+        // Deep enough to cross MAX_DEPTH when combined with long paths.
+        leaf.prop_recursive(80, 200, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c]", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn op() -> impl Strategy<Value = Value> {
+        (
+            "add|remove|replace|increment|bogus",
+            prop::collection::vec("[a-c]|-|0|1|_id", 0..90),
+            prop::option::of(json_value()),
+        )
+            .prop_map(|(op, path, value)| {
+                let mut o =
+                    serde_json::json!({ "operation": op, "field": format!("/{}", path.join("/")) });
+                if let Some(v) = value {
+                    o["value"] = v;
+                }
+                o
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn patches_never_panic_and_never_go_too_deep(
+            start in json_value(),
+            ops in prop::collection::vec(op(), 0..6),
+        ) {
+            let mut object = Map::new();
+            object.insert("start".into(), start);
+            let _ = check_depth(&Value::Object(object.clone()));
+            if let Ok(out) = apply(&object, &Value::Array(ops)) {
+                prop_assert!(crate::objects::depth(&Value::Object(out)) <= MAX_DEPTH);
+            }
+        }
     }
 }

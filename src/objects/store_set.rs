@@ -127,6 +127,17 @@ impl StoreSet {
         body: &Map<String, Value>,
         old: Option<(u64, &Map<String, Value>)>,
     ) -> Result<u64, ObjectError> {
+        // The one write path of this set (REST and runs): nothing over-deep reaches the store.
+        if let Some(d) = body.values().map(super::depth).max() {
+            if d >= super::MAX_DEPTH {
+                return Err(ObjectError::bad_request(format!(
+                    "Object {}/{id} is nested {} levels deep; at most {} levels are allowed",
+                    self.name,
+                    d + 1,
+                    super::MAX_DEPTH
+                )));
+            }
+        }
         let old_terms = old.map(|(_, o)| self.terms(o)).unwrap_or_default();
         let new_terms = self.terms(body);
         let (expect, rev) = match old {
@@ -400,6 +411,17 @@ impl ObjectSet for StoreSet {
     }
 
     fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Value, ObjectError> {
+        // A value this build cannot decode (one written, before the depth limit, nested deeper
+        // than the JSON reader allows) must still be removable: delete it without its index
+        // terms, which cannot be computed. A stale index entry is harmless, since every index
+        // hit is re-read and re-checked.
+        if let Err(StoreError::Codec(reason)) = self.store.get_object(&self.name, id) {
+            tracing::warn!(set = %self.name, %id, %reason, "deleting an unreadable object");
+            let mut batch = DataBatch::new();
+            batch.delete_object(&self.name, id, &[]);
+            self.store.apply(batch)?;
+            return Ok(serde_json::json!({ "_id": id }));
+        }
         self.with_cas(id, || {
             let current = self
                 .get(id)?
@@ -413,5 +435,50 @@ impl ObjectSet for StoreSet {
 
     fn as_store(&self) -> Option<&StoreSet> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |v, _| json!({ "n": v }))
+    }
+
+    #[test]
+    fn over_deep_values_are_refused_and_old_ones_stay_deletable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), &Default::default()).expect("open store");
+        let set = StoreSet::open(store.clone(), "managed/user", &["n".to_string()]).expect("set");
+        let e = set
+            .create(
+                Some("deep"),
+                json!({ "n": nested(super::super::MAX_DEPTH) }),
+            )
+            .expect_err("too deep");
+        assert_eq!(e.kind, ObjectErrorKind::BadRequest, "{}", e.message);
+        let body = nested(200);
+        let e = set.put("deep", body, None, false).expect_err("too deep");
+        assert_eq!(e.kind, ObjectErrorKind::BadRequest, "{}", e.message);
+
+        // An object written by an older build that had no limit: 200 levels, unreadable by
+        // the JSON reader (limit 128). It must stay deletable.
+        let mut batch = DataBatch::new();
+        let poisoned = nested(200).as_object().cloned().expect("object");
+        batch
+            .put_object("managed/user", "old", 1, &poisoned, &[], &[])
+            .expect("raw write");
+        store.apply(batch).expect("apply");
+        set.create(Some("fine"), json!({"n": "x"})).expect("create");
+        assert!(
+            set.read("old").is_err(),
+            "the poisoned object cannot be read"
+        );
+        assert!(set.read("fine").expect("read").is_some());
+        assert_eq!(set.delete("old", None).expect("delete")["_id"], "old");
+        assert!(set.read("old").expect("read").is_none());
+        assert_eq!(set.count().expect("count"), 1);
     }
 }

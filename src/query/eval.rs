@@ -71,12 +71,6 @@ pub enum Filter {
         value: Value,
     },
     Present(Pointer),
-    /// An operator outside the standard set: parses, never matches.
-    Extended {
-        ptr: Pointer,
-        op: String,
-        value: Value,
-    },
 }
 
 impl Filter {
@@ -108,7 +102,6 @@ impl Filter {
                 Some(Value::Array(items)) => items.iter().any(|x| !x.is_null()),
                 Some(_) => true,
             },
-            Filter::Extended { .. } => false,
         }
     }
 
@@ -393,10 +386,6 @@ fn fmt_filter(f: &mut fmt::Formatter<'_>, filter: &Filter) -> fmt::Result {
             fmt_value(f, value)
         }
         Filter::Present(ptr) => write!(f, "{ptr} pr"),
-        Filter::Extended { ptr, op, value } => {
-            write!(f, "{ptr} {op} ")?;
-            fmt_value(f, value)
-        }
     }
 }
 

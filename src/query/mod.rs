@@ -21,14 +21,14 @@ mod pointer;
 mod select;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 pub use eval::{compare_values, quote, CmpOp, Filter};
 pub use parse::{parse, MAX_DEPTH, MAX_FILTER_LEN};
 pub use pointer::Pointer;
 pub use select::{parse_fields, parse_sort_keys, project, sort_cmp, SortKey};
-
-use std::fmt;
 
 /// What the text in a [`QueryError`] was meant to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,8 +41,25 @@ pub enum QueryErrorKind {
     Pointer,
 }
 
+impl QueryErrorKind {
+    fn what(self) -> &'static str {
+        match self {
+            QueryErrorKind::Filter => "query filter",
+            QueryErrorKind::SortKeys => "sort keys",
+            QueryErrorKind::Pointer => "pointer",
+        }
+    }
+    fn unit(self) -> &'static str {
+        match self {
+            QueryErrorKind::Pointer => "segment",
+            _ => "position",
+        }
+    }
+}
+
 /// The single error type of the query module.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid {} '{text}': {reason} at {} {position}", kind.what(), kind.unit())]
 pub struct QueryError {
     pub kind: QueryErrorKind,
     /// The whole text that failed (filter, sort keys, or pointer).
@@ -68,27 +85,3 @@ impl QueryError {
         }
     }
 }
-
-impl fmt::Display for QueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            QueryErrorKind::Filter => write!(
-                f,
-                "Invalid query filter '{}': {} at position {}",
-                self.text, self.reason, self.position
-            ),
-            QueryErrorKind::SortKeys => write!(
-                f,
-                "Invalid sort keys '{}': {} at position {}",
-                self.text, self.reason, self.position
-            ),
-            QueryErrorKind::Pointer => write!(
-                f,
-                "Invalid pointer '{}': {} at segment {}",
-                self.text, self.reason, self.position
-            ),
-        }
-    }
-}
-
-impl std::error::Error for QueryError {}

@@ -6,7 +6,7 @@
 //! AndExpr     := NotExpr ( "and" NotExpr )*
 //! NotExpr     := "!" PrimaryExpr | PrimaryExpr
 //! PrimaryExpr := "(" Expr ")" | Pointer Op Value | Pointer "pr" | "true" | "false"
-//! Op          := eq | co | sw | lt | le | gt | ge | <extended op: [A-Za-z0-9_.]+>
+//! Op          := eq | co | sw | lt | le | gt | ge   (extended operators: a 400)
 //! Value       := "..." | '...' | true | false | number
 //! ```
 //!
@@ -250,15 +250,14 @@ impl<'a> Parser<'a> {
         if op.eq_ignore_ascii_case("pr") {
             return Ok(Filter::Present(ptr));
         }
+        // CREST lets a backend define extended operators; recond defines none, and an
+        // operator it cannot evaluate must not quietly match nothing.
+        let op = CmpOp::from_name(op).ok_or((
+            op_pos,
+            "unknown operator (eq, co, sw, gt, ge, lt, le or pr)",
+        ))?;
         let value = self.parse_value()?;
-        Ok(match CmpOp::from_name(op) {
-            Some(op) => Filter::Cmp { ptr, op, value },
-            None => Filter::Extended {
-                ptr,
-                op: op.to_string(),
-                value,
-            },
-        })
+        Ok(Filter::Cmp { ptr, op, value })
     }
 
     fn parse_value(&mut self) -> Result<Value, Fail> {

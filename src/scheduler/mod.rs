@@ -2,7 +2,7 @@
 //! [`Launcher`]; knows nothing about runs, the store or HTTP.
 //!
 //! Schedules come from recon.toml `[[schedules]]` or IDM `schedule-*.json` files
-//! ([`parse_idm_schedule_file`] → [`RawSchedule`] → [`build_spec`] → [`ScheduleSpec`]).
+//! ([`parse_idm_schedule_file`] → [`IdmSchedule`] / [`RawSchedule`] → [`build_spec`] → [`ScheduleSpec`]).
 //!
 //! Invariants:
 //! * all time comes from a [`Clock`] and all effects go through [`Launcher`] and
@@ -19,113 +19,28 @@
 //! * scheduled and misfire firings are always recorded (even when skipped or failed) at the
 //!   time they happened, so the next startup sees exactly the fire times after it.
 
+mod clock;
 pub mod cron;
+mod jobs;
+mod spec;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{Cron, CronError, TimeZone};
+#[cfg(test)]
+use spec::parse_reconcile_schedule;
+pub use spec::{
+    build_spec, parse_idm_schedule_file, IdmSchedule, MisfirePolicy, RawSchedule, ScheduleSpec,
+};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 /// The longest the run loop sleeps before recomputing, so clock changes are noticed.
 const MAX_SLEEP_SECS: i64 = 60;
-
-/// Source of the current time, in unix seconds.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> i64;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
-        }
-    }
-}
-
-/// A clock that only moves when told to; for tests (including integration tests).
-#[derive(Debug, Default)]
-pub struct ManualClock {
-    now: AtomicI64,
-}
-
-impl ManualClock {
-    pub fn new(now: i64) -> ManualClock {
-        ManualClock {
-            now: AtomicI64::new(now),
-        }
-    }
-
-    pub fn set(&self, now: i64) {
-        self.now.store(now, Ordering::SeqCst);
-    }
-
-    pub fn advance(&self, secs: i64) {
-        self.now.fetch_add(secs, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.now.load(Ordering::SeqCst)
-    }
-}
-
-/// What to do at startup about fire times missed while the server was down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MisfirePolicy {
-    /// Fire once now, then follow the schedule (IDM's default).
-    #[default]
-    FireAndProceed,
-    /// Skip the missed firings and wait for the next fire time.
-    DoNothing,
-}
-
-impl MisfirePolicy {
-    /// Parses IDM's `misfirePolicy` strings (case-insensitive).
-    pub fn parse(s: &str) -> Option<MisfirePolicy> {
-        if s.eq_ignore_ascii_case("fireAndProceed") {
-            Some(MisfirePolicy::FireAndProceed)
-        } else if s.eq_ignore_ascii_case("doNothing") {
-            Some(MisfirePolicy::DoNothing)
-        } else {
-            None
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            MisfirePolicy::FireAndProceed => "fireAndProceed",
-            MisfirePolicy::DoNothing => "doNothing",
-        }
-    }
-}
-
-/// A validated schedule.
-#[derive(Debug, Clone)]
-pub struct ScheduleSpec {
-    pub name: String,
-    /// The expression as configured (echoed in job JSON).
-    pub cron_text: String,
-    pub cron: Cron,
-    pub tz: TimeZone,
-    /// The time zone as configured ("UTC" when none was).
-    pub tz_text: String,
-    pub mapping: String,
-    pub enabled: bool,
-    pub persist_associations: bool,
-    pub analyze: bool,
-    pub misfire: MisfirePolicy,
-}
 
 /// Result of asking the launcher to start a reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,8 +134,8 @@ impl ScheduleState for MemoryScheduleState {
 /// or manual), whatever its outcome.
 #[derive(Debug, Default)]
 struct JobState {
-    next_fire: Option<i64>,
-    last: Option<LastFiring>,
+    pub(super) next_fire: Option<i64>,
+    pub(super) last: Option<LastFiring>,
 }
 
 /// Fires schedules through a [`Launcher`]; see the module docs for the invariants.
@@ -281,13 +196,13 @@ impl Scheduler {
             match spec.misfire {
                 MisfirePolicy::DoNothing => tracing::info!(
                     schedule = %spec.name,
-                    missed = %iso8601(missed.saturating_mul(1000)),
+                    missed = %crate::ids::iso_millis(missed.saturating_mul(1000)),
                     "misfire skipped (misfirePolicy doNothing)"
                 ),
                 MisfirePolicy::FireAndProceed => {
                     tracing::info!(
                         schedule = %spec.name,
-                        missed = %iso8601(missed.saturating_mul(1000)),
+                        missed = %crate::ids::iso_millis(missed.saturating_mul(1000)),
                         "misfire: firing once now (misfirePolicy fireAndProceed)"
                     );
                     self.fire(i, Trigger::Misfire, now);
@@ -344,7 +259,7 @@ impl Scheduler {
         self.specs
             .iter()
             .zip(jobs.iter())
-            .map(|(s, j)| job_json(s, j))
+            .map(|(s, j)| jobs::job_json(s, j))
             .collect()
     }
 
@@ -352,7 +267,7 @@ impl Scheduler {
     pub fn job(&self, name: &str) -> Option<Value> {
         let i = self.specs.iter().position(|s| s.name == name)?;
         let jobs = self.jobs.lock();
-        Some(job_json(&self.specs[i], jobs.get(i)?))
+        Some(jobs::job_json(&self.specs[i], jobs.get(i)?))
     }
 
     /// Launches schedule `i`, logs, records and remembers the outcome. Called without the lock.
@@ -432,216 +347,13 @@ impl Scheduler {
     }
 }
 
-fn job_json(spec: &ScheduleSpec, job: &JobState) -> Value {
-    let mut ctx = Map::new();
-    ctx.insert("action".into(), json!("reconcile"));
-    ctx.insert("mapping".into(), json!(spec.mapping));
-    if spec.persist_associations {
-        ctx.insert("persistAssociations".into(), json!(true));
-    }
-    if spec.analyze {
-        ctx.insert("analyze".into(), json!(true));
-    }
-    let date = |t: Option<i64>| t.map(|s| iso8601(s.saturating_mul(1000)));
-    json!({
-        "_id": spec.name,
-        "enabled": spec.enabled,
-        "persisted": true,
-        "schedule": spec.cron_text,
-        "type": "cron",
-        "misfirePolicy": spec.misfire.as_str(),
-        "timeZone": spec.tz_text,
-        "invokeService": "sync",
-        "invokeContext": ctx,
-        "nextRunDate": date(job.next_fire.filter(|_| spec.enabled)),
-        "lastRunDate": date(job.last.as_ref().map(|f| f.at)),
-        "lastRunId": job.last.as_ref().map(|f| &f.run_id),
-        "lastRunStatus": job.last.as_ref().map(|f| &f.status),
-        "concurrentExecution": false,
-    })
-}
-
-/// Formats unix milliseconds as ISO-8601 UTC with milliseconds, e.g. `2020-05-07T09:14:57.740Z`.
-pub fn iso8601(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let ms = unix_ms.rem_euclid(1000);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = cron::civil_from_days(secs.div_euclid(86_400));
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
-}
-
-/// A schedule as written in configuration, before validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawSchedule {
-    pub name: String,
-    pub schedule: String,
-    pub mapping: String,
-    pub enabled: Option<bool>,
-    pub persist_associations: bool,
-    pub analyze: bool,
-    pub time_zone: Option<String>,
-    pub misfire_policy: Option<String>,
-}
-
-/// The schedule name of an IDM schedule file: `conf/schedule-hr.json` → `hr`.
-fn schedule_name(file: &str) -> Result<String, String> {
-    let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
-    let stem = base.strip_suffix(".json").unwrap_or(base);
-    let name = stem.strip_prefix("schedule-").unwrap_or(stem);
-    if name.trim().is_empty() {
-        return Err(format!(
-            "schedule file {file:?}: the file name gives an empty schedule name"
-        ));
-    }
-    Ok(name.to_string())
-}
-
-/// Reads an IDM `schedule-*.json` file. Ok(None) for schedules of other services (script,
-/// task scanner, live sync...), which recond does not run.
-pub fn parse_idm_schedule_file(name: &str, json: &Value) -> Result<Option<RawSchedule>, String> {
-    let sname = schedule_name(name)?;
-    let err = |field: &str, msg: &str| format!("schedule \"{sname}\": {field}: {msg}");
-    let obj = json
-        .as_object()
-        .ok_or_else(|| err("file", "must contain a JSON object"))?;
-    let string = |key: &str| -> Result<Option<&str>, String> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(err(key, "must be a string")),
-        }
-    };
-    let service = string("invokeService")?.ok_or_else(|| err("invokeService", "is required"))?;
-    if service != "sync" && service != "org.forgerock.openidm.sync" {
-        return Ok(None);
-    }
-    match string("type")? {
-        None | Some("cron") => {}
-        Some(other) => {
-            return Err(err(
-                "type",
-                &format!("\"{other}\" is not supported; only \"cron\" schedules are"),
-            ))
-        }
-    }
-    for key in ["startTime", "endTime"] {
-        if string(key)?.is_some_and(|s| !s.is_empty()) {
-            return Err(err(key, "is not supported"));
-        }
-    }
-    let boolean = |o: &Map<String, Value>, key: &str, field: &str| match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(err(field, "must be true or false")),
-    };
-    if boolean(obj, "concurrentExecution", "concurrentExecution")? == Some(true) {
-        return Err(err(
-            "concurrentExecution",
-            "true is not supported for reconciliations",
-        ));
-    }
-    let schedule = string("schedule")?.ok_or_else(|| err("schedule", "is required"))?;
-    let ctx = match obj.get("invokeContext") {
-        Some(Value::Object(c)) => c,
-        None | Some(Value::Null) => return Err(err("invokeContext", "is required")),
-        Some(_) => return Err(err("invokeContext", "must be an object")),
-    };
-    match ctx.get("action") {
-        Some(Value::String(a)) if a == "reconcile" || a == "recon" => {}
-        Some(Value::String(a)) => {
-            return Err(err(
-                "invokeContext.action",
-                &format!("\"{a}\" is not supported; use \"reconcile\""),
-            ))
-        }
-        None | Some(Value::Null) => return Err(err("invokeContext.action", "is required")),
-        Some(_) => return Err(err("invokeContext.action", "must be a string")),
-    }
-    let mapping = match ctx.get("mapping") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        Some(Value::Object(_)) => {
-            return Err(err(
-                "invokeContext.mapping",
-                "inline mapping objects are not supported; name a configured mapping",
-            ))
-        }
-        None | Some(Value::Null) => return Err(err("invokeContext.mapping", "is required")),
-        Some(_) => {
-            return Err(err(
-                "invokeContext.mapping",
-                "must be the name of a mapping",
-            ))
-        }
-    };
-    Ok(Some(RawSchedule {
-        name: sname.clone(),
-        schedule: schedule.to_string(),
-        mapping,
-        enabled: boolean(obj, "enabled", "enabled")?,
-        persist_associations: boolean(
-            ctx,
-            "persistAssociations",
-            "invokeContext.persistAssociations",
-        )?
-        .unwrap_or(false),
-        analyze: boolean(ctx, "analyze", "invokeContext.analyze")?.unwrap_or(false),
-        time_zone: string("timeZone")?.map(str::to_string),
-        misfire_policy: string("misfirePolicy")?.map(str::to_string),
-    }))
-}
-
-/// Validates a raw schedule: cron expression, time zone (default UTC), misfire policy
-/// (default fireAndProceed); `enabled` defaults to true. Errors name the schedule and field.
-pub fn build_spec(raw: RawSchedule) -> Result<ScheduleSpec, String> {
-    let n = raw.name.clone();
-    if n.trim().is_empty() {
-        return Err("schedule \"\": name: must not be empty".to_string());
-    }
-    if raw.mapping.trim().is_empty() {
-        return Err(format!("schedule \"{n}\": mapping: must not be empty"));
-    }
-    let cron =
-        Cron::parse(&raw.schedule).map_err(|e| format!("schedule \"{n}\": schedule: {e}"))?;
-    let (tz, tz_text) = match raw.time_zone {
-        Some(t) if !t.trim().is_empty() => (
-            TimeZone::parse(&t).map_err(|e| format!("schedule \"{n}\": timeZone: {e}"))?,
-            t,
-        ),
-        _ => (TimeZone::Utc, "UTC".to_string()),
-    };
-    let misfire = match raw.misfire_policy {
-        None => MisfirePolicy::default(),
-        Some(p) => MisfirePolicy::parse(&p).ok_or_else(|| {
-            format!(
-                "schedule \"{n}\": misfirePolicy: \"{p}\" is not one of fireAndProceed, doNothing"
-            )
-        })?,
-    };
-    Ok(ScheduleSpec {
-        name: raw.name,
-        cron_text: raw.schedule,
-        cron,
-        tz,
-        tz_text,
-        mapping: raw.mapping,
-        enabled: raw.enabled.unwrap_or(true),
-        persist_associations: raw.persist_associations,
-        analyze: raw.analyze,
-        misfire,
-    })
-}
-
 #[cfg(test)]
 // Tests may unwrap: a failure there is the test's report.
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::cron::days_from_civil;
     use super::*;
+    use serde_json::json;
 
     fn ts(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
         days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s)
@@ -960,12 +672,18 @@ mod tests {
 
     #[test]
     fn iso8601_format() {
-        assert_eq!(iso8601(1_588_842_897_740), "2020-05-07T09:14:57.740Z");
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        let _ = iso8601(i64::MIN);
-        let _ = iso8601(i64::MAX);
+        assert_eq!(
+            crate::ids::iso_millis(1_588_842_897_740),
+            "2020-05-07T09:14:57.740Z"
+        );
+        assert_eq!(crate::ids::iso_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(crate::ids::iso_millis(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            crate::ids::iso_millis(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+        let _ = crate::ids::iso_millis(i64::MIN);
+        let _ = crate::ids::iso_millis(i64::MAX);
     }
 
     #[test]
@@ -973,7 +691,7 @@ mod tests {
         let file = json!({"enabled": true, "type": "cron", "schedule": "0 0/15 * * * ?",
             "persisted": true, "misfirePolicy": "fireAndProceed", "invokeService": "sync",
             "invokeContext": {"action": "reconcile", "mapping": "systemHrAccounts_managedUser"}});
-        let r = parse_idm_schedule_file("schedule-hr.json", &file)
+        let r = parse_reconcile_schedule("schedule-hr.json", &file)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -999,7 +717,7 @@ mod tests {
             "timeZone": "GMT+2", "enabled": false,
             "invokeContext": {"action": "recon", "mapping": "m", "persistAssociations": true,
                               "analyze": true}});
-        let r = parse_idm_schedule_file("conf/schedule-nightly.json", &full)
+        let r = parse_reconcile_schedule("conf/schedule-nightly.json", &full)
             .unwrap()
             .unwrap();
         assert_eq!(r.name, "nightly");
@@ -1008,34 +726,37 @@ mod tests {
         assert_eq!(r.time_zone.as_deref(), Some("GMT+2"));
         assert_eq!(build_spec(r).unwrap().tz, TimeZone::Fixed(7200));
 
+        let not_run = |name: &str, v: &Value| match parse_idm_schedule_file(name, v) {
+            Ok(IdmSchedule::NotRun(why)) => why,
+            other => panic!("{name}: expected NotRun, got {other:?}"),
+        };
         let script = json!({"schedule": "* * * * * ?", "invokeService": "script",
             "invokeContext": {"script": {"type": "text/javascript", "source": "1"}}});
-        assert_eq!(
-            parse_idm_schedule_file("schedule-s.json", &script),
-            Ok(None)
-        );
+        assert!(not_run("schedule-s.json", &script).contains("\"script\""));
         let live = json!({"schedule": "* * * * * ?", "invokeService": "provisioner",
             "invokeContext": {"action": "liveSync", "source": "system/ldap/account"}});
-        assert_eq!(
-            parse_idm_schedule_file("schedule-live.json", &live),
-            Ok(None)
-        );
+        assert!(not_run("schedule-live.json", &live).contains("provisioner"));
+        // liveSync through the sync service, and a disabled schedule recond cannot read, are
+        // warnings, never a refusal to start.
+        let mut sync_live = file.clone();
+        sync_live["invokeContext"]["action"] = json!("liveSync");
+        assert!(not_run("schedule-hr.json", &sync_live).contains("liveSync"));
+        let mut off = file.clone();
+        off["enabled"] = json!(false);
+        off["type"] = json!("simple");
+        assert!(not_run("schedule-hr.json", &off).starts_with("disabled"));
 
         let bad = |patch: Value| {
             let mut v = file.clone();
             for (k, val) in patch.as_object().unwrap() {
                 v[k] = val.clone();
             }
-            parse_idm_schedule_file("schedule-hr.json", &v).unwrap_err()
+            parse_reconcile_schedule("schedule-hr.json", &v).unwrap_err()
         };
         let inline = bad(json!({"invokeContext": {"action": "reconcile",
             "mapping": {"name": "x", "source": "a", "target": "b"}}}));
         assert!(inline.starts_with("schedule \"hr\": invokeContext.mapping: inline mapping"));
         assert!(bad(json!({"invokeContext": {"action": "reconcile"}})).contains("is required"));
-        assert!(
-            bad(json!({"invokeContext": {"action": "liveSync", "mapping": "m"}}))
-                .contains("invokeContext.action: \"liveSync\" is not supported")
-        );
         assert!(bad(json!({"type": "simple"})).contains("type: \"simple\" is not supported"));
         assert!(bad(json!({"concurrentExecution": true})).contains("concurrentExecution"));
         assert!(bad(json!({"startTime": "2024-01-01T00:00:00"})).contains("startTime"));

@@ -67,3 +67,54 @@ mod tests {
         assert!(decode::<R>(&[VERSION, 1]).is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug, Clone)]
+    struct Record {
+        n: u64,
+        i: i64,
+        text: String,
+        bytes: Vec<u8>,
+        maybe: Option<String>,
+        list: Vec<(String, u32)>,
+    }
+
+    fn record() -> impl Strategy<Value = Record> {
+        (
+            any::<u64>(),
+            any::<i64>(),
+            "\\PC{0,40}",
+            prop::collection::vec(any::<u8>(), 0..64),
+            prop::option::of("\\PC{0,10}"),
+            prop::collection::vec(("\\PC{0,6}", any::<u32>()), 0..5),
+        )
+            .prop_map(|(n, i, text, bytes, maybe, list)| Record {
+                n,
+                i,
+                text,
+                bytes,
+                maybe,
+                list,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_record_round_trips(r in record()) {
+            let bytes = encode(&r).expect("encodable");
+            prop_assert_eq!(bytes[0], VERSION);
+            prop_assert_eq!(decode::<Record>(&bytes).expect("decodable"), r);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+            let _ = decode::<Record>(&bytes);
+        }
+    }
+}

@@ -322,6 +322,16 @@ fn config_errors_exit_2_with_a_message() {
             "groovy",
         ),
         ("user", "[[users]]\nusername = \"x\"\n".into(), "password"),
+        (
+            "queryid",
+            "[managed.user]\n[managed.other]\n[[mappings]]\nname = \"m\"\nsource = \"managed/other\"\ntarget = \"managed/user\"\nsourceQuery = { _queryId = \"no-such-query\" }\n".into(),
+            "no-such-query",
+        ),
+        (
+            "resource",
+            "[managed.user]\n[managed.other]\n[[mappings]]\nname = \"m\"\nsource = \"managed/other\"\ntarget = \"managed/user\"\ntargetQuery = { resourceName = \"managed/nope\", _queryFilter = \"true\" }\n".into(),
+            "managed/nope",
+        ),
     ];
     for (name, text, needle) in cases {
         let file = if name == "syntax" {

@@ -4,6 +4,8 @@
 mod helpers;
 
 mod foundation;
+mod full_disk;
+mod hardening;
 mod history;
 mod integrity;
 mod model;

@@ -115,6 +115,10 @@ fn idm_schedule_files_and_bad_schedules() {
         "invokeContext": {"action": "reconcile", "mapping": "hr"}
     });
     let other = json!({"enabled": true, "type": "cron", "schedule": "0 0 * * * ?", "invokeService": "script", "invokeContext": {}});
+    let live = json!({"enabled": true, "schedule": "0 0 * * * ?", "invokeService": "sync",
+        "invokeContext": {"action": "liveSync", "source": "system/ldap/account"}});
+    let off = json!({"enabled": false, "type": "simple", "repeatInterval": 60000,
+        "invokeService": "sync", "invokeContext": {"action": "reconcile", "mapping": "hr"}});
     let config = format!("schedules_dir = \"conf\"\n{HR}");
     let s = Server::start(
         &config,
@@ -122,10 +126,24 @@ fn idm_schedule_files_and_bad_schedules() {
             ("data/hr.csv", &format!("{HEADER}{}", people(1, 1))),
             ("conf/schedule-hr15.json", &file.to_string()),
             ("conf/schedule-other.json", &other.to_string()),
+            ("conf/schedule-live.json", &live.to_string()),
+            ("conf/schedule-off.json", &off.to_string()),
         ],
     );
     let r = s.get("/openidm/scheduler/job?_queryFilter=true");
     assert_eq!(r.body["resultCount"], 1, "only sync schedules: {}", r.body);
+    // What recond does not run is a warning naming the file, never a silent skip.
+    let log = s.log();
+    for f in [
+        "schedule-other.json",
+        "schedule-live.json",
+        "schedule-off.json",
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains("WARN") && l.contains(f)),
+            "{f}:\n{log}"
+        );
+    }
     assert_eq!(r.body["result"][0]["_id"], "hr15");
     assert_eq!(r.body["result"][0]["enabled"], false);
     assert_eq!(r.body["result"][0]["misfirePolicy"], "doNothing");

@@ -1,0 +1,202 @@
+//! `/openidm/recon` (runs, association data), `/openidm/audit/recon`, the run pool figures, and
+//! IDM's deprecated `/openidm/sync?_action=recon`.
+
+use hyper::body::Bytes;
+
+use serde_json::{json, Value};
+
+use super::{envelope, fields, ok, query_request, Call, Reply, WaitAnswer};
+use crate::http::error::ApiError;
+use crate::http::request::{json_body, Params};
+use crate::http::routes::Route;
+use crate::http::AppState;
+use crate::query;
+use crate::runner::{ReconKind, StartRequest};
+
+pub(super) fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
+    let Call {
+        route,
+        params,
+        body,
+        user,
+        ..
+    } = call;
+    let runner = &state.runner;
+    match route {
+        Route::ReconHealth => {
+            let active = runner.active_count();
+            let max = state.config.server.max_concurrent_runs;
+            ok(json!({
+                "activeThreads": active, "corePoolSize": max, "largestPoolSize": max,
+                "maximumPoolSize": max, "currentPoolSize": active,
+            }))
+        }
+        Route::ReconList => {
+            if params.has("_queryFilter")
+                || params.has("_queryId")
+                || params.has("_queryExpression")
+            {
+                return Err(ApiError::new(501, "The query operations are not supported"));
+            }
+            ok(json!({ "reconciliations": runner.list()? }))
+        }
+        Route::ReconAction => start_run(state, &params, &body, user),
+        Route::SyncAction => sync_action(state, &params, &body, user),
+        Route::ReconRead(id) => ok(fields(&params, runner.summary(&id)?)),
+        Route::ReconInstanceAction(id) => match params.get("_action") {
+            Some("cancel") => ok(runner.cancel(&id)?),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Action {other} on recon run {id} not supported"
+            ))),
+            None => Err(ApiError::bad_request(
+                "Action parameter is not present or value is null",
+            )),
+        },
+        Route::ReconDelete(id) => ok(runner.delete(&id)?),
+        Route::AssocQuery => {
+            let q = query_request(&params, &[])?;
+            ok(envelope(runner.assoc_query(&q)?, &q))
+        }
+        Route::AssocRead(id) => ok(runner.assoc_read(&id)?),
+        Route::AssocEntries(id) => {
+            let q = query_request(&params, &[])?;
+            let side = |key: &str| -> Result<Option<query::Filter>, ApiError> {
+                match params.get(key) {
+                    Some(f) if !f.is_empty() => Ok(Some(query::parse(f)?)),
+                    _ => Ok(None),
+                }
+            };
+            let (sf, tf) = (side("sourceQueryFilter")?, side("targetQueryFilter")?);
+            ok(envelope(
+                runner.entries_query(&id, &q, sf.as_ref(), tf.as_ref())?,
+                &q,
+            ))
+        }
+        Route::AssocEntry(id, entry) => ok(runner.entry_read(&id, &entry)?),
+        Route::AuditQuery => {
+            let q = query_request(&params, &[])?;
+            ok(envelope(runner.audit_query(&q)?, &q))
+        }
+        Route::AuditRead(id) => ok(runner.audit_read(&id)?),
+        other => Err(ApiError::internal(format!(
+            "route {other:?} reached the wrong handler"
+        ))),
+    }
+}
+
+/// Actions of IDM's synchronization service that recond does not offer: it reconciles whole
+/// mappings or single ids through `/openidm/recon` and has no implicit sync.
+const SYNC_NOT_OFFERED: &[&str] = &[
+    "performAction",
+    "notifyCreate",
+    "notifyUpdate",
+    "notifyDelete",
+    "getLinkedResources",
+];
+
+/// `POST /openidm/sync?_action=recon&mapping=M`: IDM's older, deprecated way to start a
+/// reconciliation, kept for scripts written against it. Like IDM it runs the mapping to the
+/// end before answering.
+fn sync_action(
+    state: &AppState,
+    params: &Params,
+    body: &Bytes,
+    user: String,
+) -> Result<Reply, ApiError> {
+    match params.get("_action") {
+        Some("recon") => {
+            let req = start_request(&state.objects, params, body, user, ReconKind::Full)?;
+            Ok(Reply::Wait(state.runner.start(req)?, WaitAnswer::Sync))
+        }
+        Some(a) if SYNC_NOT_OFFERED.contains(&a) => Err(ApiError::new(
+            501,
+            format!("The sync action {a} is not supported: reconcile with POST /openidm/recon?_action=recon or reconById"),
+        )),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Action {other} is not supported."
+        ))),
+        None => Err(ApiError::bad_request(
+            "Action parameter is not present or value is null",
+        )),
+    }
+}
+
+/// A run of `kind` for the `mapping` parameter, with the run options IDM takes as
+/// parameters (`analyze`, `persistAssociations`) and the body's overrides.
+fn start_request(
+    objects: &crate::objects::ObjectSets,
+    params: &Params,
+    body: &Bytes,
+    user: String,
+    kind: ReconKind,
+) -> Result<StartRequest, ApiError> {
+    let mapping = params
+        .get("mapping")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::bad_request("/mapping: Expecting a value"))?;
+    let body = json_body(body)?;
+    if let Some(body) = &body {
+        check_body_queries(objects, body)?;
+    }
+    Ok(StartRequest {
+        mapping: mapping.to_string(),
+        kind,
+        body,
+        analyze: params.flag("analyze", false)?,
+        persist_associations: params.flag("persistAssociations", false)?,
+        user,
+        schedule: None,
+    })
+}
+
+/// A run body's `sourceQuery` / `targetQuery` may name another object set to read
+/// (`resourceName`); one that is not declared is a 400 before the run exists.
+fn check_body_queries(objects: &crate::objects::ObjectSets, body: &Value) -> Result<(), ApiError> {
+    for key in ["sourceQuery", "targetQuery"] {
+        let Some(set) = body.get(key).and_then(|q| q.get("resourceName")) else {
+            continue;
+        };
+        if set.as_str().is_none_or(|s| objects.get(s).is_none()) {
+            let declared: Vec<&str> = objects.names().collect();
+            return Err(ApiError::bad_request(format!(
+                "{key}.resourceName: {set} is not a declared object set (declared: {})",
+                declared.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn start_run(
+    state: &AppState,
+    params: &Params,
+    body: &Bytes,
+    user: String,
+) -> Result<Reply, ApiError> {
+    let action = params
+        .get("_action")
+        .ok_or_else(|| ApiError::bad_request("Action parameter is not present or value is null"))?;
+    let kind = match action {
+        "recon" => ReconKind::Full,
+        "reconById" => {
+            let id = params.get("id").or_else(|| params.get("ids")).filter(|s| !s.is_empty()).ok_or_else(|| {
+                ApiError::bad_request("Action reconById requires a parameter 'ids' with the identifier(s) to reconcile")
+            })?;
+            ReconKind::ById(vec![id.to_string()])
+        }
+        other => {
+            let rendered: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            return Err(ApiError::bad_request(format!(
+                "Action {other} on reconciliation not supported {{{}}}",
+                rendered.join(", ")
+            )));
+        }
+    };
+    let req = start_request(&state.objects, params, body, user, kind)?;
+    let wait = params.flag("waitForCompletion", false)?;
+    let run = state.runner.start(req)?;
+    if wait {
+        return Ok(Reply::Wait(run, WaitAnswer::Recon));
+    }
+    ok(json!({ "_id": run.id, "state": run.stage().state() }))
+}
