@@ -62,6 +62,9 @@ pub struct Claims {
     epochs: Vec<AtomicU64>,
     released: Mutex<()>,
     released_cv: Condvar,
+    /// Set when a worker of the run failed: its unit's claims may never be released, so no
+    /// one waits for them any more (the run is failing anyway).
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 impl Claims {
@@ -73,6 +76,7 @@ impl Claims {
             epochs: (0..workers.max(1)).map(|_| AtomicU64::new(IDLE)).collect(),
             released: Mutex::new(()),
             released_cv: Condvar::new(),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -157,10 +161,19 @@ impl Claims {
         self.released_cv.notify_all();
     }
 
-    /// Waits until no unit holds `key` (the caller holds no claims).
+    /// A worker failed (error or panic) and may leave claims held: waiting stops.
+    pub fn poison(&self) {
+        self.poisoned.store(true, SeqCst);
+        let _g = self.released.lock();
+        self.released_cv.notify_all();
+    }
+
+    /// Waits until no unit holds `key` (the caller holds no claims), or the run is failing.
     pub fn wait_released(&self, key: u64) {
         loop {
-            if !matches!(self.shard(key).lock().get(&key), Some(State::Held(_))) {
+            if self.poisoned.load(SeqCst)
+                || !matches!(self.shard(key).lock().get(&key), Some(State::Held(_)))
+            {
                 return;
             }
             let mut g = self.released.lock();
@@ -251,5 +264,21 @@ mod tests {
         }
         c.commit(&held);
         assert!(c.len() < 40, "idle workers let old entries go");
+    }
+
+    #[test]
+    fn a_failed_worker_never_leaves_others_waiting() {
+        let c = std::sync::Arc::new(Claims::new(2));
+        let mut held = Vec::new();
+        let e = c.begin(0);
+        c.claim(c.owner(), &[42], e, &mut held).expect("free");
+        // The holder fails without releasing; a waiter must not hang.
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || c.wait_released(42))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        c.poison();
+        waiter.join().expect("the waiter returns");
     }
 }

@@ -78,6 +78,7 @@ pub(super) fn pipeline<'a, T: ItemId + Send>(
                     };
                     if let Some(e) = error {
                         ctx.claims.end(w.slot);
+                        ctx.claims.poison();
                         *failure.lock() = Some(e);
                     }
                 }
