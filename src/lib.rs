@@ -5,12 +5,14 @@
 //! `objects` (object sets, links) → `storage` (the only user of sled and bincode).
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod connectors;
 pub mod engine;
 pub mod http;
 pub mod ids;
 pub mod mapping;
+pub mod metrics;
 pub mod objects;
 pub mod query;
 pub mod runner;

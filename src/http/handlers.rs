@@ -26,6 +26,8 @@ pub struct Call {
 
 pub enum Reply {
     Json(u16, Value),
+    /// A text body with its content type (the Prometheus exposition).
+    Text(u16, &'static str, String),
     /// waitForCompletion: answer once the run has ended.
     Wait(Arc<RunState>, WaitAnswer),
 }
@@ -236,6 +238,12 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
             ok(envelope(runner.audit_query(&q)?, &q))
         }
         Route::AuditRead(id) => ok(runner.audit_read(&id)?),
+        Route::MetricsPrometheus => Ok(Reply::Text(
+            200,
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::render(&metric_gauges(state)),
+        )),
+        Route::MetricsApi => ok(crate::metrics::api_json(&metric_gauges(state))),
         Route::JobQuery => {
             let jobs = state
                 .scheduler
@@ -276,6 +284,14 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
                 "Action parameter is not present or value is null",
             )),
         },
+    }
+}
+
+/// The figures the metrics read when scraped.
+fn metric_gauges(state: &AppState) -> crate::metrics::Gauges<'_> {
+    crate::metrics::Gauges {
+        runs_active: state.runner.active_count(),
+        data_dir: &state.config.data_dir,
     }
 }
 

@@ -168,8 +168,8 @@ impl ObjectSet for CsvSet {
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {
         let mut current = self.check_rev(id, if_match)?;
-        current.remove("_id");
-        current.remove("_rev");
+        current.shift_remove("_id");
+        current.shift_remove("_rev");
         let body = super::patch::apply(&current, ops)?;
         self.table
             .update(id, body)

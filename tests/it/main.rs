@@ -3,8 +3,11 @@
 
 mod helpers;
 
+mod client;
 mod foundation;
 mod history;
+mod json_shape;
+mod metrics;
 mod objects;
 mod recon;
 mod scheduler;
