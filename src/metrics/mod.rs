@@ -162,8 +162,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// Hook for the HTTP layer: one answered request.
+/// Hook for the HTTP layer: one answered request. Methods outside HTTP's standard set are
+/// counted as `other`, so a client cannot grow the label set without bound.
 pub fn observe_request(method: &str, status: u16, elapsed: Duration) {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    let method = if KNOWN.contains(&method) {
+        method
+    } else {
+        "other"
+    };
     METRICS
         .requests
         .get_or_create(&RequestLabels {
@@ -334,6 +343,7 @@ mod tests {
             .store(3, std::sync::atomic::Ordering::Relaxed);
         run_ended("unit_m", "SUCCESS", 2500, &stats);
         observe_request("GET", 200, Duration::from_millis(3));
+        observe_request("BREW", 405, Duration::from_millis(1));
         let dir = std::env::temp_dir();
         let text = render(&Gauges {
             runs_active: 1,
@@ -349,6 +359,7 @@ mod tests {
             "recond_recon_runs_active 1",
             "recond_store_size_bytes 0",
             "recond_http_request_duration_seconds_count{method=\"GET\",code=\"200\"}",
+            "recond_http_request_duration_seconds_count{method=\"other\",code=\"405\"} 1",
         ] {
             assert!(text.contains(expected), "{expected} missing in\n{text}");
         }
