@@ -5,6 +5,7 @@
 //! `objects` (object sets, links) → `storage` (the only user of sled and bincode).
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod connectors;
 pub mod engine;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod idm;
 pub mod ids;
 pub mod mapping;
+pub mod metrics;
 pub mod objects;
 pub mod query;
 pub mod runner;

@@ -1,76 +1,60 @@
-//! The `recond` binary: arguments, logging, the runtime, and exit codes (0 after a clean
-//! shutdown, 2 for configuration problems, 1 for other failures).
+//! The `recond` binary: the command line (clap), logging, the runtime, and exit codes.
+//!
+//! `recond` and `recond serve` run the server (0 after a clean shutdown, 2 for configuration
+//! problems, 1 for other failures); `recond recon ...` is the client of contract §8 (see
+//! `recond::client` for its exit codes). Arguments are read as OS strings, so a non-UTF-8
+//! argument is a usage error (exit 2), never a panic.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+
 use recond::app::{self, App, AppError};
 use recond::config::Config;
 
-const USAGE: &str = "recond — an IDM-compatible reconciliation server
+/// recond — an IDM-compatible reconciliation server, and its client.
+#[derive(Debug, Parser)]
+#[command(name = "recond", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-Usage: recond [--config PATH] [--listen ADDR] [--data-dir DIR]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (what plain `recond` does).
+    Serve(ServeArgs),
+    /// Talk to a running server: run, list, show, assoc, cancel.
+    Recon(recond::client::ReconArgs),
+}
 
-Options:
-  --config PATH    configuration file (default ./recon.toml)
-  --listen ADDR    address to listen on (overrides server.listen)
-  --data-dir DIR   folder of the embedded store (overrides server.data_dir)
-  -h, --help       print this help
-  -V, --version    print the version
-";
-
-struct Args {
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Configuration file.
+    #[arg(long, value_name = "PATH", default_value = "recon.toml")]
     config: PathBuf,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Folder of the embedded store (overrides server.data_dir).
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        config: PathBuf::from("recon.toml"),
-        listen: None,
-        data_dir: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => {
-                let _ = std::io::Write::write_all(&mut std::io::stdout(), USAGE.as_bytes());
-                return Ok(None);
-            }
-            "-V" | "--version" => {
-                let line = format!("recond {}\n", env!("CARGO_PKG_VERSION"));
-                let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
-                return Ok(None);
-            }
-            "--config" => args.config = PathBuf::from(value("--config")?),
-            "--listen" => args.listen = Some(value("--listen")?),
-            "--data-dir" => args.data_dir = Some(PathBuf::from(value("--data-dir")?)),
-            other => return Err(format!("unknown argument '{other}'\n\n{USAGE}")),
-        }
+fn main() -> ExitCode {
+    // clap exits 0 for --help/--version and 2 for usage errors, as the contract wants.
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Recon(args)) => recond::client::main(args),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
     }
-    Ok(Some(args))
 }
 
-fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn serve(args: ServeArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: logs redirected to a file stay plain text.

@@ -122,4 +122,3 @@ pub(super) fn merge_idm_sets(
     }
     Ok(())
 }
-

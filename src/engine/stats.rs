@@ -77,9 +77,32 @@ pub struct Tally {
     pub links_processed: u64,
     pub links_created: u64,
     pub situations: [u64; 13],
+    /// Entries by situation and action (planned actions in analysis runs).
+    pub situation_actions: [[u64; ACTIONS.len()]; 13],
     pub success: u64,
     pub failure: u64,
     pub durations: BTreeMap<&'static str, Dur>,
+}
+
+/// The actions in the order of `situationActions` cells (and of the client's table).
+pub const ACTIONS: [Action; 10] = [
+    Action::Create,
+    Action::Update,
+    Action::Delete,
+    Action::Link,
+    Action::Unlink,
+    Action::Exception,
+    Action::Ignore,
+    Action::Report,
+    Action::NoReport,
+    Action::Async,
+];
+
+fn action_index(a: Action) -> usize {
+    ACTIONS
+        .iter()
+        .position(|x| *x == a)
+        .expect("ACTIONS lists every action")
 }
 
 /// What one sync operation did, for the counters.
@@ -135,6 +158,9 @@ impl Tally {
         }
         if let Some(s) = o.situation {
             self.situations[s.index()] += 1;
+            if let Some(a) = o.action {
+                self.situation_actions[s.index()][action_index(a)] += 1;
+            }
         }
         if o.success {
             self.success += 1;
@@ -160,6 +186,7 @@ pub struct RunStats {
     pub links_created: AtomicU64,
     pub links_total: AtomicI64,
     pub situations: [AtomicU64; 13],
+    pub situation_actions: [[AtomicU64; ACTIONS.len()]; 13],
     pub success: AtomicU64,
     pub failure: AtomicU64,
     pub durations: Mutex<BTreeMap<&'static str, Dur>>,
@@ -180,11 +207,48 @@ impl Default for RunStats {
             links_created: AtomicU64::new(0),
             links_total: AtomicI64::new(-1),
             situations: Default::default(),
+            situation_actions: Default::default(),
             success: AtomicU64::new(0),
             failure: AtomicU64::new(0),
             durations: Mutex::new(BTreeMap::new()),
         }
     }
+}
+
+/// The keys of a run summary in IDM's order (reference §1.5); recond's own keys (`message`,
+/// `analyze`) follow them.
+pub const SUMMARY_KEYS: [&str; 14] = [
+    "_id",
+    "mapping",
+    "state",
+    "stage",
+    "stageDescription",
+    "progress",
+    "situationSummary",
+    "statusSummary",
+    "durationSummary",
+    "parameters",
+    "started",
+    "ended",
+    "duration",
+    "sourceProcessedByNode",
+];
+
+/// A stored run summary with its keys in IDM's order. Summaries written before recond kept
+/// key order were stored with sorted keys; this restores the order when they are read, and
+/// leaves any other key after IDM's in the order it has.
+pub fn summary_in_idm_order(summary: Value) -> Value {
+    let Value::Object(mut rest) = summary else {
+        return summary;
+    };
+    let mut out = Map::with_capacity(rest.len());
+    for key in SUMMARY_KEYS {
+        if let Some(v) = rest.shift_remove(key) {
+            out.insert(key.to_string(), v);
+        }
+    }
+    out.extend(rest);
+    Value::Object(out)
 }
 
 fn total(v: i64) -> Value {
@@ -208,6 +272,13 @@ impl RunStats {
         for (a, n) in self.situations.iter().zip(t.situations) {
             if n > 0 {
                 a.fetch_add(n, Relaxed);
+            }
+        }
+        for (row, counts) in self.situation_actions.iter().zip(&t.situation_actions) {
+            for (a, n) in row.iter().zip(counts) {
+                if *n > 0 {
+                    a.fetch_add(*n, Relaxed);
+                }
             }
         }
         self.success.fetch_add(t.success, Relaxed);
@@ -261,6 +332,26 @@ impl RunStats {
                 "created": self.links_created.load(Relaxed),
             },
         })
+    }
+
+    /// recond's `situationActions`: `{"ABSENT": {"CREATE": 2}, ...}`, non-zero cells only,
+    /// situations in `situationSummary` order. What the client's situations × actions table
+    /// and the Prometheus entry counters read.
+    pub fn situation_actions(&self) -> Value {
+        let mut out = Map::new();
+        for s in Situation::ALL {
+            let mut row = Map::new();
+            for (a, n) in ACTIONS.iter().zip(&self.situation_actions[s.index()]) {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    row.insert(a.as_str().into(), json!(n));
+                }
+            }
+            if !row.is_empty() {
+                out.insert(s.as_str().into(), Value::Object(row));
+            }
+        }
+        Value::Object(out)
     }
 
     pub fn status_summary(&self) -> Value {
@@ -331,6 +422,33 @@ mod tests {
         assert_eq!(p["links"]["existing"]["total"], "2");
         assert_eq!(s.situation_summary().as_object().map(|m| m.len()), Some(13));
         assert_eq!(s.status_summary(), json!({"SUCCESS": 3, "FAILURE": 0}));
+        assert_eq!(
+            s.situation_actions(),
+            json!({"ABSENT": {"CREATE": 1}, "CONFIRMED": {"UPDATE": 2}})
+        );
+    }
+
+    #[test]
+    fn stored_summaries_come_back_in_idm_order() {
+        // A summary stored with sorted keys (as recond wrote them before keeping key order).
+        let sorted: Value = serde_json::from_str(
+            r#"{"_id":"r1","analyze":true,"duration":5,"ended":"","mapping":"m","message":"x","progress":{},"stage":"ACTIVE_QUERY","state":"ACTIVE"}"#,
+        )
+        .expect("valid JSON");
+        let v = summary_in_idm_order(sorted);
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "_id", "mapping", "state", "stage", "progress", "ended", "duration", "analyze",
+                "message"
+            ]
+        );
     }
 
     #[test]

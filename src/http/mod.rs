@@ -18,6 +18,7 @@
 //! | `GET /openidm/audit/recon[/{id}]` | recon audit events |
 //! | `GET /openidm/scheduler/job[/{name}]`, `POST ...?_action=trigger` | schedules |
 //! | `POST /openidm/sync?_action=recon` (deprecated in IDM) | start a run, answer when it ends |
+//! | `GET /openidm/metrics/prometheus`, `GET /openidm/metrics/api` | metrics (`crate::metrics`) |
 
 pub mod auth;
 pub mod error;
@@ -101,6 +102,27 @@ fn check_api_version(
     Ok(())
 }
 
+/// The `Content-API-Version` IDM answers with: the resource version the request asked for
+/// (the scheduler's 2.0 when asked), else 1.0.
+fn content_api_version(req: &Request<hyper::body::Incoming>) -> &'static str {
+    let asked_v2 = req
+        .headers()
+        .get("accept-api-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.split(',').any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("resource") && matches!(v.trim(), "2.0" | "2")
+                })
+            })
+        });
+    if asked_v2 {
+        "protocol=2.1,resource=2.0"
+    } else {
+        "protocol=2.1,resource=1.0"
+    }
+}
+
 /// The service function: never fails; every error is a CREST error response.
 pub async fn handle(
     state: AppState,
@@ -116,11 +138,17 @@ pub async fn handle(
         .ok()
         .and_then(|p| p.flag("_prettyPrint", false).ok())
         .unwrap_or(false);
+    let api_version = content_api_version(&req);
     let result = respond(state, peer, req, params).await;
-    let res = match result {
+    let mut res = match result {
         Ok(r) => r,
         Err(e) => error_response(&redact(e, &method, &path), pretty),
     };
+    res.headers_mut().insert(
+        "content-api-version",
+        hyper::header::HeaderValue::from_static(api_version),
+    );
+    crate::metrics::observe_request(method.as_str(), res.status().as_u16(), started.elapsed());
     tracing::debug!(%method, %path, status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     res
 }
@@ -244,6 +272,9 @@ async fn respond(
     };
     let (status, value) = match reply {
         handlers::Reply::Json(status, v) => (status, v),
+        handlers::Reply::Text(status, content_type, text) => {
+            return Ok(request::text_response(status, content_type, text))
+        }
         handlers::Reply::Wait(run, answer) => {
             state.runner.wait(&run).await;
             if run.thrown() {

@@ -169,6 +169,14 @@ pub fn json_response(status: u16, value: &Value, pretty: bool) -> Response<Body>
     res
 }
 
+pub fn text_response(status: u16, content_type: &'static str, text: String) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(text)));
+    *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
 pub fn error_response(e: &ApiError, pretty: bool) -> Response<Body> {
     let mut res = json_response(e.status, &e.body(), pretty);
     if let Some(allow) = e.allow {

@@ -42,6 +42,10 @@ pub enum Route {
     JobAction(String),
     /// `POST /openidm/sync?_action=...` (IDM's synchronization service).
     SyncAction,
+    /// `GET /openidm/metrics/prometheus`.
+    MetricsPrometheus,
+    /// `GET /openidm/metrics/api`.
+    MetricsApi,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +184,12 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
             return Err(RouteError::MethodNotAllowed {
                 allow: "GET, DELETE",
             })
+        }
+
+        ["metrics", "prometheus"] if get => Route::MetricsPrometheus,
+        ["metrics", "api"] if get => Route::MetricsApi,
+        ["metrics", "prometheus" | "api"] => {
+            return Err(RouteError::MethodNotAllowed { allow: "GET" })
         }
 
         ["audit", "recon"] if get => Route::AuditQuery,

@@ -207,8 +207,8 @@ impl ObjectSet for CsvSet {
         let _write = self.writes.lock();
         let row = self.check_rev(id, if_match)?;
         let mut current = self.view(row.clone());
-        current.remove("_id");
-        current.remove("_rev");
+        current.shift_remove("_id");
+        current.shift_remove("_rev");
         let body = super::patch::apply(&current, ops)?;
         let body = self.update_row(&row, body);
         self.table

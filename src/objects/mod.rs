@@ -180,8 +180,8 @@ pub fn body_object(body: Value) -> Result<Map<String, Value>, ObjectError> {
     check_depth(&body)?;
     match body {
         Value::Object(mut m) => {
-            m.remove("_id");
-            m.remove("_rev");
+            m.shift_remove("_id");
+            m.shift_remove("_rev");
             Ok(m)
         }
         _ => Err(ObjectError::bad_request(
@@ -190,11 +190,12 @@ pub fn body_object(body: Value) -> Result<Map<String, Value>, ObjectError> {
     }
 }
 
-/// `{_id, _rev, ...body}`. serde_json's map keeps keys sorted, so inserting the two fields
-/// into the body gives the same document as building a new map, without copying it.
+/// `{_id, _rev, ...body}`: IDM writes `_id` and `_rev` first and the body's keys in the order
+/// they were written (serde_json's `preserve_order`; stored bodies are JSON text, so the
+/// order survives a store round trip). `shift_insert` moves a key already in the body.
 pub fn with_meta(id: &str, rev: &str, mut body: Map<String, Value>) -> Value {
-    body.insert("_id".into(), Value::String(id.to_string()));
-    body.insert("_rev".into(), Value::String(rev.to_string()));
+    body.shift_insert(0, "_id".into(), Value::String(id.to_string()));
+    body.shift_insert(1, "_rev".into(), Value::String(rev.to_string()));
     Value::Object(body)
 }
 

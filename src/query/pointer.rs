@@ -125,7 +125,8 @@ impl Pointer {
             };
         }
         match cur {
-            Value::Object(m) => m.remove(last.as_str()),
+            // shift_remove keeps the order of the remaining keys (IDM's key order).
+            Value::Object(m) => m.shift_remove(last.as_str()),
             Value::Array(a) => {
                 let idx = array_index(last)?;
                 (idx < a.len()).then(|| a.remove(idx))

@@ -82,16 +82,16 @@ pub fn project(obj: &Value, fields: &[Pointer]) -> Value {
     if fields.is_empty() || fields.iter().any(Pointer::is_root) {
         return obj.clone();
     }
-    let mut out = Value::Object(Map::new());
+    // `_id` and `_rev` first, as IDM writes them.
+    let mut head = Map::new();
+    for meta in ["_id", "_rev"] {
+        if let Some(v) = src.get(meta) {
+            head.insert(meta.to_string(), v.clone());
+        }
+    }
+    let mut out = Value::Object(head);
     for ptr in fields {
         copy_path(obj, ptr, &mut out);
-    }
-    if let Value::Object(m) = &mut out {
-        for meta in ["_id", "_rev"] {
-            if let Some(v) = src.get(meta) {
-                m.insert(meta.to_string(), v.clone());
-            }
-        }
     }
     out
 }

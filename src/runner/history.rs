@@ -33,7 +33,6 @@ fn entry_json(r: &RunRecord, no: u64, e: EntryRecord) -> Value {
         "reconId": r.id,
         "situation": e.situation,
         "action": e.action,
-        "phase": e.phase,
         "linkQualifier": e.link_qualifier,
         "sourceObjectId": e.source_id,
         "targetObjectId": e.target_id,
@@ -42,9 +41,27 @@ fn entry_json(r: &RunRecord, no: u64, e: EntryRecord) -> Value {
         "status": if e.success { "SUCCESS" } else { "FAILURE" },
         "exception": e.exception,
         "message": e.message,
+        // Contract §4: a JSON string or null; a comma-separated string (IDM's text column)
+        // or null.
         "messageDetail": e.message_detail,
-        "ambiguousTargetObjectIds": e.ambiguous,
+        "ambiguousTargetObjectIds": e.ambiguous.map(|ids| ids.join(", ")),
     })
+}
+
+/// `source` or `target` when the filter tests a pointer under `/source` or `/target`: those
+/// members exist only as embedded objects, which the entry filter never sees.
+fn names_embedded_side(filter: &Filter) -> Option<&'static str> {
+    let side = |ptr: &crate::query::Pointer| match ptr.segments().first().map(String::as_str) {
+        Some("source") => Some("source"),
+        Some("target") => Some("target"),
+        _ => None,
+    };
+    match filter {
+        Filter::True | Filter::False => None,
+        Filter::And(items) | Filter::Or(items) => items.iter().find_map(names_embedded_side),
+        Filter::Not(inner) => names_embedded_side(inner),
+        Filter::Cmp { ptr, .. } | Filter::Present(ptr) => side(ptr),
+    }
 }
 
 /// The paging key of association entry `no` (entries page by their number in the run).
@@ -90,7 +107,10 @@ impl Runner {
     }
 
     /// `GET /openidm/recon/assoc/{id}/entry`, with optional side filters that keep entries
-    /// whose source / target object matches and embed that object.
+    /// whose source / target object matches and embed that object. IDM's admin UI sends both
+    /// filters together, the side it does not filter on as `true`: a `true` side filter
+    /// restricts nothing (an entry without an object on that side stays) and only embeds the
+    /// object where there is one.
     pub fn entries_query(
         &self,
         id: &str,
@@ -98,6 +118,12 @@ impl Runner {
         source_filter: Option<&Filter>,
         target_filter: Option<&Filter>,
     ) -> Result<QueryResult, RunError> {
+        if let Some(side) = names_embedded_side(&q.filter) {
+            return Err(RunError::BadRequest(format!(
+                "_queryFilter on association entries cannot test the {side} object (a pointer \
+                 starting with /{side}); filter on it with {side}QueryFilter=<filter> instead"
+            )));
+        }
         let rec = self.assoc_record(id)?;
         let store = &self.inner.store;
         let objects = &self.inner.objects;
@@ -116,6 +142,7 @@ impl Runner {
             };
             match obj {
                 Some(o) if filter.matches(&o) => Some(Some(o)),
+                None if *filter == Filter::True => Some(None),
                 _ => None,
             }
         };

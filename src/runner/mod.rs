@@ -35,6 +35,7 @@ pub use state::{ReconKind, RunOptions, RunState};
 
 use crate::config::{AuditLevel, Config};
 use crate::engine::model::Stage;
+use crate::engine::stats::summary_in_idm_order;
 use crate::ids;
 use crate::mapping::Mapping;
 use crate::objects::ObjectSets;
@@ -351,6 +352,7 @@ impl Runner {
         }
         let rec = self.stored(id)?.ok_or_else(|| not_found(id))?;
         serde_json::from_str(&rec.summary)
+            .map(summary_in_idm_order)
             .map_err(|e| RunError::Internal(format!("stored summary of {id}: {e}")))
     }
 
@@ -369,7 +371,7 @@ impl Runner {
                 Some(run) => out.push(run.summary()),
                 None => {
                     if let Ok(v) = serde_json::from_str(&r.summary) {
-                        out.push(v);
+                        out.push(summary_in_idm_order(v));
                     }
                 }
             }
@@ -400,6 +402,7 @@ impl Runner {
         self.inner.store.remove_run(rec.seq)?;
         self.inner.wake_purge();
         serde_json::from_str(&rec.summary)
+            .map(summary_in_idm_order)
             .map_err(|e| RunError::Internal(format!("stored summary of {id}: {e}")))
     }
 
@@ -560,6 +563,12 @@ impl Inner {
             }
             run.set_stage(stage_now);
         }
+        crate::metrics::run_ended(
+            &run.mapping.name,
+            stage_now.state(),
+            ids::now_millis() - run.started_ms,
+            &run.stats,
+        );
         tracing::info!(run = %run.id, stage = stage_now.as_str(), "reconciliation ended");
         run.mark_done();
     }

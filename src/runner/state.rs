@@ -183,6 +183,9 @@ impl RunState {
                 obj.insert("analyze".into(), Value::Bool(true));
             }
         }
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("situationActions".into(), self.stats.situation_actions());
+        }
         v
     }
 

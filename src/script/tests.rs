@@ -431,7 +431,8 @@ fn openidm_host_calls() {
     let calls = host.calls.lock().clone();
     assert_eq!(
         calls[2],
-        "query managed/user {\"_fields\":\"_id\",\"_queryFilter\":\"userName eq \\\"bjensen\\\"\"}"
+        // Keys in the order the script wrote them (serde_json's preserve_order).
+        "query managed/user {\"_queryFilter\":\"userName eq \\\"bjensen\\\"\",\"_fields\":\"_id\"}"
     );
     assert_eq!(calls[3], "create managed/user None {\"a\":1}");
     assert_eq!(calls[4], "update managed/user/1 Some(\"3\") {\"b\":2}");

@@ -3,13 +3,16 @@
 
 mod helpers;
 
+mod client;
 mod foundation;
 mod full_disk;
 mod hardening;
 mod history;
-mod integrity;
-mod model;
 mod idm_projects;
+mod integrity;
+mod json_shape;
+mod metrics;
+mod model;
 mod objects;
 mod recon;
 mod scheduler;

@@ -424,14 +424,15 @@ fn cell_text(path: &Path, name: &str, value: &Value) -> Result<Option<String>, C
 }
 
 fn object_from_cells(names: &[String], cells: &[Option<String>], id: &str) -> Map<String, Value> {
+    // `_id` and `_rev` first, then the columns in header order: IDM's key order.
     let mut obj = Map::new();
+    obj.insert("_id".into(), Value::String(id.to_string()));
+    let rev = rev_of(cells.iter().map(|c| c.as_deref().unwrap_or("").as_bytes()));
+    obj.insert("_rev".into(), Value::String(rev));
     for (name, cell) in names.iter().zip(cells) {
         if let Some(text) = cell {
             obj.insert(name.clone(), Value::String(text.clone()));
         }
     }
-    obj.insert("_id".into(), Value::String(id.to_string()));
-    let rev = rev_of(cells.iter().map(|c| c.as_deref().unwrap_or("").as_bytes()));
-    obj.insert("_rev".into(), Value::String(rev));
     obj
 }

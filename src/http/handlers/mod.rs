@@ -33,6 +33,8 @@ pub struct Call {
 
 pub enum Reply {
     Json(u16, Value),
+    /// A text body with its content type (the Prometheus exposition).
+    Text(u16, &'static str, String),
     /// waitForCompletion: answer once the run has ended.
     Wait(Arc<RunState>, WaitAnswer),
 }
@@ -123,6 +125,20 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
         Route::JobQuery | Route::JobRead(_) | Route::JobAction(_) => {
             scheduler::dispatch(state, call)
         }
+        Route::MetricsPrometheus => Ok(Reply::Text(
+            200,
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::render(&metric_gauges(state)),
+        )),
+        Route::MetricsApi => ok(crate::metrics::api_json(&metric_gauges(state))),
         _ => recon::dispatch(state, call),
+    }
+}
+
+/// The figures the metrics read when scraped.
+fn metric_gauges(state: &AppState) -> crate::metrics::Gauges<'_> {
+    crate::metrics::Gauges {
+        runs_active: state.runner.active_count(),
+        data_dir: &state.config.data_dir,
     }
 }

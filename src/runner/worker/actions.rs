@@ -86,12 +86,12 @@ pub(super) fn act(
             let Value::Object(mut body) = t else {
                 return Err("onCreate left a target that is not an object".into());
             };
-            let id = match body.remove("_id") {
+            let id = match body.shift_remove("_id") {
                 Some(Value::String(s)) if !s.is_empty() => Some(s),
                 Some(Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             };
-            body.remove("_rev");
+            body.shift_remove("_rev");
             let tid = match &ctx.targets {
                 Targets::Store(s) => {
                     let id = id.unwrap_or_else(ids::new_uuid);
@@ -174,8 +174,8 @@ pub(super) fn act(
                 let Value::Object(mut body) = t else {
                     return Err("onUpdate left a target that is not an object".into());
                 };
-                body.remove("_id");
-                body.remove("_rev");
+                body.shift_remove("_id");
+                body.shift_remove("_rev");
                 let start = Instant::now();
                 match &ctx.targets {
                     Targets::Store(s) => {
