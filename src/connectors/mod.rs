@@ -7,6 +7,7 @@
 //! so a connector recond cannot run is a startup error (exit 2), never a runtime surprise.
 
 pub mod csv;
+pub mod ldap;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use crate::objects::{ObjectError, ObjectErrorKind, ObjectSet};
 pub fn check_supported(kind: &ConnectorKind) -> Result<(), String> {
     let what = match kind {
         ConnectorKind::Csv => "the CSV file connector",
-        ConnectorKind::Ldap => "the LDAP connector",
+        ConnectorKind::Ldap => return Ok(()),
         ConnectorKind::DatabaseTable => "the database table connector",
         ConnectorKind::Other(name) => {
             return Err(format!("connector \"{name}\" is not supported by recond"))
@@ -43,6 +44,9 @@ pub fn open_set(
             ),
         )
     })?;
+    if provisioner.kind == ConnectorKind::Ldap {
+        return ldap::open(name, provisioner, object_type);
+    }
     Err(ObjectError::new(
         ObjectErrorKind::NotSupported,
         format!("{name}: no connector implementation"),
