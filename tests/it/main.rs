@@ -5,7 +5,9 @@ mod helpers;
 
 mod foundation;
 mod history;
+mod ldap;
 mod objects;
 mod recon;
 mod scheduler;
 mod scripts;
+mod slapd;

@@ -177,11 +177,7 @@ impl LdapSet {
             })
     }
 
-    fn check_rev(
-        &self,
-        id: &str,
-        if_match: Option<&str>,
-    ) -> Result<Current, ObjectError> {
+    fn check_rev(&self, id: &str, if_match: Option<&str>) -> Result<Current, ObjectError> {
         let (obj, dn) = self
             .current(id)?
             .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
