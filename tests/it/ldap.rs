@@ -526,3 +526,158 @@ fn a_bidirectional_pair_with_links_is_steady() {
     // The managed → LDAP direction maps cn from givenName and sn, as the LDIF has it.
     assert_eq!(csns(&ldap), csn0, "the reverse direction writes nothing");
 }
+
+/// The set as the engine sees it, in this process: the provisioner above, for `ldap`.
+fn open_accounts(ldap: &Slapd) -> std::sync::Arc<dyn recond::objects::ObjectSet> {
+    let text = PROVISIONER
+        .replace("&{ldap.port}", &ldap.port.to_string())
+        .replace("&{ldap.password|secret}", crate::slapd::ROOT_PW);
+    let json: Value = serde_json::from_str(&text).expect("provisioner json");
+    let p = recond::idm::Provisioner::parse(
+        std::path::Path::new("provisioner.openicf-ldap.json"),
+        json,
+        "ldap",
+    )
+    .expect("provisioner");
+    recond::connectors::open_set("system/ldap/account", &std::sync::Arc::new(p), "account")
+        .expect("open the set")
+}
+
+fn entry(i: u32) -> Value {
+    json!({"dn": format!("uid=user{i},ou=people,{SUFFIX}"), "uid": format!("user{i}"),
+           "sn": format!("Family{i}"), "cn": format!("Given{i} Family{i}")})
+}
+
+#[test]
+fn while_the_directory_is_away_each_write_fails_on_its_own_and_promptly() {
+    let Some(mut ldap) = Slapd::start("") else {
+        return;
+    };
+    let set = open_accounts(&ldap);
+    let first = set.create(None, entry(1)).expect("create user1");
+    assert_eq!(first["uid"], "user1");
+
+    // Gone mid-run: every remaining write fails with a message naming the server, quickly.
+    ldap.stop();
+    for i in 2..=4 {
+        let t = Instant::now();
+        let e = set
+            .create(None, entry(i))
+            .expect_err("the directory is down");
+        assert!(e.message.contains(&ldap.url()), "{}", e.message);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+    // Back: the next write reconnects.
+    ldap.resume();
+    set.create(None, entry(5))
+        .expect("create user5 after the restart");
+
+    // Frozen: the socket stays open and silent; the operation timeout (3 s) ends each write.
+    ldap.freeze(true);
+    let t = Instant::now();
+    let e = set
+        .create(None, entry(6))
+        .expect_err("the directory is frozen");
+    assert!(e.message.contains("timeout"), "{}", e.message);
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    ldap.freeze(false);
+    // slapd may still apply the frozen add once thawed; what matters is that recond is usable.
+    set.create(None, entry(7))
+        .expect("create user7 after the thaw");
+    let mut n = 0;
+    set.scan(&mut |_| {
+        n += 1;
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("scan");
+    assert!((3..=4).contains(&n), "{n}");
+}
+
+#[test]
+fn set_level_reads_writes_and_errors() {
+    let Some(ldap) = Slapd::start("") else {
+        return;
+    };
+    let set = open_accounts(&ldap);
+    let created = set
+        .create(
+            None,
+            json!({"dn": format!("uid=a,ou=people,{SUFFIX}"), "uid": "a", "sn": "A", "cn": "A",
+                   "description": ["x", "y"], "userPassword": "pw"}),
+        )
+        .expect("create");
+    let id = created["_id"].as_str().expect("id").to_string();
+    assert_eq!(created["description"], json!(["x", "y"]));
+    assert!(created.get("userPassword").is_none(), "{created}");
+    // The password was written (the directory has it) but is never returned.
+    let out = ldap.search("(uid=a)", &["userPassword"]);
+    assert!(out.contains("userPassword"), "{out}");
+
+    // Duplicate dn: the directory's entryAlreadyExists, as AlreadyExists.
+    let e = set
+        .create(
+            None,
+            json!({"dn": format!("uid=a,ou=people,{SUFFIX}"), "sn": "A", "cn": "A"}),
+        )
+        .expect_err("duplicate");
+    assert_eq!(
+        e.kind,
+        recond::objects::ObjectErrorKind::AlreadyExists,
+        "{e}"
+    );
+    assert!(e.message.contains("entryAlreadyExists"), "{e}");
+    // No such parent: noSuchObject, as NotFound, naming the dn.
+    let e = set
+        .create(
+            None,
+            json!({"dn": "uid=b,ou=nowhere,dc=example,dc=com", "sn": "B", "cn": "B"}),
+        )
+        .expect_err("no parent");
+    assert!(
+        e.message.contains("noSuchObject") && e.message.contains("ou=nowhere"),
+        "{e}"
+    );
+    // A property the model does not declare is refused before any write.
+    let e = set
+        .create(
+            None,
+            json!({"dn": format!("uid=c,ou=people,{SUFFIX}"), "nope": 1}),
+        )
+        .expect_err("unknown property");
+    assert!(e.message.contains("'nope'"), "{e}");
+
+    // PUT: null removes, absent keeps, If-Match is checked against the content revision.
+    let rev = created["_rev"].as_str().expect("rev");
+    let e = set
+        .put(&id, json!({"sn": "B"}), Some("not-the-rev"), false)
+        .expect_err("stale revision");
+    assert_eq!(e.kind, recond::objects::ObjectErrorKind::RevisionMismatch);
+    let (updated, was_created) = set
+        .put(
+            &id,
+            json!({"sn": "B", "description": null}),
+            Some(rev),
+            false,
+        )
+        .expect("put");
+    assert!(!was_created);
+    assert_eq!(updated["sn"], "B");
+    assert_eq!(updated["cn"], "A");
+    assert!(updated.get("description").is_none(), "{updated}");
+    // PATCH, then a rename through the dn.
+    let patched = set
+        .patch(
+            &id,
+            None,
+            &json!([{"operation": "replace", "field": "/dn",
+                     "value": format!("uid=z,ou=people,{SUFFIX}")}]),
+        )
+        .expect("patch");
+    assert_eq!(patched["dn"], format!("uid=z,ou=people,{SUFFIX}"));
+    assert_eq!(patched["_id"], id.as_str());
+    assert_eq!(set.read(&id).expect("read").expect("exists")["uid"], "z");
+    set.delete(&id, None).expect("delete");
+    assert!(set.read(&id).expect("read").is_none());
+    let e = set.delete(&id, None).expect_err("gone");
+    assert_eq!(e.kind, recond::objects::ObjectErrorKind::NotFound);
+}
