@@ -71,6 +71,8 @@ pub struct Server {
     pub addr: String,
     child: Option<Child>,
     log: PathBuf,
+    /// Extra environment variables for the recond process.
+    env: Vec<(String, String)>,
 }
 
 pub fn binary() -> PathBuf {
@@ -80,6 +82,11 @@ pub fn binary() -> PathBuf {
 impl Server {
     /// Writes `config` (+ users) and `files` into a fresh folder and starts the server.
     pub fn start(config: &str, files: &[(&str, &str)]) -> Server {
+        Server::start_with_env(config, files, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (e.g. `SSL_CERT_FILE`).
+    pub fn start_with_env(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
         let dir = TempDir::new("srv");
         for (rel, content) in files {
             let p = dir.0.join(rel);
@@ -94,6 +101,10 @@ impl Server {
             addr: String::new(),
             child: None,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -120,6 +131,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .current_dir(&self.dir.0)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

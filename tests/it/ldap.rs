@@ -125,17 +125,21 @@ fn managed_to_ldap(name: &str, extra: &str) -> String {
 
 /// A recond whose conf folder holds the provisioner and `mappings`, pointed at `ldap`.
 fn server(ldap: &Slapd, mappings: &[String]) -> Server {
+    server_with(ldap.port, PROVISIONER, mappings, &[])
+}
+
+fn server_with(port: u16, provisioner: &str, mappings: &[String], env: &[(&str, &str)]) -> Server {
     let sync = format!(r#"{{"mappings": [{}]}}"#, mappings.join(",\n"));
-    Server::start(
+    Server::start_with_env(
         &format!(
-            "idm_conf_dir = \"conf\"\n\n[idm_properties]\n\"ldap.port\" = \"{}\"\n\n\
-             [managed.user]\nindexed = [\"userName\"]\n",
-            ldap.port
+            "idm_conf_dir = \"conf\"\n\n[idm_properties]\n\"ldap.port\" = \"{port}\"\n\n\
+             [managed.user]\nindexed = [\"userName\"]\n"
         ),
         &[
-            ("conf/provisioner.openicf-ldap.json", PROVISIONER),
+            ("conf/provisioner.openicf-ldap.json", provisioner),
             ("conf/sync.json", &sync),
         ],
+        env,
     )
 }
 
@@ -680,4 +684,41 @@ fn set_level_reads_writes_and_errors() {
     assert!(set.read(&id).expect("read").is_none());
     let e = set.delete(&id, None).expect_err("gone");
     assert_eq!(e.kind, recond::objects::ObjectErrorKind::NotFound);
+}
+
+#[test]
+fn ldaps_and_starttls_verify_the_server_certificate() {
+    let Some(ldap) = Slapd::start_tls(&people_ldif(2, 1)) else {
+        return;
+    };
+    let tls_port = ldap.tls_port.expect("an LDAPS port");
+    let ca = ldap.ca_file().display().to_string();
+    let with = |ssl: bool, start_tls: bool| {
+        PROVISIONER.replace(
+            "\"ssl\": false",
+            &format!("\"ssl\": {ssl}, \"startTLS\": {start_tls}"),
+        )
+    };
+    for (what, prov, port) in [
+        ("ldaps", with(true, false), tls_port),
+        ("startTLS", with(false, true), ldap.port),
+    ] {
+        let s = server_with(port, &prov, &[], &[("SSL_CERT_FILE", &ca)]);
+        let all = s.query("/openidm/system/ldap/account", "true");
+        assert_eq!(all["resultCount"], 2, "{what}: {all}");
+        // A server whose certificate is not trusted is refused, with the reason.
+        let s = server_with(
+            port,
+            &prov,
+            &[],
+            &[("SSL_CERT_FILE", "/nonexistent/ca.pem")],
+        );
+        let r = s.get("/openidm/system/ldap/account?_queryFilter=true");
+        assert_eq!(r.status, 500, "{what}: {}", r.body);
+        assert!(
+            r.body.to_string().contains("certificate"),
+            "{what}: {}",
+            r.body
+        );
+    }
 }

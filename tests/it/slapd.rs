@@ -42,6 +42,8 @@ ou: groups
 pub struct Slapd {
     pub dir: TempDir,
     pub port: u16,
+    /// The LDAPS port, when started with TLS ([`Slapd::start_tls`]).
+    pub tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -67,14 +69,38 @@ impl Slapd {
     /// Starts a directory holding the base entries and `ldif`; None when slapd is absent
     /// (outside CI).
     pub fn start(ldif: &str) -> Option<Slapd> {
+        Slapd::launch(ldif, false)
+    }
+
+    /// Like [`Slapd::start`], with a certificate for 127.0.0.1 signed by a test CA
+    /// (`ca_file()`), StartTLS on the plain port and LDAPS on `tls_port`.
+    pub fn start_tls(ldif: &str) -> Option<Slapd> {
+        Slapd::launch(ldif, true)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.0.join("ca.pem")
+    }
+
+    fn launch(ldif: &str, tls: bool) -> Option<Slapd> {
         if !available() {
             return None;
         }
         let dir = TempDir::new("slapd");
+        let tls_conf = if tls {
+            make_certs(&dir.0);
+            format!(
+                "TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\n\
+                 TLSCertificateKeyFile {d}/server.key\n",
+                d = dir.0.display()
+            )
+        } else {
+            String::new()
+        };
         let db = dir.0.join("db");
         std::fs::create_dir_all(&db).expect("mkdir db");
         let conf = format!(
-            "include /etc/ldap/schema/core.schema
+            "{tls_conf}include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
@@ -113,6 +139,7 @@ index entryUUID eq
         let mut s = Slapd {
             dir,
             port: free_port(),
+            tls_port: tls.then(free_port),
             child: None,
         };
         s.resume();
@@ -134,7 +161,10 @@ index entryUUID eq
             .arg("-f")
             .arg(self.conf())
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg(match self.tls_port {
+                Some(tls) => format!("ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{tls}/", self.port),
+                None => format!("ldap://127.0.0.1:{}/", self.port),
+            })
             .arg("-d")
             .arg("0")
             .stdout(Stdio::null())
@@ -235,6 +265,72 @@ impl Drop for Slapd {
         self.freeze(false);
         self.stop();
     }
+}
+
+/// A test CA and a server certificate for IP 127.0.0.1, made with the openssl tool.
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext.cnf");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=recond test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
 }
 
 /// LDIF for `n` inetOrgPerson entries `uid=user<i>` under ou=people.
