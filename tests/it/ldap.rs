@@ -257,6 +257,27 @@ fn ldap_source_first_load_steady_run_and_queries() {
     assert_eq!(ids.status, 200, "{}", ids.body);
     assert_eq!(ids.body["resultCount"], 5);
     assert!(ids.body["result"][0].get("sn").is_none());
+    // CREST paging over the directory's order: pages stop the search early, and the
+    // connection stays usable for the next page.
+    let mut seen = Vec::new();
+    let mut cookie = String::new();
+    loop {
+        let r = s.get(&format!(
+            "/openidm/system/ldap/account?_queryFilter=true&_pageSize=2{cookie}"
+        ));
+        assert_eq!(r.status, 200, "{}", r.body);
+        for o in r.body["result"].as_array().expect("page") {
+            seen.push(o["uid"].as_str().expect("uid").to_string());
+        }
+        match r.body["pagedResultsCookie"].as_str() {
+            Some(c) => cookie = format!("&_pagedResultsCookie={c}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["user1", "user2", "user3", "user4", "user5"]);
+    let sorted = s.get("/openidm/system/ldap/account?_queryFilter=true&_sortKeys=-uid&_pageSize=1");
+    assert_eq!(sorted.body["result"][0]["uid"], "user5", "{}", sorted.body);
     let bad = s.get(&format!(
         "/openidm/system/ldap/account?_queryFilter={}",
         enc("nope eq \"x\"")

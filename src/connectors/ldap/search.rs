@@ -93,7 +93,9 @@ fn search_one(
         let done = batch.len() < BATCH;
         for re in batch {
             if f(Entry::from_search(SearchEntry::construct(re))).is_break() {
-                // Leave the rest unread; the abandoned stream is dropped with its handle.
+                // Stop reading: finishing an unfinished stream tells the connection to drop
+                // whatever else arrives for this search, so the connection stays usable.
+                conn.drive(async { Ok(stream.finish().await) })?;
                 return Ok(ControlFlow::Break(()));
             }
         }

@@ -204,7 +204,7 @@ impl LdapSet {
         let mut found = None;
         self.visit(&plan, &mut |v| {
             found = Some(v);
-            ControlFlow::Break(())
+            ControlFlow::Continue(())
         })?;
         found.ok_or_else(|| {
             ObjectError::new(
