@@ -52,6 +52,7 @@ const PROVISIONER: &str = r#"{
         "mail": {"type": "string", "nativeName": "mail", "nativeType": "string"},
         "description": {"type": "array", "items": {"type": "string"}, "nativeName": "description"},
         "displayName": {"type": "array", "items": {"type": "string"}, "nativeName": "displayName"},
+        "photo": {"type": "string", "nativeName": "jpegPhoto", "nativeType": "JAVA_TYPE_BYTE_ARRAY"},
         "userPassword": {"type": "string", "nativeName": "userPassword",
                          "nativeType": "JAVA_TYPE_GUARDEDSTRING",
                          "flags": ["NOT_READABLE", "NOT_RETURNED_BY_DEFAULT"]},
@@ -332,6 +333,14 @@ fn managed_to_ldap_creates_updates_renames_and_deletes() {
         members.matches("uniqueMember: uid=user").count(),
         3,
         "{members}"
+    );
+    let grp = s.query("/openidm/system/ldap/group", "cn eq \"staff\"");
+    assert_eq!(grp["resultCount"], 1, "{grp}");
+    assert_eq!(grp["result"][0]["dn"], staff_dn.as_str());
+    assert_eq!(
+        grp["result"][0]["uniqueMember"].as_array().map(Vec::len),
+        Some(4),
+        "{grp}"
     );
     let g = s.query("/openidm/system/ldap/account", "uid eq \"user1\"");
     assert_eq!(g["result"][0]["ldapGroups"], json!([staff_dn]), "{g}");
@@ -628,7 +637,7 @@ fn set_level_reads_writes_and_errors() {
         .create(
             None,
             json!({"dn": format!("uid=a,ou=people,{SUFFIX}"), "uid": "a", "sn": "A", "cn": "A",
-                   "description": ["x", "y"], "userPassword": "pw"}),
+                   "description": ["x", "y"], "userPassword": "pw", "photo": "AP8Q/w=="}),
         )
         .expect("create");
     let id = created["_id"].as_str().expect("id").to_string();
@@ -642,6 +651,13 @@ fn set_level_reads_writes_and_errors() {
     d.sort();
     assert_eq!(d, vec!["x", "y"]);
     assert!(created.get("userPassword").is_none(), "{created}");
+    // Binary attributes travel as base64, byte for byte.
+    assert_eq!(created["photo"], "AP8Q/w==");
+    // (jpegPhoto has no equality rule in the schema, so only presence can be asked.)
+    let by_photo = set
+        .find(&recond::query::parse("photo pr").expect("filter"))
+        .expect("find by presence");
+    assert_eq!(by_photo.len(), 1);
     // The password was written (the directory has it) but is never returned.
     let out = ldap.search("(uid=a)", &["userPassword"]);
     assert!(out.contains("userPassword"), "{out}");
