@@ -3,14 +3,37 @@
 //! with an LDIF by `slapadd`, listening on a free 127.0.0.1 port, stopped on drop.
 //!
 //! Outside CI a machine without slapd skips the LDAP tests with a message; under `CI=true` a
-//! missing slapd is a failure.
+//! missing slapd is a failure. Self-contained, so the benchmark includes it too.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::helpers::TempDir;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The server's temporary folder, removed on drop.
+pub struct Folder(pub PathBuf);
+
+impl Folder {
+    fn new() -> Folder {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "recond-slapd-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create the slapd folder");
+        Folder(p)
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 pub const SUFFIX: &str = "dc=example,dc=com";
 pub const ROOT_DN: &str = "cn=admin,dc=example,dc=com";
@@ -40,7 +63,7 @@ ou: groups
 ";
 
 pub struct Slapd {
-    pub dir: TempDir,
+    pub dir: Folder,
     pub port: u16,
     /// The LDAPS port, when started with TLS ([`Slapd::start_tls`]).
     pub tls_port: Option<u16>,
@@ -86,7 +109,7 @@ impl Slapd {
         if !available() {
             return None;
         }
-        let dir = TempDir::new("slapd");
+        let dir = Folder::new();
         let tls_conf = if tls {
             make_certs(&dir.0);
             format!(
