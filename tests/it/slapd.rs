@@ -134,6 +134,7 @@ argsfile {d}/slapd.args
 sizelimit unlimited
 database mdb
 maxsize 1073741824
+dbnosync
 suffix \"{SUFFIX}\"
 rootdn \"{ROOT_DN}\"
 rootpw {ROOT_PW}
@@ -231,13 +232,40 @@ index entryUUID eq
     }
 
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: connections stay open, nothing answers.
+    /// Returns once every thread of slapd is in the asked state.
     pub fn freeze(&self, frozen: bool) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .arg(if frozen { "-STOP" } else { "-CONT" })
-                .arg(c.id().to_string())
-                .status();
+        let Some(c) = &self.child else { return };
+        let _ = Command::new("kill")
+            .arg(if frozen { "-STOP" } else { "-CONT" })
+            .arg(c.id().to_string())
+            .status();
+        // A signal is delivered asynchronously; wait until the threads show it (state T).
+        let tasks = PathBuf::from(format!("/proc/{}/task", c.id()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let states: Vec<bool> = std::fs::read_dir(&tasks)
+                .map(|d| {
+                    d.filter_map(|t| t.ok())
+                        .map(|t| {
+                            let stat =
+                                std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                            // The state follows the ")" that closes the command name.
+                            stat.rsplit_once(')')
+                                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                                == Some('T')
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !states.is_empty() && states.iter().all(|s| *s == frozen) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        panic!(
+            "slapd did not become {}",
+            if frozen { "stopped" } else { "running" }
+        );
     }
 
     /// Runs an ldap-utils command (`ldapsearch`, `ldapmodify`, ...) bound as the root DN.
