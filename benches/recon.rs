@@ -10,6 +10,9 @@
 //! written with no reconciliation logic) and prints one JSON line per scenario on stdout, plus
 //! a readable table on stderr.
 
+#[path = "support/ldap.rs"]
+mod ldap;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +36,8 @@ const SCENARIOS: &[&str] = &[
     "transform",
     "transform-twin",
     "http",
+    "ldap-source",
+    "ldap-target",
 ];
 
 struct Args {
@@ -82,7 +87,7 @@ fn main() {
     }
     if args.child {
         let name = args.scenario.clone().unwrap_or_default();
-        let (seconds, extra) = run_scenario(&name, args.records, args.threads);
+        let (seconds, extra) = run_scenario(&name, args.records, args.threads, args.floor);
         let mut line = json!({
             "scenario": name,
             "records": args.records,
@@ -425,7 +430,17 @@ fn situation(summary: &Value, s: &str) -> u64 {
     summary["situationSummary"][s].as_u64().unwrap_or(0)
 }
 
-fn run_scenario(name: &str, n: usize, threads: usize) -> (f64, Value) {
+fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f64, Value) {
+    if ldap::SCENARIOS.contains(&name) {
+        return ldap::run(name, n, threads, floor).unwrap_or_else(|| {
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                json!({"scenario": name, "skipped": "slapd is not installed"})
+            );
+            std::process::exit(0)
+        });
+    }
     let b = Bench::new(name);
     let csv = b.dir.join("hr.csv");
     match name {

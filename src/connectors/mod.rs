@@ -7,6 +7,7 @@
 //! so a connector recond cannot run is a startup error (exit 2), never a runtime surprise.
 
 pub mod csv;
+pub mod ldap;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use self::csv::{CsvModel, CsvTable};
 pub fn check_supported(kind: &ConnectorKind) -> Result<(), String> {
     let what = match kind {
         ConnectorKind::Csv => return Ok(()),
-        ConnectorKind::Ldap => "the LDAP connector",
+        ConnectorKind::Ldap => return Ok(()),
         ConnectorKind::DatabaseTable => "the database table connector",
         ConnectorKind::Other(name) => {
             return Err(format!("connector \"{name}\" is not supported by recond"))
@@ -67,6 +68,7 @@ pub fn open_set(
             let table = CsvTable::with_dialect(file, model.uid_column().to_string(), dialect);
             Ok(Arc::new(CsvSet::with_model(name, table, Some(model))))
         }
+        ConnectorKind::Ldap => ldap::open(name, provisioner, object_type),
         _ => Err(ObjectError::new(
             ObjectErrorKind::NotSupported,
             format!("{name}: no connector implementation"),
