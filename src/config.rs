@@ -58,6 +58,8 @@ struct RawConfig {
     #[serde(default)]
     scripts: ScriptSection,
     #[serde(default)]
+    crypto: CryptoSection,
+    #[serde(default)]
     users: Vec<UserSection>,
     #[serde(default)]
     managed: BTreeMap<String, ManagedSection>,
@@ -67,6 +69,14 @@ struct RawConfig {
     mappings: Vec<serde_json::Value>,
     #[serde(default)]
     schedules: Vec<serde_json::Value>,
+}
+
+/// `[crypto]`: the key of managed objects' `encryption` properties (contract §9).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CryptoSection {
+    /// When absent, `recond.key` in the data folder (generated on first start).
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -306,6 +316,8 @@ pub struct Config {
     pub schedules: Vec<(String, serde_json::Value)>,
     /// The IDM project folder named by `idm_conf_dir`, as read.
     pub idm_project: Option<idm::Project>,
+    /// `[crypto] key_file`, resolved against the configuration file's folder.
+    pub crypto_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -523,6 +535,7 @@ impl Config {
         let data_dir = data_dir
             .map(Path::to_path_buf)
             .unwrap_or_else(|| resolve(&raw.server.data_dir));
+        let crypto_key_file = raw.crypto.key_file.as_deref().map(resolve);
         Ok(Config {
             file: path.to_path_buf(),
             base_dir,
@@ -538,6 +551,7 @@ impl Config {
             mappings,
             schedules,
             idm_project,
+            crypto_key_file,
         })
     }
 }
@@ -575,15 +589,17 @@ fn merge_idm_sets(
             continue;
         }
         match &p.kind {
-            ConnectorKind::Other(name) => return Err(ConfigError::new(
-                &p.file,
-                format!(
+            ConnectorKind::Other(name) => {
+                return Err(ConfigError::new(
+                    &p.file,
+                    format!(
                     "connectorRef.connectorName: connector \"{name}\" is not supported by recond \
                          (supported: the CSV file, LDAP and database table connectors); replace \
                          this system with a [system.{}.<type>] table in recon.toml",
                     p.name
                 ),
-            )),
+                ))
+            }
             kind => crate::connectors::check_supported(kind)
                 .map_err(|e| ConfigError::new(&p.file, e))?,
         }

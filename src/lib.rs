@@ -11,6 +11,7 @@ pub mod engine;
 pub mod http;
 pub mod idm;
 pub mod ids;
+pub mod managed;
 pub mod mapping;
 pub mod objects;
 pub mod query;

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::request::{if_match, if_none_match_star, json_body, Params};
 use super::routes::Route;
 use super::AppState;
-use crate::objects::{ObjectSet, QueryRequest, KNOWN_PARAMS};
+use crate::objects::{ObjectSet, QueryRequest, RelationOp, KNOWN_PARAMS};
 use crate::query;
 use crate::runner::{ReconKind, RunState, StartRequest};
 
@@ -183,9 +183,31 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
         Route::ObjectRead(set, id) => {
             let set_ref = object_set(state, &set)?;
             let v = set_ref
-                .read(&id)?
+                .read_fields(&id, params.get("_fields").unwrap_or(""))?
                 .ok_or_else(|| ApiError::not_found(format!("Object {set}/{id} not found")))?;
-            ok(fields(&params, v))
+            ok(v)
+        }
+        Route::RelationQuery(set, id, prop) => {
+            let q = query_request(&params, &[])?;
+            ok(object_set(state, &set)?.relation(&id, &prop, RelationOp::Query(&q))?)
+        }
+        Route::RelationAction(set, id, prop) => match params.get("_action") {
+            Some("create") => {
+                let body = json_body(&body)?
+                    .ok_or_else(|| ApiError::bad_request("create needs a JSON object body"))?;
+                let v = object_set(state, &set)?.relation(&id, &prop, RelationOp::Create(body))?;
+                Ok(Reply::Json(201, v))
+            }
+            other => Err(ApiError::bad_request(format!(
+                "Action {} on {set}/{id}/{prop} not supported",
+                other.unwrap_or("(none)")
+            ))),
+        },
+        Route::RelationRead(set, id, prop, rel) => {
+            ok(object_set(state, &set)?.relation(&id, &prop, RelationOp::Read(&rel))?)
+        }
+        Route::RelationDelete(set, id, prop, rel) => {
+            ok(object_set(state, &set)?.relation(&id, &prop, RelationOp::Delete(&rel))?)
         }
         Route::ObjectPut(set, id) => {
             let set = object_set(state, &set)?;

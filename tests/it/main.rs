@@ -5,6 +5,7 @@ mod helpers;
 
 mod foundation;
 mod history;
+mod managed;
 mod objects;
 mod recon;
 mod scheduler;

@@ -1,0 +1,177 @@
+//! The managed object script hooks (`onCreate`, `onUpdate`, ..., `onRetrieve`) and how they
+//! run: compiled once at startup, evaluated in this thread's own QuickJS context (REST handlers
+//! call object sets on blocking threads and the engine on its workers, so a thread-local
+//! context is never shared), with `openidm.*` going to every object set through [`Registry`].
+//!
+//! Scope variables follow IDM's: `object`, `newObject`, `oldObject`, `request`, `context`,
+//! `resourceName`. Hooks that may change the object (`onCreate` → `object`, `onUpdate` →
+//! `newObject`, `onRetrieve` → `object`) are compiled with that variable appended as their
+//! completion value, so the object as the script left it comes back.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::script::{self, CompiledScript, ScriptContext, ScriptError, ScriptHost, ScriptLimits};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HookKind {
+    OnCreate,
+    OnUpdate,
+    OnDelete,
+    PostCreate,
+    PostUpdate,
+    PostDelete,
+    OnValidate,
+    OnRetrieve,
+}
+
+impl HookKind {
+    pub const ALL: [HookKind; 8] = [
+        HookKind::OnCreate,
+        HookKind::OnUpdate,
+        HookKind::OnDelete,
+        HookKind::PostCreate,
+        HookKind::PostUpdate,
+        HookKind::PostDelete,
+        HookKind::OnValidate,
+        HookKind::OnRetrieve,
+    ];
+
+    /// The managed.json key.
+    pub fn key(self) -> &'static str {
+        match self {
+            HookKind::OnCreate => "onCreate",
+            HookKind::OnUpdate => "onUpdate",
+            HookKind::OnDelete => "onDelete",
+            HookKind::PostCreate => "postCreate",
+            HookKind::PostUpdate => "postUpdate",
+            HookKind::PostDelete => "postDelete",
+            HookKind::OnValidate => "onValidate",
+            HookKind::OnRetrieve => "onRetrieve",
+        }
+    }
+
+    /// The variable whose final value the hook gives back, for hooks that change the object.
+    pub fn result_variable(self) -> Option<&'static str> {
+        match self {
+            HookKind::OnCreate | HookKind::OnRetrieve => Some("object"),
+            HookKind::OnUpdate => Some("newObject"),
+            _ => None,
+        }
+    }
+
+    /// The CREST method of the request the hook runs for (`request.method`).
+    fn method(self) -> &'static str {
+        match self {
+            HookKind::OnCreate | HookKind::PostCreate => "create",
+            HookKind::OnUpdate | HookKind::PostUpdate => "update",
+            HookKind::OnDelete | HookKind::PostDelete => "delete",
+            HookKind::OnValidate => "update",
+            HookKind::OnRetrieve => "read",
+        }
+    }
+}
+
+/// A compiled project script with the name its errors carry.
+#[derive(Debug, Clone)]
+pub struct Script {
+    compiled: CompiledScript,
+}
+
+impl Script {
+    pub fn compile(
+        name: String,
+        source: String,
+        globals: Map<String, Value>,
+    ) -> Result<Script, ScriptError> {
+        script::compile(script::ScriptSpec {
+            name,
+            source,
+            globals,
+        })
+        .map(|compiled| Script { compiled })
+    }
+
+    pub fn name(&self) -> &str {
+        self.compiled.name()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub kind: HookKind,
+    pub script: Script,
+}
+
+/// What a script evaluation needs: the limits and the host of `openidm.*`.
+#[derive(Clone)]
+pub struct Runner {
+    pub limits: ScriptLimits,
+    pub host: Arc<dyn ScriptHost>,
+}
+
+thread_local! {
+    /// This thread's context for managed object scripts, with the host it was built for.
+    static CONTEXT: RefCell<Option<(usize, ScriptLimits, ScriptContext)>> = const { RefCell::new(None) };
+}
+
+impl Runner {
+    /// Evaluates `script` with `scope`. Re-entrant: a hook whose `openidm.*` call runs another
+    /// hook on this thread gets a fresh context for the inner one.
+    pub fn eval(&self, script: &Script, scope: &[(&str, &Value)]) -> Result<Value, ScriptError> {
+        let key = Arc::as_ptr(&self.host) as *const () as usize;
+        let taken = CONTEXT
+            .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
+            .ok()
+            .flatten();
+        let mut cx = match taken {
+            Some((k, l, cx)) if k == key && l == self.limits => cx,
+            _ => ScriptContext::new(self.limits, self.host.clone())?,
+        };
+        let out = cx.eval(&script.compiled, scope);
+        let _ = CONTEXT.try_with(|slot| {
+            if let Ok(mut s) = slot.try_borrow_mut() {
+                *s = Some((key, self.limits, cx));
+            }
+        });
+        out
+    }
+
+    /// Runs a type hook. `object` / `old` / `new` are bound as IDM binds them for `kind`;
+    /// the result is the object as the hook left it (for the hooks that may change it).
+    pub fn run_hook(
+        &self,
+        hook: &Hook,
+        resource: &str,
+        object: Option<&Value>,
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) -> Result<Value, ScriptError> {
+        let null = Value::Null;
+        let object = object.unwrap_or(&null);
+        let old = old.unwrap_or(&null);
+        let new = new.unwrap_or(&null);
+        let request = json!({"method": hook.kind.method(), "resourcePath": resource});
+        let context = json!({"security": {"authenticationId": "recond"}});
+        let resource = Value::String(resource.to_string());
+        let scope: [(&str, &Value); 6] = [
+            ("object", object),
+            ("oldObject", old),
+            ("newObject", new),
+            ("request", &request),
+            ("context", &context),
+            ("resourceName", &resource),
+        ];
+        self.eval(&hook.script, &scope)
+    }
+}
+
+/// The message a failed hook gives its refusal: what the script threw, without our wrapping.
+pub fn refusal_message(e: &ScriptError) -> String {
+    match e.kind {
+        script::ScriptErrorKind::Thrown => e.message.clone(),
+        _ => e.to_string(),
+    }
+}
