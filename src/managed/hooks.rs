@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use super::bundled::Bundled;
+use crate::objects::{ObjectError, ObjectErrorKind};
 use crate::script::{self, CompiledScript, ScriptContext, ScriptError, ScriptHost, ScriptLimits};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,10 +101,19 @@ impl Script {
     }
 }
 
+/// What a hook runs: the project's script, or recond's own version of one IDM bundles.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Script(Script),
+    Bundled(Bundled),
+}
+
 #[derive(Debug, Clone)]
 pub struct Hook {
     pub kind: HookKind,
-    pub script: Script,
+    pub action: Action,
+    /// managed.json and the type, for errors.
+    pub origin: String,
 }
 
 /// What a script evaluation needs: the limits and the host of `openidm.*`.
@@ -164,14 +175,44 @@ impl Runner {
             ("context", &context),
             ("resourceName", &resource),
         ];
-        self.eval(&hook.script, &scope)
+        match &hook.action {
+            Action::Script(s) => self.eval(s, &scope),
+            Action::Bundled(b) => {
+                let target = if hook.kind == HookKind::OnUpdate {
+                    new
+                } else {
+                    object
+                };
+                b.run(target).map_err(|message| ScriptError {
+                    kind: script::ScriptErrorKind::Thrown,
+                    script: format!("{}, {} (recond's own)", hook.origin, hook.kind.key()),
+                    message,
+                })
+            }
+        }
     }
 }
 
-/// The message a failed hook gives its refusal: what the script threw, without our wrapping.
-pub fn refusal_message(e: &ScriptError) -> String {
-    match e.kind {
-        script::ScriptErrorKind::Thrown => e.message.clone(),
-        _ => e.to_string(),
+/// The refusal a failed hook gives: what the script threw, without our wrapping. A thrown
+/// `{code, message}` object (IDM's way of choosing the status) keeps its 400 or 404; every
+/// other refusal is a 403.
+pub fn refusal(e: &ScriptError) -> ObjectError {
+    if e.kind != script::ScriptErrorKind::Thrown {
+        return ObjectError::new(ObjectErrorKind::Forbidden, e.to_string());
     }
+    if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&e.message) {
+        if let Some(code) = m.get("code").and_then(Value::as_u64) {
+            let message = match m.get("message") {
+                Some(Value::String(s)) => s.clone(),
+                _ => e.message.clone(),
+            };
+            let kind = match code {
+                400 => ObjectErrorKind::BadRequest,
+                404 => ObjectErrorKind::NotFound,
+                _ => ObjectErrorKind::Forbidden,
+            };
+            return ObjectError::new(kind, message);
+        }
+    }
+    ObjectError::new(ObjectErrorKind::Forbidden, e.message.clone())
 }

@@ -8,6 +8,7 @@
 //! * `crypto`: `encryption` / `secureHash` values and recond's key (public: the script host's
 //!   `openidm.encrypt/decrypt/isEncrypted/hash/isHashed` use it).
 //! * `hooks`: the type's script hooks and the thread-local script context they run in.
+//! * `bundled`: recond's own versions of the hook scripts IDM ships (stock managed.json).
 //! * `relations`: relationship properties, their reverse side and their REST endpoints.
 //! * `roles`: virtual properties (`effectiveRoles`, `effectiveAssignments`, `onRetrieve`).
 //! * `host`: the registry of sets a managed object reaches, and `openidm.*` over it.
@@ -15,6 +16,7 @@
 //! Types declared only in recon.toml (`[managed.X]` without managed.json) stay plain
 //! [`StoreSet`]s: no schema, nothing to apply.
 
+mod bundled;
 pub mod crypto;
 mod fields;
 mod hooks;

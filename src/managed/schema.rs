@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::hooks::{Hook, HookKind, Script};
+use super::bundled;
+use super::hooks::{Action, Hook, HookKind, Script};
 
 /// A startup error in managed.json: the file and what is wrong (with the type's name).
 #[derive(Debug, Clone)]
@@ -194,6 +195,16 @@ impl Ctx<'_> {
                 virtual_: None,
             });
         }
+        for key in ["onRead", "onStore", "onSync"] {
+            let Some(v) = obj.get(key).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let file = v.get("file").and_then(Value::as_str);
+            let source = v.get("source").and_then(Value::as_str);
+            if bundled::recognize(file, source, self.scripts).is_none() {
+                tracing::warn!(at = %self.at, hook = key, "recond does not run this managed object hook (yet); it is ignored");
+            }
+        }
         let mut hooks = BTreeMap::new();
         for kind in HookKind::ALL {
             if let Some(v) = obj.get(kind.key()) {
@@ -255,7 +266,13 @@ impl Ctx<'_> {
                 "property \"{name}\" declares both encryption and secureHash"
             )));
         }
-        let virtual_ = if flag(def, "isVirtual") == Some(true) {
+        let is_virtual = flag(def, "isVirtual") == Some(true);
+        for key in ["onValidate", "onStore", "onRetrieve"] {
+            if def.get(key).is_some_and(|v| !v.is_null()) && !(is_virtual && key == "onRetrieve") {
+                tracing::warn!(at = %self.at, property = name, hook = key, "recond does not run this property hook (yet); it is ignored");
+            }
+        }
+        let virtual_ = if is_virtual {
             Some(match def.get("onRetrieve") {
                 None | Some(Value::Null) => Virtual::Stored,
                 Some(v) => self.virtual_script(name, v)?,
@@ -341,9 +358,19 @@ impl Ctx<'_> {
     }
 
     fn hook(&self, key: &str, v: &Value, kind: HookKind) -> Result<Hook, SchemaError> {
+        let file = v.get("file").and_then(Value::as_str);
+        let source = v.get("source").and_then(Value::as_str);
+        let action = match bundled::recognize(file, source, self.scripts) {
+            Some(b) => {
+                tracing::info!(at = %self.at, hook = key, "using recond's own version of IDM's bundled script");
+                Action::Bundled(b)
+            }
+            None => Action::Script(self.script(key, v, kind.result_variable())?),
+        };
         Ok(Hook {
             kind,
-            script: self.script(key, v, kind.result_variable())?,
+            action,
+            origin: self.at.clone(),
         })
     }
 

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::crypto::{self, Key};
 use super::fields::Fields;
-use super::hooks::{refusal_message, HookKind, Runner};
+use super::hooks::{refusal, HookKind, Runner};
 use super::host::Registry;
 use super::schema::TypeSchema;
 use crate::objects::{
@@ -88,7 +88,7 @@ impl ManagedSet {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
                 tracing::warn!(set = %self.schema.set, id, hook = kind.key(), error = %e, "managed object hook failed");
-                Err(forbidden(refusal_message(&e)))
+                Err(refusal(&e))
             }
         }
     }

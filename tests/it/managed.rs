@@ -41,7 +41,7 @@ const MANAGED: &str = r#"{
       "onUpdate": {"type": "text/javascript",
                    "source": "newObject.updates = (oldObject.updates || 0) + 1;"},
       "onValidate": {"type": "text/javascript",
-                     "source": "if (object.userName === 'forbidden') { throw 'userName forbidden is reserved'; }"},
+                     "source": "if (object.userName === 'forbidden') { throw 'userName forbidden is reserved'; } if (object.userName === 'bad') { throw {code: 400, message: 'bad userName'}; }"},
       "onDelete": {"type": "text/javascript",
                    "source": "if (object.locked) { throw 'locked users cannot be deleted'; }"},
       "postCreate": {"type": "text/javascript",
@@ -650,4 +650,96 @@ fn effective_roles_and_assignments() {
     let u = s.get("/openidm/managed/user/u1").body;
     assert_eq!(rel_refs(&u["effectiveRoles"]), vec!["managed/role/r1"]);
     assert_eq!(u["effectiveAssignments"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn revisions_advance_on_recon_updates_of_a_plain_store_set() {
+    let s = Server::start(
+        r#"
+[managed.user]
+indexed = ["userName"]
+
+[system.lab.account]
+connector = "store"
+
+[[mappings]]
+name = "lab_user"
+source = "system/lab/account"
+target = "managed/user"
+properties = [
+  { source = "userName", target = "userName" },
+  { source = "sn", target = "sn" },
+]
+policies = [
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "FOUND", action = "UPDATE" },
+  { situation = "CONFIRMED", action = "UPDATE" },
+]
+"#,
+        &[],
+    );
+    for (n, sn) in ["One", "Two", "Three"].iter().enumerate() {
+        let r = s.put(
+            "/openidm/system/lab/account/a1",
+            &json!({"userName": "gina", "sn": sn}),
+            &[],
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.body);
+        assert_eq!(s.run("lab_user", "")["state"], json!("SUCCESS"));
+        let users = s.query("/openidm/managed/user", "userName eq \"gina\"");
+        assert_eq!(
+            users["result"][0]["_rev"],
+            json!((n + 1).to_string()),
+            "{users}"
+        );
+    }
+}
+
+#[test]
+fn a_stock_managed_json_runs_with_recond_s_own_bundled_scripts() {
+    let managed = r#"{"objects": [
+      {"name": "user",
+       "onCreate": {"type": "text/javascript", "source": "require('onCreateUser').setDefaultFields(object);"},
+       "onUpdate": {"type": "text/javascript", "source": "require('onUpdateUser').preserveLastSync(object, oldObject, request);"},
+       "onDelete": {"type": "text/javascript", "file": "ui/onDelete-user-cleanup.js"},
+       "onSync": {"type": "text/javascript", "source": "require('roles/onSync-roles').syncUsersOfRoles(resourceName, oldObject, newObject, ['members']);"},
+       "schema": {"properties": {
+         "userName": {"type": "string"},
+         "roles": {"type": "array", "items": {"type": "relationship", "reversePropertyName": "members",
+                   "resourceCollection": [{"path": "managed/role"}]}}}}},
+      {"name": "role",
+       "onDelete": {"type": "text/javascript", "file": "roles/onDelete-roles.js"},
+       "postCreate": {"type": "text/javascript", "file": "roles/postOperation-roles.js"},
+       "schema": {"properties": {
+         "members": {"type": "array", "items": {"type": "relationship", "reversePropertyName": "roles",
+                     "resourceCollection": [{"path": "managed/user"}]}}}}}
+    ]}"#;
+    let s = Server::start(
+        "idm_conf_dir = \"conf\"\n",
+        &[("conf/managed.json", managed)],
+    );
+    create(&s, "managed/role", "r1", json!({"name": "r1"}));
+    let u = create(
+        &s,
+        "managed/user",
+        "u1",
+        json!({"userName": "hal", "roles": [{"_ref": "managed/role/r1"}]}),
+    );
+    assert_eq!(u["accountStatus"], json!("active"), "{u}");
+    let r = s.delete("/openidm/managed/role/r1");
+    assert_eq!(
+        r.status, 403,
+        "a granted role cannot be deleted: {}",
+        r.body
+    );
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("currently granted"),
+        "{}",
+        r.body
+    );
+    assert_eq!(s.delete("/openidm/managed/user/u1").status, 200);
+    assert_eq!(s.delete("/openidm/managed/role/r1").status, 200);
 }
