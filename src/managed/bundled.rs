@@ -20,56 +20,88 @@ pub enum Bundled {
     Nothing(&'static str),
 }
 
-/// (name in a file path or `require()` call, behaviour)
-const KNOWN: &[(&str, Bundled)] = &[
-    ("onCreateUser", Bundled::SetDefaultFields),
-    ("roles/onDelete-roles", Bundled::RoleDeleteGuard),
-    ("onUpdateUser", Bundled::Nothing("onUpdateUser")),
+/// (module, function or `*`, behaviour): the first match wins.
+const KNOWN: &[(&str, &str, Bundled)] = &[
+    (
+        "onCreateUser",
+        "setDefaultFields",
+        Bundled::SetDefaultFields,
+    ),
+    ("onCreateUser", "", Bundled::SetDefaultFields),
+    ("onCreateUser", "*", Bundled::Nothing("onCreateUser")),
+    ("roles/onDelete-roles", "*", Bundled::RoleDeleteGuard),
+    ("onUpdateUser", "*", Bundled::Nothing("onUpdateUser")),
     (
         "onDelete-user-cleanup",
+        "*",
         Bundled::Nothing("onDelete-user-cleanup"),
     ),
     (
         "postDelete-user-cleanup",
+        "*",
         Bundled::Nothing("postDelete-user-cleanup"),
     ),
     (
         "roles/postOperation-roles",
+        "*",
         Bundled::Nothing("roles/postOperation-roles"),
     ),
-    ("roles/onSync-roles", Bundled::Nothing("roles/onSync-roles")),
+    (
+        "roles/onSync-roles",
+        "*",
+        Bundled::Nothing("roles/onSync-roles"),
+    ),
+    (
+        "roles/onSync-assignments",
+        "*",
+        Bundled::Nothing("roles/onSync-assignments"),
+    ),
+    // Conditional roles are not evaluated yet: granting by condition does nothing.
+    (
+        "roles/conditionalRoles",
+        "*",
+        Bundled::Nothing("roles/conditionalRoles"),
+    ),
 ];
 
-/// `file` (or a source that is a single `require('<module>')...` call) names a script IDM
-/// bundles and the project does not have.
+fn known(module: &str, function: &str) -> Option<Bundled> {
+    KNOWN
+        .iter()
+        .find(|(m, f, _)| {
+            (module == *m || module.ends_with(&format!("/{m}"))) && (*f == "*" || *f == function)
+        })
+        .map(|(_, _, b)| *b)
+}
+
+/// `file`, or a source made only of `require('<module>').<function>(...);` statements, names
+/// scripts IDM bundles and the project does not have: recond's own, in order.
 pub fn recognize(
     file: Option<&str>,
     source: Option<&str>,
     scripts: &ScriptPath,
-) -> Option<Bundled> {
+) -> Option<Vec<Bundled>> {
     if let Some(f) = file {
         if scripts.find(f).is_some() {
             return None;
         }
-        let stem = f.trim_end_matches(".js");
-        return KNOWN
-            .iter()
-            .find(|(name, _)| stem == *name || stem.ends_with(&format!("/{name}")))
-            .map(|(_, b)| *b);
+        return known(f.trim_end_matches(".js"), "").map(|b| vec![b]);
     }
-    let src = source?.trim();
-    let module = src
-        .strip_prefix("require(")?
-        .trim_start()
-        .strip_prefix(['\'', '"'])?;
-    let module = &module[..module.find(['\'', '"'])?];
-    if scripts.find(&format!("{module}.js")).is_some() {
-        return None;
+    let mut out = Vec::new();
+    for stmt in source?.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let rest = stmt.strip_prefix("require(")?.trim_start();
+        let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        let rest = &rest[1..];
+        let end = rest.find(quote)?;
+        let module = &rest[..end];
+        let call = rest[end + 1..].trim_start().strip_prefix(')')?.trim_start();
+        let call = call.strip_prefix('.')?;
+        let function = &call[..call.find('(')?];
+        if scripts.find(&format!("{module}.js")).is_some() {
+            return None;
+        }
+        out.push(known(module, function.trim())?);
     }
-    KNOWN
-        .iter()
-        .find(|(name, _)| module == *name || module.ends_with(&format!("/{name}")))
-        .map(|(_, b)| *b)
+    (!out.is_empty()).then_some(out)
 }
 
 impl Bundled {
@@ -113,22 +145,29 @@ mod tests {
         };
         assert_eq!(
             recognize(Some("ui/onCreateUser.js"), None, &p),
-            Some(Bundled::SetDefaultFields)
+            Some(vec![Bundled::SetDefaultFields])
         );
+        let stock = "require('ui/onCreateUser').setDefaultFields(object);\
+            require('ui/onCreateUser').createIdpRelationships(object);\
+            require('roles/conditionalRoles').updateConditionalGrantsForUser(object, 'roles');";
         assert_eq!(
-            recognize(
-                None,
-                Some("require('onCreateUser').setDefaultFields(object);"),
-                &p
-            ),
-            Some(Bundled::SetDefaultFields)
+            recognize(None, Some(stock), &p),
+            Some(vec![
+                Bundled::SetDefaultFields,
+                Bundled::Nothing("onCreateUser"),
+                Bundled::Nothing("roles/conditionalRoles")
+            ])
         );
         assert_eq!(
             recognize(Some("roles/onDelete-roles.js"), None, &p),
-            Some(Bundled::RoleDeleteGuard)
+            Some(vec![Bundled::RoleDeleteGuard])
         );
         assert_eq!(recognize(Some("mine.js"), None, &p), None);
         assert_eq!(recognize(None, Some("object.x = 1;"), &p), None);
+        assert_eq!(
+            recognize(None, Some("require('x').f(object); object.y = 1;"), &p),
+            None
+        );
         let r = Bundled::RoleDeleteGuard.run(&json!({"members": [{"_ref": "managed/user/u"}]}));
         assert!(r.is_err());
         let o = Bundled::SetDefaultFields.run(&json!({"accountStatus": "inactive"}));

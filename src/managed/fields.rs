@@ -1,11 +1,21 @@
 //! Which properties of a managed object a read returns: by default every property except those
 //! managed.json marks `returnByDefault: false` (relationships unless marked `true`); `_fields`
 //! names others (`*` = the default ones, `*_ref` = every relationship, as IDM).
+//! `scope: private` properties are never given to clients, asked for or not.
 
 use serde_json::Value;
 
 use super::schema::TypeSchema;
 use crate::query::{self, Pointer};
+
+/// Who reads: `scope: private` properties are for internal readers only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Scripts and the engine.
+    Internal,
+    /// REST clients (and every query and write response).
+    Client,
+}
 
 #[derive(Debug, Clone)]
 pub enum Fields {
@@ -49,7 +59,16 @@ impl Fields {
         }
     }
 
-    pub fn select(&self, schema: &TypeSchema, v: Value) -> Value {
+    pub fn select(&self, schema: &TypeSchema, mut v: Value, audience: Audience) -> Value {
+        if audience == Audience::Client {
+            if let Value::Object(m) = &mut v {
+                for (name, p) in &schema.properties {
+                    if p.private {
+                        m.remove(name);
+                    }
+                }
+            }
+        }
         let default = |mut v: Value| {
             if let Value::Object(m) = &mut v {
                 for (name, p) in &schema.properties {

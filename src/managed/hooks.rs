@@ -5,8 +5,9 @@
 //!
 //! Scope variables follow IDM's: `object`, `newObject`, `oldObject`, `request`, `context`,
 //! `resourceName`. Hooks that may change the object (`onCreate` → `object`, `onUpdate` →
-//! `newObject`, `onRetrieve` → `object`) are compiled with that variable appended as their
-//! completion value, so the object as the script left it comes back.
+//! `object` or `newObject`, the same new object, `onRetrieve` → `object`) are compiled with
+//! that variable appended as their completion value, so the object as the script left it
+//! comes back.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -59,7 +60,9 @@ impl HookKind {
     pub fn result_variable(self) -> Option<&'static str> {
         match self {
             HookKind::OnCreate | HookKind::OnRetrieve => Some("object"),
-            HookKind::OnUpdate => Some("newObject"),
+            // IDM binds the new object as both `object` and `newObject`; whichever the script
+            // changed is the result (see `run_hook`).
+            HookKind::OnUpdate => Some("[object, newObject]"),
             _ => None,
         }
     }
@@ -105,7 +108,7 @@ impl Script {
 #[derive(Debug, Clone)]
 pub enum Action {
     Script(Script),
-    Bundled(Bundled),
+    Bundled(Vec<Bundled>),
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +164,10 @@ impl Runner {
         new: Option<&Value>,
     ) -> Result<Value, ScriptError> {
         let null = Value::Null;
+        let object = match (hook.kind, object) {
+            (HookKind::OnUpdate, None) => new,
+            (_, o) => o,
+        };
         let object = object.unwrap_or(&null);
         let old = old.unwrap_or(&null);
         let new = new.unwrap_or(&null);
@@ -176,18 +183,25 @@ impl Runner {
             ("resourceName", &resource),
         ];
         match &hook.action {
+            Action::Script(s) if hook.kind == HookKind::OnUpdate => match self.eval(s, &scope)? {
+                Value::Array(mut both) if both.len() == 2 => {
+                    let n = both.pop().unwrap_or(Value::Null);
+                    let o = both.pop().unwrap_or(Value::Null);
+                    Ok(if &o != new { o } else { n })
+                }
+                other => Ok(other),
+            },
             Action::Script(s) => self.eval(s, &scope),
-            Action::Bundled(b) => {
-                let target = if hook.kind == HookKind::OnUpdate {
-                    new
-                } else {
-                    object
-                };
-                b.run(target).map_err(|message| ScriptError {
-                    kind: script::ScriptErrorKind::Thrown,
-                    script: format!("{}, {} (recond's own)", hook.origin, hook.kind.key()),
-                    message,
-                })
+            Action::Bundled(steps) => {
+                let mut target = object.clone();
+                for b in steps {
+                    target = b.run(&target).map_err(|message| ScriptError {
+                        kind: script::ScriptErrorKind::Thrown,
+                        script: format!("{}, {} (recond's own)", hook.origin, hook.kind.key()),
+                        message,
+                    })?;
+                }
+                Ok(target)
             }
         }
     }

@@ -52,6 +52,8 @@ pub enum Virtual {
 pub struct Property {
     pub default: Option<Value>,
     pub return_by_default: bool,
+    /// `scope: "private"`: never returned to REST clients.
+    pub private: bool,
     pub required: bool,
     pub encrypted: bool,
     /// `secureHash.algorithm`.
@@ -128,7 +130,39 @@ pub fn parse_all(
         let t = ctx.parse_type(name, obj)?;
         out.insert(t.set.clone(), t);
     }
+    check_reverse_sides(file, &out)?;
     Ok(out)
+}
+
+/// Every `reversePropertyName` into a type of this file names a relationship property there.
+fn check_reverse_sides(
+    file: &Path,
+    types: &BTreeMap<String, TypeSchema>,
+) -> Result<(), SchemaError> {
+    for t in types.values() {
+        for (name, rel) in t.relationships() {
+            let Some(reverse) = &rel.reverse else {
+                continue;
+            };
+            for coll in &rel.collections {
+                let Some(other) = types.get(coll) else {
+                    continue;
+                };
+                let ok = other
+                    .properties
+                    .get(reverse)
+                    .is_some_and(|p| p.relationship.is_some());
+                if !ok {
+                    return Err(SchemaError(format!(
+                        "{}, managed object \"{}\": property \"{name}\": reversePropertyName \"{reverse}\" is not a relationship property of {coll}",
+                        file.display(),
+                        t.set.trim_start_matches("managed/")
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Ctx<'a> {
@@ -188,6 +222,7 @@ impl Ctx<'_> {
             properties.entry(r.clone()).or_insert(Property {
                 default: None,
                 return_by_default: true,
+                private: false,
                 required: true,
                 encrypted: false,
                 hash: None,
@@ -284,6 +319,7 @@ impl Ctx<'_> {
             default: def.get("default").cloned(),
             // Relationships are not returned unless asked for, as in IDM.
             return_by_default: flag(def, "returnByDefault").unwrap_or(relationship.is_none()),
+            private: def.get("scope").and_then(Value::as_str) == Some("private"),
             required: flag(def, "required") == Some(true),
             encrypted,
             hash,
@@ -485,6 +521,21 @@ mod tests {
             &u.properties["effectiveRoles"].virtual_,
             Some(Virtual::EffectiveRoles { roles_property }) if roles_property == "roles"
         ));
+    }
+
+    #[test]
+    fn a_reverse_property_must_exist_on_the_other_side() {
+        let e = parse(json!({"objects": [
+            {"name": "user", "schema": {"properties": {"roles": {"type": "array", "items": {
+                "type": "relationship", "reversePropertyName": "members",
+                "resourceCollection": [{"path": "managed/role"}]}}}}},
+            {"name": "role", "schema": {"properties": {"members": {"type": "string"}}}}
+        ]}))
+        .expect_err("members is not a relationship");
+        assert!(
+            e.0.contains("\"members\"") && e.0.contains("managed/role"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!
 //! Reads: `onRetrieve` → virtual properties → relationship references decorated →
 //! `returnByDefault: false` properties (relationships by default) left out unless `_fields`
-//! asks for them. Clear values of `encryption` / `secureHash` properties never reach the store.
+//! asks for them; `scope: private` properties only for internal readers (`read`, `scan`,
+//! `find`: scripts and the engine), never in queries, REST reads or write responses. Clear values of `encryption` / `secureHash` properties never reach the store.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::crypto::{self, Key};
-use super::fields::Fields;
+use super::fields::{Audience, Fields};
 use super::hooks::{refusal, HookKind, Runner};
 use super::host::Registry;
 use super::schema::TypeSchema;
@@ -222,7 +223,7 @@ impl ManagedSet {
             None,
             Some(&created),
         )?;
-        self.present(created, &Fields::Default)
+        self.present(created, &Fields::Default, Audience::Client)
     }
 
     /// Runs the write pipeline on a replacement of `cur` and stores it.
@@ -234,9 +235,10 @@ impl ManagedSet {
         let id = cur.id.clone();
         self.strip_virtual(&mut new);
         // What a client does not see it cannot be expected to send back: a property left out
-        // by default keeps its value when the update omits it.
+        // by default (or private) keeps its value when the update omits it.
         for (name, p) in &self.schema.properties {
-            if !p.return_by_default && p.virtual_.is_none() && !new.contains_key(name) {
+            let hidden = !p.return_by_default || p.private;
+            if hidden && p.virtual_.is_none() && !new.contains_key(name) {
                 if let Some(v) = cur.body.get(name) {
                     new.insert(name.clone(), v.clone());
                 }
@@ -274,7 +276,7 @@ impl ManagedSet {
                 Some(&stored),
             )?;
         }
-        self.present(stored, &Fields::Default)
+        self.present(stored, &Fields::Default, Audience::Client)
     }
 
     fn current(&self, id: &str, if_match: Option<&str>) -> Result<StoredObject, ObjectError> {
@@ -319,7 +321,12 @@ impl ManagedSet {
     }
 
     /// The object as a client sees it: hooks and virtual properties applied, `fields` chosen.
-    pub(super) fn present(&self, v: Value, fields: &Fields) -> Result<Value, ObjectError> {
+    pub(super) fn present(
+        &self,
+        v: Value,
+        fields: &Fields,
+        audience: Audience,
+    ) -> Result<Value, ObjectError> {
         let Value::Object(_) = v else {
             return Ok(v);
         };
@@ -334,7 +341,7 @@ impl ManagedSet {
         };
         self.compute_virtuals(&mut v)?;
         self.decorate_relationships(&mut v);
-        Ok(fields.select(&self.schema, v))
+        Ok(fields.select(&self.schema, v, audience))
     }
 }
 
@@ -343,15 +350,21 @@ impl ObjectSet for ManagedSet {
         &self.schema.set
     }
 
+    /// An internal read (scripts, the engine): `scope: private` properties included.
     fn read(&self, id: &str) -> Result<Option<Value>, ObjectError> {
-        self.read_fields(id, "")
+        let Some(o) = self.inner.get(id)? else {
+            return Ok(None);
+        };
+        self.present(stored_value(o), &Fields::Default, Audience::Internal)
+            .map(Some)
     }
 
+    /// A client's read (REST): `scope: private` properties never included.
     fn read_fields(&self, id: &str, fields: &str) -> Result<Option<Value>, ObjectError> {
         let Some(o) = self.inner.get(id)? else {
             return Ok(None);
         };
-        self.present(stored_value(o), &Fields::parse(fields))
+        self.present(stored_value(o), &Fields::parse(fields), Audience::Client)
             .map(Some)
     }
 
@@ -364,21 +377,22 @@ impl ObjectSet for ManagedSet {
         whole.fields = Vec::new();
         let mut r = self.inner.query(&whole)?;
         for v in &mut r.results {
-            *v = self.present(std::mem::take(v), &fields)?;
+            *v = self.present(std::mem::take(v), &fields, Audience::Client)?;
         }
         Ok(r)
     }
 
     fn scan(&self, f: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), ObjectError> {
         let mut failure = None;
-        self.inner
-            .scan(&mut |v| match self.present(v, &Fields::Default) {
+        self.inner.scan(
+            &mut |v| match self.present(v, &Fields::Default, Audience::Internal) {
                 Ok(v) => f(v),
                 Err(e) => {
                     failure = Some(e);
                     ControlFlow::Break(())
                 }
-            })?;
+            },
+        )?;
         failure.map_or(Ok(()), Err)
     }
 
@@ -386,7 +400,7 @@ impl ObjectSet for ManagedSet {
         self.inner
             .find(filter)?
             .into_iter()
-            .map(|v| self.present(v, &Fields::Default))
+            .map(|v| self.present(v, &Fields::Default, Audience::Internal))
             .collect()
     }
 
@@ -446,7 +460,7 @@ impl ObjectSet for ManagedSet {
             Some(&deleted),
             None,
         )?;
-        self.present(deleted, &Fields::Default)
+        self.present(deleted, &Fields::Default, Audience::Client)
     }
 
     fn relation(&self, id: &str, property: &str, op: RelationOp<'_>) -> Result<Value, ObjectError> {

@@ -21,6 +21,7 @@ const MANAGED: &str = r#"{
                        "returnByDefault": false},
           "securityAnswer": {"type": "string", "secureHash": {"algorithm": "SHA-256"}},
           "note": {"type": "string", "returnByDefault": false},
+          "pin": {"type": "string", "scope": "private", "encryption": {"key": "k"}},
           "manager": {"type": "relationship", "reversePropertyName": "reports",
                       "resourceCollection": [{"path": "managed/user"}]},
           "reports": {"type": "array", "items": {"type": "relationship",
@@ -45,13 +46,14 @@ const MANAGED: &str = r#"{
       "onDelete": {"type": "text/javascript",
                    "source": "if (object.locked) { throw 'locked users cannot be deleted'; }"},
       "postCreate": {"type": "text/javascript",
-                     "source": "openidm.create('managed/event', null, {what: 'created', who: newObject._id});"},
+                     "source": "openidm.create('managed/event', null, {what: 'created', who: newObject._id, pinSeen: !!openidm.read('managed/user/' + newObject._id).pin});"},
       "postDelete": {"type": "text/javascript",
-                     "source": "openidm.create('managed/event', null, {what: 'deleted', who: oldObject._id});"},
+                     "source": "openidm.create('managed/event', null, {what: 'deleted', who: oldObject._id, pinKept: !!oldObject.pin});"},
       "onRetrieve": {"type": "text/javascript", "source": "object.seen = true;"}
     },
     {
       "name": "role",
+      "onUpdate": {"type": "text/javascript", "source": "object.touched = (oldObject.touched || 0) + 1;"},
       "schema": {
         "properties": {
           "name": {"type": "string"},
@@ -350,8 +352,16 @@ fn hooks_change_refuse_and_follow_writes() {
         &s,
         "managed/user",
         "u1",
-        json!({"userName": "carol", "givenName": "Carol", "sn": "Smith"}),
+        json!({"userName": "carol", "givenName": "Carol", "sn": "Smith", "pin": "1234"}),
     );
+    // `scope: private`: never to a client, even when asked; scripts see it (pinSeen below).
+    assert!(u.get("pin").is_none(), "{u}");
+    let one = s.get("/openidm/managed/user/u1?_fields=pin").body;
+    assert!(one.get("pin").is_none(), "{one}");
+    let q = s
+        .get("/openidm/managed/user?_queryFilter=true&_fields=pin")
+        .body;
+    assert!(q["result"][0].get("pin").is_none(), "{q}");
     assert_eq!(
         u["displayName"],
         json!("Carol Smith"),
@@ -393,6 +403,16 @@ fn hooks_change_refuse_and_follow_writes() {
     );
     assert_eq!(s.delete("/openidm/managed/user/u1").status, 200);
 
+    // An onUpdate written against `object` (IDM binds the new object under both names).
+    create(&s, "managed/role", "r1", json!({"name": "r"}));
+    let r = s.put("/openidm/managed/role/r1", &json!({"name": "r2"}), &[]);
+    assert_eq!(
+        (r.body["touched"].clone(), r.body["name"].clone()),
+        (json!(1), json!("r2")),
+        "{}",
+        r.body
+    );
+
     let events = s.query("/openidm/managed/event", "true");
     let mut seen: Vec<(String, String)> = events["result"]
         .as_array()
@@ -412,6 +432,14 @@ fn hooks_change_refuse_and_follow_writes() {
             ("created".into(), "u1".into()),
             ("deleted".into(), "u1".into())
         ]
+    );
+    let created = s.query("/openidm/managed/event", "what eq \"created\"");
+    assert_eq!(created["result"][0]["pinSeen"], json!(true), "{created}");
+    let deleted = s.query("/openidm/managed/event", "what eq \"deleted\"");
+    assert_eq!(
+        deleted["result"][0]["pinKept"],
+        json!(true),
+        "updates without it keep a private property: {deleted}"
     );
 }
 
