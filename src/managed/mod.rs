@@ -32,9 +32,28 @@ use std::time::Duration;
 
 pub use set::ManagedSet;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::objects::{ObjectError, ObjectErrorKind, ObjectSet, StoreSet};
 use crate::script::ScriptLimits;
+
+/// Checks managed.json (every type parses, every hook compiles) and `[crypto] key_file`
+/// before any data is touched, so these are configuration errors (exit 2) naming the file.
+pub fn check(config: &Config) -> Result<(), ConfigError> {
+    if let Some(f) = &config.crypto_key_file {
+        crypto::Key::load(f, false)
+            .map_err(|e| ConfigError::new(&config.file, format!("[crypto] key_file: {e}")))?;
+    }
+    if let Some(p) = &config.idm_project {
+        if let Some((file, managed)) = &p.managed {
+            let scripts = schema::ScriptPath {
+                project_dir: p.project_dir.clone(),
+            };
+            schema::parse_all(file, managed, &scripts, false)
+                .map_err(|e| ConfigError::new(file, e.0))?;
+        }
+    }
+    Ok(())
+}
 
 /// What `ObjectSets::new` needs to build the managed sets: the parsed types, the key, the
 /// script runner, and the registry filled once every set exists.
@@ -64,7 +83,8 @@ impl Builder {
                     let scripts = schema::ScriptPath {
                         project_dir: p.project_dir.clone(),
                     };
-                    schema::parse_all(file, managed, &scripts).map_err(|e| startup(e.0))?
+                    schema::parse_all(file, managed, &scripts, true)
+                        .map_err(|e| startup(format!("{}: {}", file.display(), e.0)))?
                 }
                 None => BTreeMap::new(),
             },

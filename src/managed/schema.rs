@@ -110,35 +110,35 @@ impl ScriptPath {
 }
 
 /// Parses every type of managed.json (`{"objects": [...]}`), by set name.
+/// `log`: whether to log what is ignored or replaced (once, when the sets are built).
 pub fn parse_all(
     file: &Path,
     managed: &Value,
     scripts: &ScriptPath,
+    log: bool,
 ) -> Result<BTreeMap<String, TypeSchema>, SchemaError> {
-    let at = file.display();
     let objects = managed
         .get("objects")
         .and_then(Value::as_array)
-        .ok_or_else(|| SchemaError(format!("{at}: expected an \"objects\" array")))?;
+        .ok_or_else(|| SchemaError("expected an \"objects\" array".into()))?;
     let mut out = BTreeMap::new();
     for obj in objects {
         let name = obj.get("name").and_then(Value::as_str).unwrap_or_default();
         let ctx = Ctx {
-            at: format!("{at}, managed object \"{name}\""),
+            at: format!("managed object \"{name}\""),
+            file,
             scripts,
+            log,
         };
         let t = ctx.parse_type(name, obj)?;
         out.insert(t.set.clone(), t);
     }
-    check_reverse_sides(file, &out)?;
+    check_reverse_sides(&out)?;
     Ok(out)
 }
 
 /// Every `reversePropertyName` into a type of this file names a relationship property there.
-fn check_reverse_sides(
-    file: &Path,
-    types: &BTreeMap<String, TypeSchema>,
-) -> Result<(), SchemaError> {
+fn check_reverse_sides(types: &BTreeMap<String, TypeSchema>) -> Result<(), SchemaError> {
     for t in types.values() {
         for (name, rel) in t.relationships() {
             let Some(reverse) = &rel.reverse else {
@@ -154,8 +154,7 @@ fn check_reverse_sides(
                     .is_some_and(|p| p.relationship.is_some());
                 if !ok {
                     return Err(SchemaError(format!(
-                        "{}, managed object \"{}\": property \"{name}\": reversePropertyName \"{reverse}\" is not a relationship property of {coll}",
-                        file.display(),
+                        "managed object \"{}\": property \"{name}\": reversePropertyName \"{reverse}\" is not a relationship property of {coll}",
                         t.set.trim_start_matches("managed/")
                     )));
                 }
@@ -166,8 +165,11 @@ fn check_reverse_sides(
 }
 
 struct Ctx<'a> {
+    /// `managed object "user"`.
     at: String,
+    file: &'a Path,
     scripts: &'a ScriptPath,
+    log: bool,
 }
 
 fn flag(m: &Map<String, Value>, key: &str) -> Option<bool> {
@@ -236,8 +238,8 @@ impl Ctx<'_> {
             };
             let file = v.get("file").and_then(Value::as_str);
             let source = v.get("source").and_then(Value::as_str);
-            if bundled::recognize(file, source, self.scripts).is_none() {
-                tracing::warn!(at = %self.at, hook = key, "recond does not run this managed object hook (yet); it is ignored");
+            if self.log && bundled::recognize(file, source, self.scripts).is_none() {
+                tracing::warn!(file = %self.file.display(), at = %self.at, hook = key, "recond does not run this managed object hook (yet); it is ignored");
             }
         }
         let mut hooks = BTreeMap::new();
@@ -303,8 +305,11 @@ impl Ctx<'_> {
         }
         let is_virtual = flag(def, "isVirtual") == Some(true);
         for key in ["onValidate", "onStore", "onRetrieve"] {
-            if def.get(key).is_some_and(|v| !v.is_null()) && !(is_virtual && key == "onRetrieve") {
-                tracing::warn!(at = %self.at, property = name, hook = key, "recond does not run this property hook (yet); it is ignored");
+            if self.log
+                && def.get(key).is_some_and(|v| !v.is_null())
+                && !(is_virtual && key == "onRetrieve")
+            {
+                tracing::warn!(file = %self.file.display(), at = %self.at, property = name, hook = key, "recond does not run this property hook (yet); it is ignored");
             }
         }
         let virtual_ = if is_virtual {
@@ -398,7 +403,9 @@ impl Ctx<'_> {
         let source = v.get("source").and_then(Value::as_str);
         let action = match bundled::recognize(file, source, self.scripts) {
             Some(b) => {
-                tracing::info!(at = %self.at, hook = key, "using recond's own version of IDM's bundled script");
+                if self.log {
+                    tracing::info!(file = %self.file.display(), at = %self.at, hook = key, "using recond's own version of IDM's bundled script");
+                }
                 Action::Bundled(b)
             }
             None => Action::Script(self.script(key, v, kind.result_variable())?),
@@ -406,7 +413,7 @@ impl Ctx<'_> {
         Ok(Hook {
             kind,
             action,
-            origin: self.at.clone(),
+            origin: format!("{}, {}", self.file.display(), self.at),
         })
     }
 
@@ -456,8 +463,12 @@ impl Ctx<'_> {
             Some(var) => format!("{source}\n;{var};"),
             None => source,
         };
-        Script::compile(format!("{}, {where_}", self.at), source, globals)
-            .map_err(|e| self.err(format!("{where_}: {e}")))
+        Script::compile(
+            format!("{}, {}, {where_}", self.file.display(), self.at),
+            source,
+            globals,
+        )
+        .map_err(|e| self.err(format!("{where_}: {e}")))
     }
 }
 
@@ -479,7 +490,7 @@ mod tests {
         let scripts = ScriptPath {
             project_dir: PathBuf::from("/nonexistent"),
         };
-        parse_all(Path::new("conf/managed.json"), &v, &scripts)
+        parse_all(Path::new("conf/managed.json"), &v, &scripts, false)
     }
 
     #[test]
@@ -543,10 +554,7 @@ mod tests {
         let e = parse(json!({"objects": [{"name": "user",
             "onCreate": {"type": "groovy", "file": "x.groovy"}}]}))
         .expect_err("groovy");
-        assert!(
-            e.0.contains("managed.json") && e.0.contains("\"user\""),
-            "{e}"
-        );
+        assert!(e.0.contains("\"user\""), "{e}");
         assert!(e.0.contains("x.groovy") && e.0.contains("groovy"), "{e}");
         let e = parse(json!({"objects": [{"name": "role",
             "postCreate": {"type": "text/javascript", "file": "nope.js"}}]}))

@@ -294,15 +294,18 @@ fn the_key_file_named_in_recon_toml_must_exist() {
         format!("idm_conf_dir = \"conf\"\n[crypto]\nkey_file = \"missing.key\"\n{USERS}"),
     )
     .expect("write");
-    let (code, out) = run_binary(&["--config", "recon.toml", "--check"], &dir.0);
-    let (code2, out2) = run_binary(
+    let (code, out) = run_binary(
         &["--config", "recon.toml", "--listen", "127.0.0.1:0"],
         &dir.0,
     );
+    assert_eq!(code, Some(2), "a configuration error: {out}");
     assert!(
-        (code != Some(0) && out.contains("missing.key"))
-            || (code2 != Some(0) && out2.contains("missing.key")),
-        "{code:?} {out}\n{code2:?} {out2}"
+        out.contains("missing.key") && out.contains("[crypto]"),
+        "{out}"
+    );
+    assert!(
+        !dir.0.join("data").exists(),
+        "nothing touched before the check"
     );
     std::fs::write(
         dir.0.join("recon.toml"),
