@@ -307,6 +307,29 @@ impl ManagedSet {
         self.update_object(cur, new)
     }
 
+    /// Runs an update; without the client's If-Match, a concurrent write between our read
+    /// and our compare-and-swap is not the client's conflict, so the update is redone on the
+    /// new revision (a bounded number of times).
+    fn retrying(
+        &self,
+        if_match: Option<&str>,
+        mut update: impl FnMut() -> Result<Value, ObjectError>,
+    ) -> Result<Value, ObjectError> {
+        let mut attempts = 0;
+        loop {
+            match update() {
+                Err(e)
+                    if e.kind == ObjectErrorKind::RevisionMismatch
+                        && if_match.is_none()
+                        && attempts < 16 =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// A store write without the pipeline (the reverse side of a relationship), guarded by
     /// the revision `rev` the caller read.
     pub(super) fn inner_put(
@@ -433,17 +456,22 @@ impl ObjectSet for ManagedSet {
                 format!("Object {}/{id} already exists", self.schema.set),
             )),
             Some(_) => {
-                let cur = self.current(id, if_match)?;
                 let new = body_object(body)?;
-                Ok((self.update_object(cur, new)?, false))
+                let v = self.retrying(if_match, || {
+                    let cur = self.current(id, if_match)?;
+                    self.update_object(cur, new.clone())
+                })?;
+                Ok((v, false))
             }
         }
     }
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {
-        let cur = self.current(id, if_match)?;
-        let new = crate::objects::patch::apply(&cur.body, ops)?;
-        self.update_object(cur, new)
+        self.retrying(if_match, || {
+            let cur = self.current(id, if_match)?;
+            let new = crate::objects::patch::apply(&cur.body, ops)?;
+            self.update_object(cur, new)
+        })
     }
 
     fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Value, ObjectError> {

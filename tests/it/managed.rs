@@ -774,3 +774,39 @@ fn a_stock_managed_json_runs_with_recond_s_own_bundled_scripts() {
     assert_eq!(s.delete("/openidm/managed/user/u1").status, 200);
     assert_eq!(s.delete("/openidm/managed/role/r1").status, 200);
 }
+
+#[test]
+fn concurrent_updates_without_if_match_lose_nothing() {
+    let s = start();
+    create(
+        &s,
+        "managed/user",
+        "u1",
+        json!({"userName": "ivy", "tags": []}),
+    );
+    std::thread::scope(|scope| {
+        for t in 0..6 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..5 {
+                    let r = s.request(
+                        "PATCH",
+                        "/openidm/managed/user/u1",
+                        Some(&json!([{"operation": "add", "field": "/tags/-", "value": format!("{t}-{i}")}])),
+                        &[],
+                        Auth::Admin,
+                    );
+                    assert_eq!(r.status, 200, "{}", r.body);
+                }
+            });
+        }
+    });
+    let u = s.get("/openidm/managed/user/u1").body;
+    assert_eq!(u["tags"].as_array().map(Vec::len), Some(30), "{u}");
+    assert_eq!(u["_rev"], json!("31"));
+    assert_eq!(
+        u["updates"],
+        json!(30),
+        "onUpdate ran once per stored update"
+    );
+}
