@@ -236,7 +236,12 @@ impl ManagedSet {
                     format!("{coll} declares no relationship property '{reverse}' (the reversePropertyName of {})", self.schema.set),
                 )
             })?;
-        for _ in 0..16 {
+        // Every concurrent writer of `target` that wins makes progress, so this ends; the bound
+        // only guards against a bug.
+        for attempt in 0..256 {
+            if attempt > 0 {
+                std::thread::yield_now();
+            }
             let Some(cur) = other.read_stored(tid)? else {
                 // Removing a reference to an object deleted meanwhile: nothing to keep in step.
                 return Ok(());

@@ -810,3 +810,23 @@ fn concurrent_updates_without_if_match_lose_nothing() {
         "onUpdate ran once per stored update"
     );
 }
+
+#[test]
+fn concurrent_grants_of_one_role_keep_every_reverse_reference() {
+    let s = start();
+    create(&s, "managed/role", "r1", json!({"name": "everyone"}));
+    std::thread::scope(|scope| {
+        for t in 0..6 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..5 {
+                    let id = format!("u{t}-{i}");
+                    let body = json!({"userName": id, "roles": [{"_ref": "managed/role/r1"}]});
+                    create(s, "managed/user", &id, body);
+                }
+            });
+        }
+    });
+    let r1 = s.get("/openidm/managed/role/r1?_fields=members").body;
+    assert_eq!(r1["members"].as_array().map(Vec::len), Some(30), "{r1}");
+}
