@@ -297,6 +297,7 @@ impl App {
         check_mapping_queries(&config, &mappings)?;
         let names: Vec<String> = mappings.keys().cloned().collect();
         let schedules = load_schedules(&config, &names)?;
+        crate::managed::check(&config)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             AppError::Runtime(format!(
                 "cannot create the data folder {}: {e}",

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod http;
 pub mod idm;
 pub mod ids;
+pub mod managed;
 pub mod mapping;
 pub mod metrics;
 pub mod objects;

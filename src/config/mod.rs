@@ -65,6 +65,8 @@ struct RawConfig {
     #[serde(default)]
     scripts: ScriptSection,
     #[serde(default)]
+    crypto: CryptoSection,
+    #[serde(default)]
     users: Vec<UserSection>,
     #[serde(default)]
     managed: BTreeMap<String, ManagedSection>,
@@ -96,6 +98,16 @@ pub struct Config {
     pub schedules: Vec<(String, serde_json::Value)>,
     /// The IDM project folder named by `idm_conf_dir`, as read.
     pub idm_project: Option<idm::Project>,
+    /// `[crypto] key_file`, resolved against the configuration file's folder.
+    pub crypto_key_file: Option<PathBuf>,
+}
+
+/// `[crypto]`: the key of managed objects' `encryption` properties (contract §9).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CryptoSection {
+    /// When absent, `recond.key` in the data folder (generated on first start).
+    key_file: Option<String>,
 }
 
 impl Config {
@@ -218,6 +230,7 @@ impl Config {
         let listen = listen
             .map(str::to_string)
             .unwrap_or_else(|| raw.server.listen.clone());
+        let crypto_key_file = raw.crypto.key_file.as_deref().map(resolve);
         let data_dir = data_dir
             .map(Path::to_path_buf)
             .unwrap_or_else(|| resolve(&raw.server.data_dir));
@@ -236,6 +249,7 @@ impl Config {
             mappings,
             schedules,
             idm_project,
+            crypto_key_file,
         })
     }
 }

@@ -118,6 +118,7 @@ impl From<ObjectError> for ApiError {
             K::AlreadyExists | K::Conflict => 412,
             K::RevisionMismatch => 412,
             K::BadRequest => 400,
+            K::Forbidden => 403,
             K::NotSupported => 501,
             K::Internal => 500,
         };

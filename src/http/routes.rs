@@ -32,6 +32,14 @@ pub enum Route {
     ObjectPatch(String, String),
     ObjectDelete(String, String),
     ObjectInstanceAction(String, String),
+    /// `GET managed/<type>/<id>/<property>`: the relationships of one property.
+    RelationQuery(String, String, String),
+    /// `POST managed/<type>/<id>/<property>?_action=create`.
+    RelationAction(String, String, String),
+    /// `GET managed/<type>/<id>/<property>/<relationship id>`.
+    RelationRead(String, String, String, String),
+    /// `DELETE managed/<type>/<id>/<property>/<relationship id>`.
+    RelationDelete(String, String, String, String),
     LinkQuery,
     LinkRead(String),
     LinkDelete(String),
@@ -175,6 +183,27 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
             let set = format!("system/{conn}/{ty}");
             object_instance(m, set, id)?
         }
+        ["managed", ty, id, prop] => {
+            let (set, id, prop) = (format!("managed/{ty}"), id.to_string(), prop.to_string());
+            match *m {
+                Method::GET => Route::RelationQuery(set, id, prop),
+                Method::POST => Route::RelationAction(set, id, prop),
+                _ => return Err(RouteError::MethodNotAllowed { allow: "GET, POST" }),
+            }
+        }
+        ["managed", ty, id, prop, rel] => {
+            let set = format!("managed/{ty}");
+            let (id, prop, rel) = (id.to_string(), prop.to_string(), rel.to_string());
+            match *m {
+                Method::GET => Route::RelationRead(set, id, prop, rel),
+                Method::DELETE => Route::RelationDelete(set, id, prop, rel),
+                _ => {
+                    return Err(RouteError::MethodNotAllowed {
+                        allow: "GET, DELETE",
+                    })
+                }
+            }
+        }
 
         ["repo", "link"] if get => Route::LinkQuery,
         ["repo", "link"] => return Err(RouteError::MethodNotAllowed { allow: "GET" }),
@@ -313,9 +342,21 @@ mod tests {
             Err(RouteError::NotFound)
         );
         assert_eq!(
-            route(&Method::GET, "/openidm/managed/user/a/b"),
+            route(&Method::GET, "/openidm/managed/user/a/b/c/d"),
             Err(RouteError::NotFound)
         );
+        assert_eq!(
+            route(&Method::GET, "/openidm/managed/user/a/roles"),
+            Ok(Route::RelationQuery(
+                "managed/user".into(),
+                "a".into(),
+                "roles".into()
+            ))
+        );
+        assert!(matches!(
+            route(&Method::PUT, "/openidm/managed/user/a/roles/r"),
+            Err(RouteError::MethodNotAllowed { .. })
+        ));
         assert_eq!(
             route(&Method::GET, "/openidm/managed/user/%FF"),
             Err(RouteError::BadPath)

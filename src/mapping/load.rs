@@ -28,6 +28,8 @@ pub fn project_env(config: &Config) -> Result<ProjectEnv, ConfigError> {
     if !env.roots.contains(&config.base_dir) {
         env.roots.push(config.base_dir.clone());
     }
+    // Scripts encrypt and hash with the server's key, as managed objects do.
+    env.crypto = Arc::new(crate::managed::crypto::ServerCrypto);
     Ok(env)
 }
 

@@ -36,6 +36,8 @@ pub enum ObjectErrorKind {
     RevisionMismatch,
     Conflict,
     BadRequest,
+    /// Refused by the object's own rules (a managed object hook that threw).
+    Forbidden,
     NotSupported,
     Internal,
 }
@@ -102,6 +104,30 @@ pub trait ObjectSet: Send + Sync {
     ) -> Result<(Value, bool), ObjectError>;
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError>;
     fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Value, ObjectError>;
+    /// A read honouring `_fields` as sent (managed sets leave some properties out unless
+    /// asked for); by default the object projected on the fields.
+    fn read_fields(&self, id: &str, fields: &str) -> Result<Option<Value>, ObjectError> {
+        let v = self.read(id)?;
+        Ok(match v {
+            Some(v) if !fields.is_empty() => Some(crate::query::project(
+                &v,
+                &crate::query::parse_fields(fields),
+            )),
+            other => other,
+        })
+    }
+    /// `<set>/<id>/<property>[/<relationship id>]`: the relationship endpoints of managed
+    /// objects. Other sets have no relationship properties.
+    fn relation(&self, id: &str, property: &str, op: RelationOp<'_>) -> Result<Value, ObjectError> {
+        let _ = op;
+        Err(ObjectError::new(
+            ObjectErrorKind::NotFound,
+            format!(
+                "{}/{id} has no relationship property '{property}'",
+                self.name()
+            ),
+        ))
+    }
     /// The store-backed implementation, for the engine's batched writes.
     fn as_store(&self) -> Option<&StoreSet> {
         None
@@ -115,6 +141,15 @@ pub trait ObjectSet: Send + Sync {
         })?;
         Ok(n)
     }
+}
+
+/// An operation on a relationship endpoint.
+#[derive(Debug)]
+pub enum RelationOp<'a> {
+    Query(&'a QueryRequest),
+    Read(&'a str),
+    Create(Value),
+    Delete(&'a str),
 }
 
 /// Checks an id given by a client: non-empty, no `/`, no control characters.
@@ -209,10 +244,11 @@ pub struct ObjectSets {
 impl ObjectSets {
     pub fn new(config: &Config, store: &Store) -> Result<ObjectSets, ObjectError> {
         let mut sets: BTreeMap<String, Arc<dyn ObjectSet>> = BTreeMap::new();
+        let mut managed = crate::managed::Builder::new(config)?;
         for os in &config.object_sets {
             let set: Arc<dyn ObjectSet> = match &os.kind {
                 ObjectSetKind::Store { indexed } => {
-                    Arc::new(StoreSet::open(store.clone(), &os.name, indexed)?)
+                    managed.wrap(&os.name, StoreSet::open(store.clone(), &os.name, indexed)?)
                 }
                 ObjectSetKind::Csv { file, id_column } => crate::connectors::open_csv(
                     &os.name,
@@ -227,6 +263,7 @@ impl ObjectSets {
             };
             sets.insert(os.name.clone(), set);
         }
+        managed.finish(&sets);
         Ok(ObjectSets {
             sets,
             links: Links::new(store.clone()),

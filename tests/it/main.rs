@@ -12,6 +12,7 @@ mod idm_projects;
 mod integrity;
 mod json_shape;
 mod ldap;
+mod managed;
 mod metrics;
 mod model;
 mod objects;

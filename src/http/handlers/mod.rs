@@ -118,7 +118,11 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
         | Route::ObjectPut(..)
         | Route::ObjectPatch(..)
         | Route::ObjectDelete(..)
-        | Route::ObjectInstanceAction(..) => objects::dispatch(state, call),
+        | Route::ObjectInstanceAction(..)
+        | Route::RelationQuery(..)
+        | Route::RelationAction(..)
+        | Route::RelationRead(..)
+        | Route::RelationDelete(..) => objects::dispatch(state, call),
         Route::LinkQuery | Route::LinkRead(_) | Route::LinkDelete(_) => {
             links::dispatch(state, call)
         }

@@ -3,11 +3,12 @@
 
 use serde_json::Value;
 
-use super::{envelope, fields, object_set, ok, query_request, Call, Reply};
+use super::{envelope, object_set, ok, query_request, Call, Reply};
 use crate::http::error::ApiError;
 use crate::http::request::{if_match, if_none_match_star, json_body};
 use crate::http::routes::Route;
 use crate::http::AppState;
+use crate::objects::RelationOp;
 
 pub(super) fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
     let Call {
@@ -53,9 +54,31 @@ pub(super) fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> 
         Route::ObjectRead(set, id) => {
             let set_ref = object_set(state, &set)?;
             let v = set_ref
-                .read(&id)?
+                .read_fields(&id, params.get("_fields").unwrap_or(""))?
                 .ok_or_else(|| ApiError::not_found(format!("Object {set}/{id} not found")))?;
-            ok(fields(&params, v))
+            ok(v)
+        }
+        Route::RelationQuery(set, id, prop) => {
+            let q = query_request(&params, &[])?;
+            ok(object_set(state, &set)?.relation(&id, &prop, RelationOp::Query(&q))?)
+        }
+        Route::RelationAction(set, id, prop) => match params.get("_action") {
+            Some("create") => {
+                let body = json_body(&body)?
+                    .ok_or_else(|| ApiError::bad_request("create needs a JSON object body"))?;
+                let v = object_set(state, &set)?.relation(&id, &prop, RelationOp::Create(body))?;
+                Ok(Reply::Json(201, v))
+            }
+            other => Err(ApiError::bad_request(format!(
+                "Action {} on {set}/{id}/{prop} not supported",
+                other.unwrap_or("(none)")
+            ))),
+        },
+        Route::RelationRead(set, id, prop, rel) => {
+            ok(object_set(state, &set)?.relation(&id, &prop, RelationOp::Read(&rel))?)
+        }
+        Route::RelationDelete(set, id, prop, rel) => {
+            ok(object_set(state, &set)?.relation(&id, &prop, RelationOp::Delete(&rel))?)
         }
         Route::ObjectPut(set, id) => {
             let set = object_set(state, &set)?;
