@@ -7,6 +7,7 @@
 //! so a connector recond cannot run is a startup error (exit 2), never a runtime surprise.
 
 pub mod csv;
+pub mod sql;
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ pub fn check_supported(kind: &ConnectorKind) -> Result<(), String> {
     let what = match kind {
         ConnectorKind::Csv => "the CSV file connector",
         ConnectorKind::Ldap => "the LDAP connector",
-        ConnectorKind::DatabaseTable => "the database table connector",
+        ConnectorKind::DatabaseTable => return Ok(()),
         ConnectorKind::Other(name) => {
             return Err(format!("connector \"{name}\" is not supported by recond"))
         }
@@ -34,6 +35,9 @@ pub fn open_set(
     provisioner: &Arc<Provisioner>,
     object_type: &str,
 ) -> Result<Arc<dyn ObjectSet>, ObjectError> {
+    if provisioner.kind == ConnectorKind::DatabaseTable {
+        return sql::open(name, provisioner, object_type);
+    }
     check_supported(&provisioner.kind).map_err(|e| {
         ObjectError::new(
             ObjectErrorKind::NotSupported,

@@ -2,6 +2,7 @@
 //! with a fresh folder (see `helpers`).
 
 mod helpers;
+mod pg;
 
 mod foundation;
 mod history;
@@ -9,3 +10,4 @@ mod objects;
 mod recon;
 mod scheduler;
 mod scripts;
+mod sql;
