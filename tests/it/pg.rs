@@ -7,7 +7,7 @@
 //! caller skips with a message, except under `CI=true`, where that is a failure.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -219,9 +219,10 @@ impl Pg {
         let _ = child.wait();
     }
 
-    #[allow(dead_code)]
-    pub fn dir(&self) -> &Path {
-        &self.dir.0
+    /// Starts the stopped server again, on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running server");
+        self.launch();
     }
 }
 

@@ -366,6 +366,31 @@ fn a_database_that_is_down_fails_the_run_fast_and_clearly() {
 }
 
 #[test]
+fn a_lost_connection_fails_fast_and_recovers_when_the_database_returns() {
+    let Some(mut pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    pg.exec("INSERT INTO people (uid, email) VALUES ('alice', 'a@example.com');");
+    let s = start_with(FROM_DB, &provisioner("hrdb", &pg.url(), "people", "uid"));
+    // A pooled connection now exists; the server goes away under it.
+    assert_eq!(s.get("/openidm/system/hrdb/account/alice").status, 200);
+    pg.stop();
+    let started = Instant::now();
+    let r = s.get("/openidm/system/hrdb/account/alice");
+    assert!(started.elapsed() < Duration::from_secs(15), "{}", r.body);
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(
+        r.body.to_string().contains("PostgreSQL at 127.0.0.1"),
+        "{}",
+        r.body
+    );
+    pg.restart();
+    let r = s.get("/openidm/system/hrdb/account/alice");
+    assert_eq!(r.status, 200, "the set reconnects: {}", r.body);
+    let run = s.run("hrdb", "");
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+}
+
+#[test]
 fn configuration_errors_name_the_file() {
     let prov = provisioner("hrdb", "jdbc:mysql://127.0.0.1/hr", "people", "uid");
     let dir = TempDir::new("sqlconf");

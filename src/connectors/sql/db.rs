@@ -175,22 +175,44 @@ impl Pool {
 
     /// Runs `f` on a pooled connection (connecting when none is idle). A connection that
     /// broke is dropped instead of being returned.
+    ///
+    /// An idle connection may have died unnoticed (the server restarted): when one fails with
+    /// a connection error and reports itself broken, `f` runs once more on a fresh
+    /// connection. The statement never reached a live server, so running it again cannot
+    /// apply it twice.
     pub fn with<T>(
         &self,
-        f: impl FnOnce(&mut dyn Conn) -> Result<T, DbError>,
+        mut f: impl FnMut(&mut dyn Conn) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let taken = self.idle.lock().pop();
-        let mut conn = match taken {
-            Some(c) => c,
-            None => (self.connect)()?,
+        let Some(mut conn) = taken else {
+            let mut conn = (self.connect)()?;
+            let out = f(conn.as_mut());
+            self.give_back(conn);
+            return out;
         };
-        let out = f(conn.as_mut());
+        match f(conn.as_mut()) {
+            Err(e) if e.kind == DbErrorKind::Connect && conn.is_broken() => {
+                // The pool's other idle connections date from the same server: drop them too.
+                self.idle.lock().clear();
+                let mut fresh = (self.connect)()?;
+                let out = f(fresh.as_mut());
+                self.give_back(fresh);
+                out
+            }
+            out => {
+                self.give_back(conn);
+                out
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Box<dyn Conn>) {
         if !conn.is_broken() {
             let mut idle = self.idle.lock();
             if idle.len() < MAX_IDLE {
                 idle.push(conn);
             }
         }
-        out
     }
 }

@@ -76,7 +76,7 @@ impl SqlSet {
     /// Runs `f` with a pooled connection and the resolved model.
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut dyn Conn, &Model) -> Result<T, DbError>,
+        mut f: impl FnMut(&mut dyn Conn, &Model) -> Result<T, DbError>,
     ) -> Result<T, ObjectError> {
         self.pool
             .with(|conn| {
