@@ -29,6 +29,16 @@ pub fn check_supported(kind: &ConnectorKind) -> Result<(), String> {
     ))
 }
 
+/// Whether recond can run this provisioner: its connector is supported and, where the
+/// connector checks it without IO, its configuration is usable. Runs at config load.
+pub fn check_provisioner(p: &Provisioner) -> Result<(), String> {
+    check_supported(&p.kind)?;
+    if p.kind == ConnectorKind::DatabaseTable {
+        sql::config::parse(p)?;
+    }
+    Ok(())
+}
+
 /// Opens the object set `name` for one object type of a provisioner.
 pub fn open_set(
     name: &str,

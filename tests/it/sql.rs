@@ -401,6 +401,9 @@ fn configuration_errors_name_the_file() {
         &["--config", "recon.toml", "--listen", "127.0.0.1:0"],
         &dir.0,
     );
-    assert_ne!(code, Some(0), "{out}");
-    assert!(out.contains("jdbc:mysql"), "{out}");
+    assert_eq!(code, Some(2), "a configuration error: {out}");
+    assert!(
+        out.contains("jdbc:mysql") && out.contains("provisioner.openicf-hrdb.json"),
+        "{out}"
+    );
 }
