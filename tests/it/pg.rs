@@ -5,17 +5,38 @@
 //! system user (Debian's package creates it) and the server runs under `setpriv`, which execs
 //! (so the child's pid is the server's and signals reach it). Without PostgreSQL installed the
 //! caller skips with a message, except under `CI=true`, where that is a failure.
+//!
+//! Self-contained (std and the `postgres` client only) so the benchmark includes it too.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::TempDir;
+/// The server's folder, removed on drop.
+struct PgDir(PathBuf);
+
+impl PgDir {
+    fn new() -> PgDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("recond-pg-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create the PostgreSQL folder");
+        PgDir(p)
+    }
+}
+
+impl Drop for PgDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 pub struct Pg {
     pub port: u16,
-    dir: TempDir,
+    dir: PgDir,
     bin: PathBuf,
     child: Option<Child>,
     as_postgres: bool,
@@ -37,6 +58,12 @@ fn bin_dir() -> Option<PathBuf> {
         .collect();
     found.sort();
     found.pop().map(|(_, b)| b)
+}
+
+/// Whether PostgreSQL's programs are installed (the benchmark asks before starting one).
+#[allow(dead_code)]
+pub fn available() -> bool {
+    bin_dir().is_some()
 }
 
 fn is_root() -> bool {
@@ -68,7 +95,7 @@ impl Pg {
             eprintln!("SKIPPED: {msg}");
             return None;
         };
-        let dir = TempDir::new("pg");
+        let dir = PgDir::new();
         let as_postgres = is_root();
         if as_postgres {
             let ok = Command::new("chown")
