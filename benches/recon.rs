@@ -24,6 +24,12 @@ use recond::runner::{ReconKind, StartRequest};
 use recond::storage::{index_terms, DataBatch, Link, Store, StoreOptions};
 use serde_json::{json, Map, Value};
 
+#[allow(dead_code)]
+#[path = "../tests/it/pg.rs"]
+mod pg;
+#[path = "support/pg_scenario.rs"]
+mod pg_scenario;
+
 const SCENARIOS: &[&str] = &[
     "floor",
     "first-load",
@@ -38,6 +44,7 @@ const SCENARIOS: &[&str] = &[
     "http",
     "ldap-source",
     "ldap-target",
+    "pg-first-load",
 ];
 
 struct Args {
@@ -145,6 +152,13 @@ fn main() {
     let floor = run_child("floor", None).and_then(|v| v["seconds"].as_f64());
     let mut rows = Vec::new();
     for name in selected {
+        if name.starts_with("pg-")
+            && !pg::available()
+            && std::env::var("CI").as_deref() != Ok("true")
+        {
+            eprintln!("scenario {name} skipped: PostgreSQL is not installed");
+            continue;
+        }
         let line = if name == "floor" {
             run_child("floor", floor)
         } else {
@@ -527,6 +541,7 @@ fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f6
             )
         }
         "http" => http_scenario(&b, n, threads),
+        "pg-first-load" => pg_scenario::first_load(&b, n, threads),
         other => panic!("unknown scenario {other}"),
     }
 }

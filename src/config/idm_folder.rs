@@ -58,8 +58,9 @@ pub(super) fn merge_idm_sets(
                 ),
                 ))
             }
-            kind => crate::connectors::check_supported(kind)
-                .map_err(|e| ConfigError::new(&p.file, e))?,
+            _ => {
+                crate::connectors::check_provisioner(p).map_err(|e| ConfigError::new(&p.file, e))?
+            }
         }
         let shared = Arc::new(p.clone());
         for (ty, model) in &p.object_types {

@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod ldap;
+pub mod sql;
 
 use std::sync::Arc;
 
@@ -20,17 +21,22 @@ use self::csv::{CsvModel, CsvTable};
 
 /// Whether recond can open sets of this connector from a provisioner file.
 pub fn check_supported(kind: &ConnectorKind) -> Result<(), String> {
-    let what = match kind {
-        ConnectorKind::Csv => return Ok(()),
-        ConnectorKind::Ldap => return Ok(()),
-        ConnectorKind::DatabaseTable => "the database table connector",
+    match kind {
+        ConnectorKind::Csv | ConnectorKind::Ldap | ConnectorKind::DatabaseTable => Ok(()),
         ConnectorKind::Other(name) => {
-            return Err(format!("connector \"{name}\" is not supported by recond"))
+            Err(format!("connector \"{name}\" is not supported by recond"))
         }
-    };
-    Err(format!(
-        "{what} is not yet supported from a provisioner file; declare the system in recon.toml"
-    ))
+    }
+}
+
+/// Whether recond can run this provisioner: its connector is supported and, where the
+/// connector checks it without IO, its configuration is usable. Runs at config load.
+pub fn check_provisioner(p: &Provisioner) -> Result<(), String> {
+    check_supported(&p.kind)?;
+    if p.kind == ConnectorKind::DatabaseTable {
+        sql::config::parse(p)?;
+    }
+    Ok(())
 }
 
 /// Opens the object set `name` for one object type of a provisioner.
@@ -39,39 +45,33 @@ pub fn open_set(
     provisioner: &Arc<Provisioner>,
     object_type: &str,
 ) -> Result<Arc<dyn ObjectSet>, ObjectError> {
-    check_supported(&provisioner.kind).map_err(|e| {
+    let startup = |kind: ObjectErrorKind, e: String| {
         ObjectError::new(
-            ObjectErrorKind::NotSupported,
-            format!(
-                "{name} ({}, object type {object_type}): {e}",
-                provisioner.file.display()
-            ),
-        )
-    })?;
-    let startup = |e: String| {
-        ObjectError::new(
-            ObjectErrorKind::BadRequest,
+            kind,
             format!(
                 "{name} ({}, object type {object_type}): {e}",
                 provisioner.file.display()
             ),
         )
     };
-    let model = provisioner
-        .object_types
-        .get(object_type)
-        .ok_or_else(|| startup("the provisioner declares no such object type".into()))?;
-    match provisioner.kind {
+    match &provisioner.kind {
         ConnectorKind::Csv => {
-            let (file, dialect, model) =
-                CsvModel::from_provisioner(provisioner, model).map_err(startup)?;
+            let model = provisioner.object_types.get(object_type).ok_or_else(|| {
+                startup(
+                    ObjectErrorKind::BadRequest,
+                    "the provisioner declares no such object type".into(),
+                )
+            })?;
+            let (file, dialect, model) = CsvModel::from_provisioner(provisioner, model)
+                .map_err(|e| startup(ObjectErrorKind::BadRequest, e))?;
             let table = CsvTable::with_dialect(file, model.uid_column().to_string(), dialect);
             Ok(Arc::new(CsvSet::with_model(name, table, Some(model))))
         }
         ConnectorKind::Ldap => ldap::open(name, provisioner, object_type),
-        _ => Err(ObjectError::new(
+        ConnectorKind::DatabaseTable => sql::open(name, provisioner, object_type),
+        ConnectorKind::Other(other) => Err(startup(
             ObjectErrorKind::NotSupported,
-            format!("{name}: no connector implementation"),
+            format!("connector \"{other}\" is not supported by recond"),
         )),
     }
 }

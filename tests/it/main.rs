@@ -2,6 +2,7 @@
 //! with a fresh folder (see `helpers`).
 
 mod helpers;
+mod pg;
 
 mod client;
 mod foundation;
@@ -20,3 +21,4 @@ mod recon;
 mod scheduler;
 mod scripts;
 mod slapd;
+mod sql;

@@ -1,0 +1,409 @@
+//! The database table connector through the real binary, against a real PostgreSQL server
+//! (see `pg`) and SQLite files made here: provisioner files in a temporary IDM conf folder,
+//! PostgreSQL → managed (first load and steady run), managed → PostgreSQL (create, update,
+//! delete), a SQLite source, filters with quotes and injection attempts, a NOT NULL violation
+//! failing one entry, and a database that is down.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::pg::Pg;
+
+fn provisioner(name: &str, url: &str, table: &str, key: &str) -> String {
+    json!({
+        "name": name,
+        "connectorRef": {
+            "bundleName": "org.forgerock.openicf.connectors.databasetable-connector",
+            "bundleVersion": "[1.5.0.0,1.6.0.0)",
+            "connectorName": "org.identityconnectors.databasetable.DatabaseTableConnector"
+        },
+        "configurationProperties": {
+            "url": url, "user": "postgres", "password": "", "table": table,
+            "keyColumn": key, "passwordColumn": "pw", "enableEmptyString": false,
+            "changeLogColumn": "", "quoting": ""
+        },
+        "objectTypes": {"account": {
+            "$schema": "http://json-schema.org/draft-03/schema",
+            "id": "__ACCOUNT__", "type": "object", "nativeType": "__ACCOUNT__",
+            "properties": {
+                "uid": {"type": "string", "nativeName": "__NAME__", "nativeType": "string"},
+                "email": {"type": "string", "nativeName": "email", "nativeType": "string"},
+                "age": {"type": "integer", "nativeName": "age", "nativeType": "integer"},
+                "active": {"type": "boolean", "nativeName": "active", "nativeType": "boolean"},
+                "password": {"type": "string", "nativeName": "__PASSWORD__",
+                             "nativeType": "JAVA_TYPE_GUARDEDSTRING",
+                             "flags": ["NOT_READABLE", "NOT_RETURNED_BY_DEFAULT"]}
+            }
+        }}
+    })
+    .to_string()
+}
+
+const FROM_DB: &str = r#"
+idm_conf_dir = "conf"
+
+[managed.user]
+indexed = ["userName"]
+
+[[mappings]]
+name = "hrdb"
+source = "system/hrdb/account"
+target = "managed/user"
+properties = [
+  { source = "uid", target = "userName" },
+  { source = "email", target = "mail" },
+  { source = "age", target = "age" },
+]
+"#;
+
+const TO_DB: &str = r#"
+idm_conf_dir = "conf"
+
+[managed.user]
+indexed = ["userName"]
+
+[[mappings]]
+name = "out"
+source = "managed/user"
+target = "system/hrdb/account"
+correlationQuery = { expressionTree = { all = ["uid"] } }
+properties = [
+  { source = "userName", target = "uid" },
+  { source = "mail", target = "email" },
+  { source = "password", target = "password" },
+]
+policies = [
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "FOUND", action = "LINK" },
+  { situation = "CONFIRMED", action = "UPDATE" },
+  { situation = "SOURCE_MISSING", action = "DELETE" },
+  { situation = "UNQUALIFIED", action = "DELETE" },
+]
+"#;
+
+const PEOPLE: &str = "CREATE TABLE people (
+    uid text PRIMARY KEY, email text NOT NULL, age integer, active boolean, pw text,
+    created timestamptz DEFAULT now());";
+
+fn counts(run: &Value) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = run["situationSummary"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, n)| n.as_u64().filter(|n| *n > 0).map(|n| (k.clone(), n)))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn pairs(p: &[(&str, u64)]) -> Vec<(String, u64)> {
+    p.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+fn start_with(config: &str, prov: &str) -> Server {
+    Server::start(config, &[("conf/provisioner.openicf-hrdb.json", prov)])
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    let mut v: Vec<String> = body["result"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o["_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn postgres_table_to_managed_first_load_then_steady() {
+    let Some(pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    pg.exec(
+        "INSERT INTO people (uid, email, age, active, pw) VALUES
+           ('alice', 'alice@example.com', 34, true, 'secret'),
+           ('bob', 'b''ob@example.com', 27, false, NULL),
+           ('carol', '50%_off@example.com', NULL, NULL, NULL);",
+    );
+    let s = start_with(FROM_DB, &provisioner("hrdb", &pg.url(), "people", "uid"));
+
+    // Reads: SQL types as JSON, NULL absent, the password never returned.
+    let a = s.get("/openidm/system/hrdb/account/alice");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["_id"], "alice");
+    assert_eq!(a.body["uid"], "alice");
+    assert_eq!(a.body["age"], 34);
+    assert_eq!(a.body["active"], true);
+    assert!(a.body.get("password").is_none() && a.body.get("pw").is_none());
+    assert!(a.body["_rev"].is_string());
+    let c = s.get("/openidm/system/hrdb/account/carol");
+    assert!(c.body.get("age").is_none(), "NULL is absent: {}", c.body);
+    assert_eq!(s.get("/openidm/system/hrdb/account/nobody").status, 404);
+
+    let run = s.run("hrdb", "");
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(counts(&run), pairs(&[("ABSENT", 3)]));
+    let users = s.query("/openidm/managed/user", "userName eq \"bob\"");
+    assert_eq!(users["result"][0]["mail"], "b'ob@example.com");
+    assert_eq!(users["result"][0]["age"], 27);
+
+    let run = s.run("hrdb", "");
+    assert_eq!(counts(&run), pairs(&[("CONFIRMED", 3)]));
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+}
+
+#[test]
+fn filters_bind_values_and_injection_does_nothing() {
+    let Some(pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    pg.exec(
+        "INSERT INTO people (uid, email, age) VALUES
+           ('alice', 'alice@example.com', 34), ('bob', 'b''ob@example.com', 27),
+           ('carol', '50%_off@example.com', NULL), ('dave', '50xx@example.com', 61);",
+    );
+    let s = start_with(FROM_DB, &provisioner("hrdb", &pg.url(), "people", "uid"));
+    let set = "/openidm/system/hrdb/account";
+    for (filter, expected) in [
+        (r#"uid eq "x' OR '1'='1""#, vec![]),
+        (r#"email eq "x'; DROP TABLE people; --""#, vec![]),
+        (r#"email eq "b'ob@example.com""#, vec!["bob"]),
+        (r#"email sw "50%""#, vec!["carol"]),
+        (r#"email co "%_""#, vec!["carol"]),
+        ("age gt 30", vec!["alice", "dave"]),
+        ("age le 27 or age ge 61", vec!["bob", "dave"]),
+        ("!(age pr)", vec!["carol"]),
+        ("!(age gt 30)", vec!["bob", "carol"]),
+        ("uid eq \"alice\" and age eq 34", vec!["alice"]),
+        ("age eq \"34\"", vec![]),
+        (r#"_id eq "dave""#, vec!["dave"]),
+        ("true", vec!["alice", "bob", "carol", "dave"]),
+        ("false", vec![]),
+        ("password eq \"x\"", vec![]),
+    ] {
+        let body = s.query(set, filter);
+        assert_eq!(ids(&body), expected, "{filter}: {body}");
+    }
+    // Nothing was harmed, and paging by cookie walks the table.
+    let count: i64 = pg
+        .client()
+        .query_one("SELECT count(*) FROM people", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 4);
+    let p1 = s.get(&format!("{set}?_queryFilter=true&_pageSize=3"));
+    assert_eq!(ids(&p1.body), ["alice", "bob", "carol"]);
+    let cookie = p1.body["pagedResultsCookie"].as_str().expect("a cookie");
+    let p2 = s.get(&format!(
+        "{set}?_queryFilter=true&_pageSize=3&_pagedResultsCookie={cookie}"
+    ));
+    assert_eq!(ids(&p2.body), ["dave"]);
+}
+
+#[test]
+fn managed_to_postgres_create_update_delete_and_not_null() {
+    let Some(pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    let s = start_with(TO_DB, &provisioner("hrdb", &pg.url(), "people", "uid"));
+    for (id, body) in [
+        (
+            "m1",
+            json!({"userName": "ann", "mail": "ann@example.com", "password": "pw1"}),
+        ),
+        (
+            "m2",
+            json!({"userName": "o'neil", "mail": "o'neil@example.com"}),
+        ),
+        ("m3", json!({"userName": "nomail"})),
+    ] {
+        let r = s.put(&format!("/openidm/managed/user/{id}"), &body, &[]);
+        assert!(r.status == 201 || r.status == 200, "{}", r.body);
+    }
+    let run = s.run("out", "&persistAssociations=true");
+    assert_eq!(counts(&run), pairs(&[("ABSENT", 3)]), "{run}");
+    assert_eq!(run["statusSummary"]["SUCCESS"], 2, "{run}");
+    assert_eq!(
+        run["statusSummary"]["FAILURE"], 1,
+        "the NOT NULL row fails alone: {run}"
+    );
+    let rows = |sql: &str| -> Vec<(String, Option<String>, Option<String>)> {
+        pg.client()
+            .query(sql, &[])
+            .expect("select")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    assert_eq!(
+        rows("SELECT uid, email, pw FROM people ORDER BY uid"),
+        vec![
+            (
+                "ann".into(),
+                Some("ann@example.com".into()),
+                Some("pw1".into())
+            ),
+            ("o'neil".into(), Some("o'neil@example.com".into()), None),
+        ]
+    );
+    // The failed entry carries the database's message.
+    let entries = s.get(&format!(
+        "/openidm/recon/assoc/{}/entry?_queryFilter=true",
+        run["_id"].as_str().unwrap_or_default(),
+    ));
+    assert_eq!(entries.status, 200, "{}", entries.body);
+    let text = entries.body.to_string();
+    assert!(text.contains("null value in column"), "{text}");
+    // Over REST the same violation is a 400 with the database's message.
+    let r = s.post(
+        "/openidm/system/hrdb/account?_action=create",
+        Some(&json!({"uid": "x"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.to_string().contains("null value"), "{}", r.body);
+
+    // Update, then delete through SOURCE_MISSING.
+    let r = s.put(
+        "/openidm/managed/user/m1",
+        &json!({"userName": "ann", "mail": "ann@new.example", "password": "pw1"}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.delete("/openidm/managed/user/m2").status, 200);
+    assert_eq!(s.delete("/openidm/managed/user/m3").status, 200);
+    let run = s.run("out", "");
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+    assert_eq!(
+        rows("SELECT uid, email, pw FROM people ORDER BY uid"),
+        vec![(
+            "ann".into(),
+            Some("ann@new.example".into()),
+            Some("pw1".into())
+        )]
+    );
+}
+
+#[test]
+fn sqlite_source_with_integer_keys_and_booleans() {
+    let dir = TempDir::new("sqlite");
+    let file = dir.0.join("app.db");
+    {
+        let c = rusqlite::Connection::open(&file).expect("create sqlite file");
+        c.execute_batch(
+            "CREATE TABLE people (uid INTEGER PRIMARY KEY, email TEXT NOT NULL, age INTEGER,
+                                  active BOOLEAN, pw TEXT);
+             INSERT INTO people VALUES (1, 'one@example.com', 30, 1, 'x'),
+                                       (2, 'two''s@example.com', NULL, 0, NULL);",
+        )
+        .expect("fill sqlite");
+    }
+    let url = format!("jdbc:sqlite:{}", file.display());
+    let s = start_with(FROM_DB, &provisioner("hrdb", &url, "people", "uid"));
+    let o = s.get("/openidm/system/hrdb/account/1");
+    assert_eq!(o.status, 200, "{}", o.body);
+    assert_eq!(o.body["_id"], "1");
+    assert_eq!(o.body["active"], true);
+    assert_eq!(o.body["uid"], "1");
+    let body = s.query(
+        "/openidm/system/hrdb/account",
+        r#"email eq "two's@example.com""#,
+    );
+    assert_eq!(ids(&body), ["2"]);
+    let body = s.query("/openidm/system/hrdb/account", r#"email eq "x' OR 1=1 --""#);
+    assert_eq!(ids(&body), Vec::<String>::new());
+    let run = s.run("hrdb", "");
+    assert_eq!(counts(&run), pairs(&[("ABSENT", 2)]), "{run}");
+    let users = s.query("/openidm/managed/user", "userName eq \"2\"");
+    assert_eq!(users["result"][0]["mail"], "two's@example.com");
+    // Writes go to the file.
+    let r = s.put(
+        "/openidm/system/hrdb/account/3",
+        &json!({"email": "three@example.com", "active": false}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["_id"], "3");
+    let c = rusqlite::Connection::open(&file).expect("open");
+    let email: String = c
+        .query_row("SELECT email FROM people WHERE uid = 3", [], |r| r.get(0))
+        .expect("row 3");
+    assert_eq!(email, "three@example.com");
+}
+
+#[test]
+fn a_database_that_is_down_fails_the_run_fast_and_clearly() {
+    let Some(mut pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    let url = pg.url();
+    pg.stop();
+    // The server starts while the database is down: connecting is lazy.
+    let s = start_with(FROM_DB, &provisioner("hrdb", &url, "people", "uid"));
+    let started = Instant::now();
+    let r = s.post(
+        "/openidm/recon?_action=recon&mapping=hrdb&waitForCompletion=true",
+        None,
+    );
+    // Either refused at the start or a failed run; fast, naming the database either way.
+    let text = if r.status == 200 {
+        let run = s.wait_run(r.body["_id"].as_str().expect("run id"));
+        assert_eq!(run["state"], "FAILED", "{run}");
+        run.to_string()
+    } else {
+        r.body.to_string()
+    };
+    assert!(started.elapsed() < Duration::from_secs(20), "{text}");
+    assert!(
+        text.contains("cannot connect to PostgreSQL at 127.0.0.1"),
+        "{text}"
+    );
+    let r = s.get("/openidm/system/hrdb/account/alice");
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(r.body.to_string().contains("PostgreSQL"), "{}", r.body);
+}
+
+#[test]
+fn a_lost_connection_fails_fast_and_recovers_when_the_database_returns() {
+    let Some(mut pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    pg.exec("INSERT INTO people (uid, email) VALUES ('alice', 'a@example.com');");
+    let s = start_with(FROM_DB, &provisioner("hrdb", &pg.url(), "people", "uid"));
+    // A pooled connection now exists; the server goes away under it.
+    assert_eq!(s.get("/openidm/system/hrdb/account/alice").status, 200);
+    pg.stop();
+    let started = Instant::now();
+    let r = s.get("/openidm/system/hrdb/account/alice");
+    assert!(started.elapsed() < Duration::from_secs(15), "{}", r.body);
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(
+        r.body.to_string().contains("PostgreSQL at 127.0.0.1"),
+        "{}",
+        r.body
+    );
+    pg.restart();
+    let r = s.get("/openidm/system/hrdb/account/alice");
+    assert_eq!(r.status, 200, "the set reconnects: {}", r.body);
+    let run = s.run("hrdb", "");
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+}
+
+#[test]
+fn configuration_errors_name_the_file() {
+    let prov = provisioner("hrdb", "jdbc:mysql://127.0.0.1/hr", "people", "uid");
+    let dir = TempDir::new("sqlconf");
+    std::fs::create_dir_all(dir.0.join("conf")).expect("mkdir");
+    std::fs::write(dir.0.join("conf/provisioner.openicf-hrdb.json"), prov).expect("write");
+    std::fs::write(dir.0.join("recon.toml"), format!("{FROM_DB}\n{USERS}")).expect("write");
+    let (code, out) = run_binary(
+        &["--config", "recon.toml", "--listen", "127.0.0.1:0"],
+        &dir.0,
+    );
+    assert_eq!(code, Some(2), "a configuration error: {out}");
+    assert!(
+        out.contains("jdbc:mysql") && out.contains("provisioner.openicf-hrdb.json"),
+        "{out}"
+    );
+}
