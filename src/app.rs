@@ -51,6 +51,8 @@ impl From<ConfigError> for AppError {
 pub struct App {
     pub state: AppState,
     pub store: Store,
+    /// Implicit synchronization; installed on the object sets, alive while the app is.
+    pub sync: Arc<crate::sync::SyncService>,
 }
 
 /// Builds schedule specs from `[[schedules]]` entries and IDM schedule files.
@@ -258,6 +260,7 @@ impl App {
             mappings,
             RunnerSettings::from_config(&config),
         );
+        let sync = crate::sync::SyncService::install(runner.clone());
         let recovered = runner
             .recover()
             .map_err(|e| AppError::Runtime(e.to_string()))?;
@@ -287,7 +290,7 @@ impl App {
             objects,
             scheduler,
         };
-        Ok(App { state, store })
+        Ok(App { state, store, sync })
     }
 
     /// Serves until `shutdown` completes, then stops in order. Returns once the store is
@@ -297,7 +300,11 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
-        let App { state, store } = self;
+        let App {
+            state,
+            store,
+            sync: _sync,
+        } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sched_task = state
             .scheduler

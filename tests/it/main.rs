@@ -11,3 +11,4 @@ mod objects;
 mod recon;
 mod scheduler;
 mod scripts;
+mod sync;
