@@ -51,6 +51,8 @@ impl From<ConfigError> for AppError {
 pub struct App {
     pub state: AppState,
     pub store: Store,
+    /// Implicit synchronization; installed on the object sets, alive while the app is.
+    pub sync: Arc<crate::sync::SyncService>,
 }
 
 /// Builds schedule specs from `[[schedules]]` entries and IDM schedule files.
@@ -319,6 +321,7 @@ impl App {
             mappings,
             RunnerSettings::from_config(&config),
         );
+        let sync = crate::sync::SyncService::install(runner.clone());
         let recovered = runner
             .recover()
             .map_err(|e| AppError::Runtime(e.to_string()))?;
@@ -343,7 +346,7 @@ impl App {
             )))
         };
         let state = AppState::new(Arc::new(config), runner, objects, scheduler);
-        Ok(App { state, store })
+        Ok(App { state, store, sync })
     }
 
     /// Serves until `shutdown` completes, then stops in order. Returns once the store is
@@ -353,7 +356,11 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
-        let App { state, store } = self;
+        let App {
+            state,
+            store,
+            sync: _sync,
+        } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let fatal = Arc::new(tokio::sync::Notify::new());
         let exit_after = state.config.storage.unwritable_exit_secs;

@@ -21,6 +21,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod script;
 pub mod storage;
+pub mod sync;
 
 /// jemalloc instead of glibc malloc: sled churns through node versions, and with glibc a
 /// million-object load ran about 1.7 times slower (see BENCHMARKS.md).

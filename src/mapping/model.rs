@@ -94,6 +94,8 @@ pub struct Mapping {
     pub task_threads: usize,
     pub correlate_empty_target_set: bool,
     pub enable_linking: bool,
+    /// `enableSync`: false turns implicit synchronization and liveSync off for this mapping.
+    pub enable_sync: bool,
     pub source_ids_case_sensitive: bool,
     pub target_ids_case_sensitive: bool,
     pub max_runs: Option<u32>,

@@ -10,6 +10,7 @@
 
 mod csv_set;
 mod links;
+mod observed;
 pub mod paging;
 pub mod patch;
 mod store_set;
@@ -22,6 +23,7 @@ use serde_json::{Map, Value};
 
 pub use csv_set::CsvSet;
 pub use links::Links;
+pub use observed::{ChangeHook, ChangeObserver, Observed};
 pub use paging::{run as paging_run, QueryRequest, QueryResult, TotalPolicy, KNOWN_PARAMS};
 pub use store_set::StoreSet;
 
@@ -239,12 +241,15 @@ pub fn with_meta(id: &str, rev: &str, mut body: Map<String, Value>) -> Value {
 pub struct ObjectSets {
     sets: BTreeMap<String, Arc<dyn ObjectSet>>,
     pub links: Links,
+    /// Where committed changes of managed objects are reported (implicit synchronization).
+    pub changes: ChangeHook,
 }
 
 impl ObjectSets {
     pub fn new(config: &Config, store: &Store) -> Result<ObjectSets, ObjectError> {
         let mut sets: BTreeMap<String, Arc<dyn ObjectSet>> = BTreeMap::new();
         let mut managed = crate::managed::Builder::new(config)?;
+        let changes = ChangeHook::default();
         for os in &config.object_sets {
             let set: Arc<dyn ObjectSet> = match &os.kind {
                 ObjectSetKind::Store { indexed } => {
@@ -261,12 +266,20 @@ impl ObjectSets {
                     object_type,
                 } => crate::connectors::open_set(&os.name, provisioner, object_type)?,
             };
+            // Managed objects are sources of implicit synchronization: their writes are
+            // reported to the sync service (see `observed`).
+            let set: Arc<dyn ObjectSet> = if os.name.starts_with("managed/") {
+                Arc::new(Observed::new(set, changes.clone()))
+            } else {
+                set
+            };
             sets.insert(os.name.clone(), set);
         }
         managed.finish(&sets);
         Ok(ObjectSets {
             sets,
             links: Links::new(store.clone()),
+            changes,
         })
     }
 

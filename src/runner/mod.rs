@@ -18,6 +18,7 @@ mod claims;
 mod history;
 mod hooks;
 mod host;
+mod implicit;
 mod state;
 mod worker;
 
@@ -31,6 +32,7 @@ use serde_json::{json, Value};
 
 pub use history::entry_key;
 pub use host::StoreHost;
+pub use implicit::SyncOutcome;
 pub use state::{ReconKind, RunOptions, RunState};
 
 use crate::config::{AuditLevel, Config};

@@ -34,6 +34,9 @@ pub struct RunOptions {
     pub analyze: bool,
     pub persist_associations: bool,
     pub schedule: Option<String>,
+    /// Implicit synchronization of one object (no run record, no association entries, no
+    /// recon audit events, no result script; see `runner::sync_object`).
+    pub implicit: bool,
 }
 
 pub struct RunState {

@@ -22,3 +22,4 @@ mod scheduler;
 mod scripts;
 mod slapd;
 mod sql;
+mod sync;

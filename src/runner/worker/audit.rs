@@ -30,6 +30,18 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
         target_written: op.target_written,
         target_deleted: op.target_deleted,
     });
+    if success
+        && !analyze
+        && (op.target_written
+            || op.target_deleted
+            || (op.action == Some(Action::Create) && op.target_exists_after))
+        && !ctx.run.options.implicit
+        && ctx.mapping.target.starts_with("managed/")
+    {
+        if let Some(tid) = &op.target_id {
+            unit.changed.push(tid.clone());
+        }
+    }
     let message = op.error.clone().or_else(|| op.exception.clone());
     if let Some(e) = &op.error {
         let id = op.source_id.clone().or_else(|| op.target_id.clone());

@@ -294,6 +294,9 @@ struct Unit {
     held: Vec<u64>,
     /// (object id, reason) of every failed operation, logged when the unit commits.
     failures: Vec<(String, String)>,
+    /// Ids of managed target objects this unit wrote or deleted: reported to the sync
+    /// service once the unit committed (implicit synchronization of their own mappings).
+    changed: Vec<String>,
 }
 
 /// Where a unit stood before one object was staged (to drop that object's work).
@@ -305,6 +308,7 @@ struct Mark {
     outcomes: usize,
     keys: usize,
     failures: usize,
+    changed: usize,
 }
 
 impl Mark {
@@ -318,6 +322,7 @@ impl Mark {
             outcomes: 0,
             keys: 0,
             failures: 0,
+            changed: 0,
         }
     }
 }
@@ -335,6 +340,7 @@ impl Unit {
             keys: Vec::new(),
             held: Vec::new(),
             failures: Vec::new(),
+            changed: Vec::new(),
         }
     }
 
@@ -347,6 +353,7 @@ impl Unit {
             outcomes: self.outcomes.len(),
             keys: self.keys.len(),
             failures: self.failures.len(),
+            changed: self.changed.len(),
         }
     }
 
@@ -359,6 +366,7 @@ impl Unit {
         self.outcomes.truncate(m.outcomes);
         self.keys.truncate(m.keys);
         self.failures.truncate(m.failures);
+        self.changed.truncate(m.changed);
     }
 
     /// Turns the operations staged since `m` into failures with `message`: their writes are
@@ -368,6 +376,7 @@ impl Unit {
         self.failures.push((id, message.to_string()));
         self.batch.truncate(&m.batch);
         self.keys.truncate(m.keys);
+        self.changed.truncate(m.changed);
         for o in &mut self.outcomes[m.outcomes..] {
             o.success = false;
             o.executed = false;
@@ -450,6 +459,13 @@ const CAS_ATTEMPTS: usize = 4;
 struct Worker {
     slot: usize,
     ws: WorkerScripts,
+}
+
+/// Implicit synchronization of one object (`run.kind` names its id): the by-id source phase
+/// on the calling thread, with no run record, entries or recon audit events.
+pub(super) fn execute_implicit(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
+    debug_assert!(run.options.implicit && matches!(run.kind, ReconKind::ById(_)));
+    execute_phases(inner, run)
 }
 
 pub(super) fn execute(inner: &Inner, run: &Arc<RunState>) {

@@ -75,5 +75,6 @@ pub(in crate::runner) fn effective_options(
         analyze: req.analyze,
         persist_associations: req.persist_associations,
         schedule: req.schedule.clone(),
+        implicit: false,
     })
 }

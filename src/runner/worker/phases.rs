@@ -5,7 +5,10 @@ use super::*;
 pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
     let mapping = run.mapping.as_ref();
     run.set_stage(Stage::ActiveQueryEntries);
-    audit_event(inner, run, "start", None);
+    // Implicit synchronization of one object has no run to announce (see `sync_object`).
+    if !run.options.implicit {
+        audit_event(inner, run, "start", None);
+    }
 
     // A by-id run reads exactly the given ids from the mapping's source: the ids are its
     // query, so a body `sourceQuery` neither narrows nor redirects it (`parameters` shows
@@ -93,7 +96,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         source_filter,
         full_source,
         target_was_empty,
-        audit_all: inner.settings.audit == AuditLevel::All,
+        audit_all: inner.settings.audit == AuditLevel::All && !run.options.implicit,
         touched: Mutex::new(IdSet::default()),
         host,
         claims: Claims::new(threads.max(1)),
@@ -291,7 +294,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
 
     ctx.failure_log.close(&run.id, &mapping.name);
     run.set_stage(Stage::ActiveProcessingResults);
-    if let Some(script) = &mapping.result {
+    if let Some(script) = mapping.result.as_ref().filter(|_| !run.options.implicit) {
         let mut ws = WorkerScripts {
             ctx: None,
             limits: inner.settings.script_limits,

@@ -304,11 +304,17 @@ pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>
             .warn(&ctx.run.id, &ctx.mapping.name, id, reason);
     }
     run.stats.merge(&unit.tally);
+    // A reconciliation into a managed set synchronizes the objects it changed to their own
+    // mappings (implicit synchronization), once their unit committed.
+    for id in &unit.changed {
+        ctx.inner.objects.changes.notify(&ctx.mapping.target, id);
+    }
     // Every few seconds the ACTIVE record is refreshed, so a run cut off by a crash still
     // shows how far it got.
     let now = ids::now_millis();
     let last = run.last_snapshot_ms.load(Ordering::Relaxed);
     if now - last > 2000
+        && !run.options.implicit
         && run
             .last_snapshot_ms
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
