@@ -5,10 +5,13 @@
 //! values in IDM's sync.json shape and validated by `mapping` against the declared object
 //! sets. Relative paths are resolved against the folder of the config file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
+
+use crate::idm::{self, ConnectorKind, ObjectType, Properties, Provisioner};
 
 /// A configuration problem: which file, which key, and what is wrong.
 #[derive(Debug)]
@@ -39,6 +42,11 @@ impl std::error::Error for ConfigError {}
 struct RawConfig {
     mappings_file: Option<String>,
     schedules_dir: Option<String>,
+    /// An IDM project's conf/ folder (contract §6).
+    idm_conf_dir: Option<String>,
+    /// Values for `&{...}` substitution in the conf folder's files.
+    #[serde(default)]
+    idm_properties: BTreeMap<String, String>,
     #[serde(default)]
     server: ServerSection,
     #[serde(default)]
@@ -260,6 +268,12 @@ pub enum ObjectSetKind {
     Store { indexed: Vec<String> },
     /// A CSV file.
     Csv { file: PathBuf, id_column: String },
+    /// An object type of a provisioner file in the IDM conf folder; `connectors` opens it
+    /// according to the provisioner's connector.
+    Connector {
+        provisioner: Arc<Provisioner>,
+        object_type: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -267,6 +281,9 @@ pub struct ObjectSetConfig {
     /// `managed/user`, `system/hr/account`.
     pub name: String,
     pub kind: ObjectSetKind,
+    /// The provisioner file's object model of this set, when one declares it (also for a
+    /// system that recon.toml replaces: the replacement keeps the file's model).
+    pub model: Option<ObjectType>,
 }
 
 /// The validated configuration.
@@ -287,6 +304,8 @@ pub struct Config {
     pub mappings: Vec<(String, serde_json::Value)>,
     /// Schedules: from `[[schedules]]` and from `schedules_dir` (IDM schedule-*.json).
     pub schedules: Vec<(String, serde_json::Value)>,
+    /// The IDM project folder named by `idm_conf_dir`, as read.
+    pub idm_project: Option<idm::Project>,
 }
 
 impl Config {
@@ -374,6 +393,7 @@ impl Config {
                 kind: ObjectSetKind::Store {
                     indexed: section.indexed.clone(),
                 },
+                model: None,
             });
         }
         for (conn, types) in &raw.system {
@@ -418,11 +438,25 @@ impl Config {
                 object_sets.push(ObjectSetConfig {
                     name: format!("system/{conn}/{ty}"),
                     kind,
+                    model: None,
                 });
             }
         }
 
-        let mut mappings = Vec::new();
+        let idm_project = match &raw.idm_conf_dir {
+            Some(dir) => {
+                let project = load_idm_project(path, &resolve(dir), &raw)?;
+                merge_idm_sets(&project, &raw, &mut object_sets)?;
+                Some(project)
+            }
+            None => None,
+        };
+
+        let mut mappings: Vec<(String, serde_json::Value)> = idm_project
+            .iter()
+            .flat_map(|p| &p.mappings)
+            .map(|(f, m)| (f.display().to_string(), m.clone()))
+            .collect();
         if let Some(file) = &raw.mappings_file {
             let file = resolve(file);
             let text = std::fs::read_to_string(&file).map_err(|e| {
@@ -457,37 +491,17 @@ impl Config {
             .collect();
         if let Some(dir) = &raw.schedules_dir {
             let dir = resolve(dir);
-            let entries = std::fs::read_dir(&dir).map_err(|e| {
-                ConfigError::new(
-                    path,
-                    format!("schedules_dir: cannot read {}: {e}", dir.display()),
-                )
+            let read = idm::read_schedules(&dir, None).map_err(|(file, e)| {
+                ConfigError::new(path, format!("schedules_dir: {}: {e}", file.display()))
             })?;
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("schedule-") && n.ends_with(".json"))
-                })
-                .collect();
-            files.sort();
-            for f in files {
-                let text = std::fs::read_to_string(&f)
-                    .map_err(|e| ConfigError::new(&f, format!("cannot read: {e}")))?;
-                let json: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| ConfigError::new(&f, format!("not valid JSON: {e}")))?;
-                let name = f
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .and_then(|s| s.strip_prefix("schedule-"))
-                    .unwrap_or_default()
-                    .to_string();
-                let mut wrapped = serde_json::Map::new();
-                wrapped.insert("idmFile".into(), serde_json::Value::String(name));
-                wrapped.insert("idm".into(), json);
-                schedules.push((f.display().to_string(), serde_json::Value::Object(wrapped)));
-            }
+            schedules.extend(read.into_iter().map(|(f, v)| (f.display().to_string(), v)));
+        }
+        if let Some(p) = &idm_project {
+            schedules.extend(
+                p.schedules
+                    .iter()
+                    .map(|(f, v)| (f.display().to_string(), v.clone())),
+            );
         }
 
         if raw.server.max_concurrent_runs == 0 {
@@ -523,8 +537,116 @@ impl Config {
             object_sets,
             mappings,
             schedules,
+            idm_project,
         })
     }
+}
+
+/// Reads the conf folder with `[idm_properties]`, knowing which systems recon.toml replaces.
+fn load_idm_project(
+    path: &Path,
+    conf_dir: &Path,
+    raw: &RawConfig,
+) -> Result<idm::Project, ConfigError> {
+    let project_dir = conf_dir.parent().unwrap_or(Path::new("."));
+    let props = Properties::new(raw.idm_properties.clone(), project_dir)
+        .map_err(|e| ConfigError::new(path, format!("idm_conf_dir: {e}")))?;
+    let replaced: BTreeSet<String> = raw.system.keys().cloned().collect();
+    idm::load(conf_dir, &props, &replaced).map_err(|(file, e)| ConfigError::new(&file, e))
+}
+
+/// Declares the conf folder's object sets: one per provisioner object type (unless recon.toml
+/// replaces that system, whose sets then keep the file's object model), and managed.json's
+/// types (merged with `[managed.X]`; `searchable` properties are indexed).
+fn merge_idm_sets(
+    project: &idm::Project,
+    raw: &RawConfig,
+    object_sets: &mut Vec<ObjectSetConfig>,
+) -> Result<(), ConfigError> {
+    for p in &project.provisioners {
+        if raw.system.contains_key(&p.name) {
+            tracing::info!(system = %p.name, file = %p.file.display(),
+                "recon.toml's [system.{}] replaces the conf folder's provisioner", p.name);
+            for set in object_sets.iter_mut() {
+                if let Some(ty) = set.name.strip_prefix(&format!("system/{}/", p.name)) {
+                    set.model = p.object_types.get(ty).cloned();
+                }
+            }
+            continue;
+        }
+        match &p.kind {
+            ConnectorKind::Other(name) => return Err(ConfigError::new(
+                &p.file,
+                format!(
+                    "connectorRef.connectorName: connector \"{name}\" is not supported by recond \
+                         (supported: the CSV file, LDAP and database table connectors); replace \
+                         this system with a [system.{}.<type>] table in recon.toml",
+                    p.name
+                ),
+            )),
+            kind => crate::connectors::check_supported(kind)
+                .map_err(|e| ConfigError::new(&p.file, e))?,
+        }
+        let shared = Arc::new(p.clone());
+        for (ty, model) in &p.object_types {
+            let name = format!("system/{}/{ty}", p.name);
+            if object_sets.iter().any(|s| s.name == name) {
+                return Err(ConfigError::new(
+                    &p.file,
+                    format!("{name} is declared twice"),
+                ));
+            }
+            object_sets.push(ObjectSetConfig {
+                name,
+                kind: ObjectSetKind::Connector {
+                    provisioner: shared.clone(),
+                    object_type: ty.clone(),
+                },
+                model: Some(model.clone()),
+            });
+        }
+    }
+    if let Some((file, managed)) = &project.managed {
+        let objects = managed
+            .get("objects")
+            .and_then(|o| o.as_array())
+            .ok_or_else(|| {
+                ConfigError::new(file, "expected an object with an \"objects\" array")
+            })?;
+        for (i, obj) in objects.iter().enumerate() {
+            let name = obj.get("name").and_then(|n| n.as_str()).ok_or_else(|| {
+                ConfigError::new(file, format!("objects[{i}].name: a string is required"))
+            })?;
+            check_segment(file, "managed", name)?;
+            let searchable = obj
+                .pointer("/schema/properties")
+                .and_then(|p| p.as_object())
+                .into_iter()
+                .flatten()
+                .filter(|(_, def)| def.get("searchable").and_then(|s| s.as_bool()) == Some(true))
+                .map(|(k, _)| k.clone());
+            let full = format!("managed/{name}");
+            match object_sets.iter_mut().find(|s| s.name == full) {
+                Some(existing) => {
+                    if let ObjectSetKind::Store { indexed } = &mut existing.kind {
+                        for attr in searchable {
+                            if !indexed.contains(&attr) {
+                                indexed.push(attr);
+                            }
+                        }
+                    }
+                }
+                None => object_sets.push(ObjectSetConfig {
+                    name: full,
+                    kind: ObjectSetKind::Store {
+                        indexed: searchable.collect(),
+                    },
+                    model: None,
+                }),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_segment(file: &Path, table: &str, name: &str) -> Result<(), ConfigError> {
@@ -594,6 +716,85 @@ mod tests {
         let e =
             parse("[system.hr.account]\nconnector = \"ldap\"\n").expect_err("unknown connector");
         assert!(e.to_string().contains("ldap"), "{e}");
+    }
+
+    fn conf_folder(files: &[(&str, &str)]) -> PathBuf {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("recond-cfg-{}-{n}", std::process::id()));
+        for (rel, text) in files {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().expect("has a parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        }
+        dir
+    }
+
+    const XML_PROVISIONER: &str = r#"{"name": "xml",
+        "connectorRef": {"connectorName": "org.forgerock.openicf.connectors.xml.XMLConnector"},
+        "configurationProperties": {"xmlFilePath": "&{idm.instance.dir}/data/xmlConnectorData.xml"},
+        "objectTypes": {"account": {"nativeType": "__ACCOUNT__", "properties": {
+            "name": {"type": "string", "nativeName": "__NAME__"},
+            "email": {"type": "array", "items": {"type": "string"}, "nativeName": "email"}}}}}"#;
+
+    #[test]
+    fn idm_conf_dir_declares_sets_and_rejects_unknown_connectors() {
+        let dir = conf_folder(&[
+            ("idm/conf/provisioner.openicf-xml.json", XML_PROVISIONER),
+            (
+                "idm/conf/managed.json",
+                r#"{"objects": [{"name": "user", "schema": {"properties": {
+                    "userName": {"type": "string", "searchable": true},
+                    "mail": {"type": "string", "searchable": true},
+                    "sn": {"type": "string"}}}}, {"name": "role"}]}"#,
+            ),
+            ("idm/conf/sync.json", r#"{"mappings": [{"name": "m1"}]}"#),
+            (
+                "data/xml.csv",
+                "uid,name
+",
+            ),
+        ]);
+        let cfg = dir.join("recon.toml");
+        let e = Config::parse(&cfg, "idm_conf_dir = \"idm/conf\"\n", None, None)
+            .expect_err("XML connector");
+        assert!(
+            e.to_string().contains("provisioner.openicf-xml.json")
+                && e.to_string().contains("XMLConnector"),
+            "{e}"
+        );
+        let text = r#"idm_conf_dir = "idm/conf"
+[managed.user]
+indexed = ["employeeId"]
+[system.xml.account]
+connector = "csv"
+file = "data/xml.csv"
+id_column = "uid"
+"#;
+        let c = Config::parse(&cfg, text, None, None).expect("replaced system");
+        let xml = c
+            .object_sets
+            .iter()
+            .find(|s| s.name == "system/xml/account")
+            .expect("declared by recon.toml");
+        let model = xml.model.as_ref().expect("keeps the file's object model");
+        assert_eq!(model.name_property().map(|p| p.name.as_str()), Some("name"));
+        let user = c
+            .object_sets
+            .iter()
+            .find(|s| s.name == "managed/user")
+            .expect("managed/user");
+        assert_eq!(
+            user.kind,
+            ObjectSetKind::Store {
+                indexed: vec!["employeeId".into(), "mail".into(), "userName".into()]
+            }
+        );
+        assert!(c.object_sets.iter().any(|s| s.name == "managed/role"));
+        assert_eq!(c.mappings[0].1["name"], "m1");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod connectors;
 pub mod engine;
 pub mod http;
+pub mod idm;
 pub mod ids;
 pub mod mapping;
 pub mod objects;

@@ -167,7 +167,7 @@ pub struct ObjectSets {
 }
 
 impl ObjectSets {
-    pub fn new(config: &Config, store: &Store) -> Result<ObjectSets, StoreError> {
+    pub fn new(config: &Config, store: &Store) -> Result<ObjectSets, ObjectError> {
         let mut sets: BTreeMap<String, Arc<dyn ObjectSet>> = BTreeMap::new();
         for os in &config.object_sets {
             let set: Arc<dyn ObjectSet> = match &os.kind {
@@ -177,6 +177,10 @@ impl ObjectSets {
                 ObjectSetKind::Csv { file, id_column } => {
                     Arc::new(CsvSet::new(&os.name, file.clone(), id_column.clone()))
                 }
+                ObjectSetKind::Connector {
+                    provisioner,
+                    object_type,
+                } => crate::connectors::open_set(&os.name, provisioner, object_type)?,
             };
             sets.insert(os.name.clone(), set);
         }
