@@ -575,15 +575,17 @@ fn merge_idm_sets(
             continue;
         }
         match &p.kind {
-            ConnectorKind::Other(name) => return Err(ConfigError::new(
-                &p.file,
-                format!(
+            ConnectorKind::Other(name) => {
+                return Err(ConfigError::new(
+                    &p.file,
+                    format!(
                     "connectorRef.connectorName: connector \"{name}\" is not supported by recond \
                          (supported: the CSV file, LDAP and database table connectors); replace \
                          this system with a [system.{}.<type>] table in recon.toml",
                     p.name
                 ),
-            )),
+                ))
+            }
             kind => crate::connectors::check_supported(kind)
                 .map_err(|e| ConfigError::new(&p.file, e))?,
         }

@@ -165,10 +165,12 @@ impl Properties {
             };
             match self.get(name).or_else(|| default.map(str::to_string)) {
                 Some(v) => out.push_str(&v),
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "property &{{{name}}} is not set (add it to [idm_properties] in recon.toml, \
                          the environment, or boot.properties)"
-                )),
+                ))
+                }
             }
             rest = &after[end + 1..];
         }

@@ -3,7 +3,9 @@
 
 mod helpers;
 
+mod diffs;
 mod foundation;
+mod guard;
 mod history;
 mod integrity;
 mod model;

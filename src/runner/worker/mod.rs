@@ -44,6 +44,7 @@ use crate::storage::{DataBatch, EntryRecord, Expect, ItemBatch, Link, StoreError
 
 mod actions;
 mod audit;
+mod guard;
 mod lookups;
 mod options;
 mod phases;
@@ -54,6 +55,7 @@ mod target_phase;
 use actions::*;
 use audit::*;
 pub(super) use audit::{audit_event, audit_summary};
+use guard::*;
 pub(super) use options::effective_options;
 use phases::*;
 use pipeline::*;
@@ -294,6 +296,11 @@ struct Unit {
     held: Vec<u64>,
     /// (object id, reason) of every failed operation, logged when the unit commits.
     failures: Vec<(String, String)>,
+    /// A throw-away unit of the guard's counting pass: `act` decides and counts, never
+    /// stages a write (see `guard`).
+    counting: bool,
+    /// Guarded deletes/unlinks decided in counting mode.
+    guarded: u64,
 }
 
 /// Where a unit stood before one object was staged (to drop that object's work).
@@ -335,6 +342,16 @@ impl Unit {
             keys: Vec::new(),
             held: Vec::new(),
             failures: Vec::new(),
+            counting: false,
+            guarded: 0,
+        }
+    }
+
+    /// A unit of the guard's counting pass (never committed).
+    fn counting() -> Unit {
+        Unit {
+            counting: true,
+            ..Unit::new(0)
         }
     }
 
@@ -412,6 +429,8 @@ struct Op {
     target_deleted: bool,
     executed: bool,
     target_exists_after: bool,
+    /// Attribute changes, when the run records them (`RunOptions::diffs`).
+    changes: Option<engine::diff::Changes>,
 }
 
 /// Feeds items to the pipeline; stops when the callback breaks.
