@@ -34,8 +34,11 @@ const SCENARIOS: &[&str] = &[
     "floor",
     "first-load",
     "first-load-assoc",
+    "first-load-diffs",
     "steady",
     "drift",
+    "drift-assoc",
+    "drift-diffs",
     "correlate",
     "correlate-4x",
     "delete",
@@ -382,6 +385,11 @@ impl Drop for Bench {
 }
 
 fn recon(app: &App, persist: bool) -> (f64, Value) {
+    recon_with(app, persist, None)
+}
+
+/// A run with a request body (`recordChanges` for the diff scenarios).
+fn recon_with(app: &App, persist: bool, body: Option<Value>) -> (f64, Value) {
     let started = Instant::now();
     let run = app
         .state
@@ -389,7 +397,7 @@ fn recon(app: &App, persist: bool) -> (f64, Value) {
         .start(StartRequest {
             mapping: "bench".into(),
             kind: ReconKind::Full,
-            body: None,
+            body,
             analyze: false,
             persist_associations: persist,
             user: "bench".into(),
@@ -472,11 +480,11 @@ fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f6
             store.flush().expect("flush");
             (started.elapsed().as_secs_f64(), json!({}))
         }
-        "first-load" | "first-load-assoc" => {
+        "first-load" | "first-load-assoc" | "first-load-diffs" => {
             write_csv(&csv, n, None, None);
             let app = b.app(&config_text(threads, false, None));
-            let assoc = name == "first-load-assoc";
-            let (secs, s) = recon(&app, assoc);
+            let assoc = name != "first-load";
+            let (secs, s) = recon_with(&app, assoc, diffs_body(name));
             assert_eq!(situation(&s, "ABSENT"), n as u64);
             let mut extra = json!({"created": s["progress"]["target"]["created"]});
             if assoc {
@@ -507,10 +515,11 @@ fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f6
             }
             (secs, extra)
         }
-        "steady" | "drift" | "delete" | "correlate" | "correlate-4x" => {
+        "steady" | "drift" | "drift-assoc" | "drift-diffs" | "delete" | "correlate"
+        | "correlate-4x" => {
             let setup_peak = setup_in_child(name, &b.dir, n, threads);
             let app = b.app(&config_text(threads, name.starts_with("correlate"), None));
-            let (secs, s) = recon(&app, false);
+            let (secs, s) = recon_with(&app, name.starts_with("drift-"), diffs_body(name));
             let t = &s["progress"]["target"];
             let d = &s["durationSummary"];
             let mut extra = json!({"setup_peak_rss_bytes": setup_peak,
@@ -546,6 +555,12 @@ fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f6
     }
 }
 
+/// The diff scenarios record attribute changes on their entries (contract §8).
+fn diffs_body(name: &str) -> Option<Value> {
+    name.ends_with("-diffs")
+        .then(|| json!({"recordChanges": true}))
+}
+
 fn correlate_targets(name: &str, n: usize) -> usize {
     if name == "correlate-4x" {
         4 * n
@@ -567,7 +582,7 @@ fn setup(name: &str, dir: &Path, n: usize, threads: usize) {
         recon(&app, false);
     }
     match name {
-        "drift" => write_csv(&csv, n, None, Some(10)),
+        "drift" | "drift-assoc" | "drift-diffs" => write_csv(&csv, n, None, Some(10)),
         "delete" => write_csv(&csv, n, Some(10), None),
         _ => {}
     }

@@ -6,6 +6,7 @@
 //! results; it asks this module what the situation is, which action applies, and what the
 //! target should look like.
 
+pub mod diff;
 pub mod model;
 pub mod stats;
 

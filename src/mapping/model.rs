@@ -106,6 +106,8 @@ pub struct Mapping {
     pub on_link: Option<CompiledScript>,
     pub on_unlink: Option<CompiledScript>,
     pub result: Option<CompiledScript>,
+    /// recond's own deletion guard (`reconGuard`, contract §8); empty when not configured.
+    pub recon_guard: super::ReconGuard,
 }
 
 impl Mapping {

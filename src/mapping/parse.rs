@@ -48,6 +48,7 @@ const KNOWN_KEYS: &[&str] = &[
     "onLink",
     "onUnlink",
     "result",
+    "reconGuard",
 ];
 
 struct Ctx<'a> {
@@ -509,6 +510,10 @@ pub fn parse_mapping(
         on_link: ctx.opt_script(m, "onLink")?,
         on_unlink: ctx.opt_script(m, "onUnlink")?,
         result: ctx.opt_script(m, "result")?,
+        recon_guard: match m.get("reconGuard") {
+            None | Some(Value::Null) => super::ReconGuard::default(),
+            Some(g) => super::ReconGuard::parse(g).map_err(|(key, what)| ctx.err(&key, what))?,
+        },
         name,
         source,
         target,

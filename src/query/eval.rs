@@ -93,7 +93,15 @@ impl Filter {
             Filter::Or(items) => items.iter().any(|f| f.matches(obj)),
             Filter::Not(inner) => !inner.matches(obj),
             Filter::Cmp { ptr, op, value } => match ptr.get(obj) {
-                None => false,
+                // Through an array of objects (`changes/attribute`): any element that matches.
+                None => {
+                    let mut found = Vec::new();
+                    ptr.get_fanned(obj, &mut found);
+                    found.into_iter().any(|x| match x {
+                        Value::Array(items) => items.iter().any(|y| compare(y, *op, value)),
+                        x => compare(x, *op, value),
+                    })
+                }
                 Some(Value::Array(items)) => items.iter().any(|x| compare(x, *op, value)),
                 Some(x) => compare(x, *op, value),
             },

@@ -58,6 +58,36 @@ impl Pointer {
         Some(cur)
     }
 
+    /// Every value this pointer reaches when arrays on the way fan out: a segment that is
+    /// not an index of an array it meets is applied to each element (so `changes/attribute`
+    /// reaches the `attribute` of every element of `changes`). Used by the filter evaluator
+    /// when [`Pointer::get`] finds nothing.
+    pub fn get_fanned<'a>(&self, v: &'a Value, out: &mut Vec<&'a Value>) {
+        fn walk<'a>(segments: &[String], cur: &'a Value, out: &mut Vec<&'a Value>) {
+            let Some((seg, rest)) = segments.split_first() else {
+                out.push(cur);
+                return;
+            };
+            match cur {
+                Value::Object(m) => {
+                    if let Some(next) = m.get(seg.as_str()) {
+                        walk(rest, next, out);
+                    }
+                }
+                Value::Array(a) => match array_index(seg) {
+                    Some(i) => {
+                        if let Some(next) = a.get(i) {
+                            walk(rest, next, out);
+                        }
+                    }
+                    None => a.iter().for_each(|x| walk(segments, x, out)),
+                },
+                _ => {}
+            }
+        }
+        walk(&self.segments, v, out);
+    }
+
     /// Stores `new` at this pointer, creating intermediate objects where fields are missing or
     /// null. An array segment must be an existing index; as the last segment it may also be the
     /// length or `-` (append). Fails on the root and when a scalar is in the way.

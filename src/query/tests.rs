@@ -141,6 +141,20 @@ fn present() {
 }
 
 #[test]
+fn fields_of_array_elements_match_any_element() {
+    let e = serde_json::json!({"changes": [
+        {"attribute": "/cn", "after": "A"},
+        {"attribute": "/mail", "after": "a@x"}
+    ]});
+    assert!(m(r#"changes/attribute eq "/mail""#, &e));
+    assert!(m(r#"changes/attribute eq "/cn""#, &e));
+    assert!(!m(r#"changes/attribute eq "/sn""#, &e));
+    assert!(m(r#"changes/1/attribute eq "/mail""#, &e));
+    assert!(!m(r#"changes/0/attribute eq "/mail""#, &e));
+    assert!(!m(r#"changes/nothing eq "/mail""#, &e));
+}
+
+#[test]
 fn arrays_match_any_element() {
     let u = user();
     assert!(m(r#"roles eq "admin""#, &u));

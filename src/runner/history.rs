@@ -26,7 +26,7 @@ fn assoc_json(r: &RunRecord) -> Value {
 }
 
 fn entry_json(r: &RunRecord, no: u64, e: EntryRecord) -> Value {
-    json!({
+    let mut v = json!({
         "_id": no.to_string(),
         "_rev": "0",
         "mapping": r.mapping,
@@ -45,7 +45,19 @@ fn entry_json(r: &RunRecord, no: u64, e: EntryRecord) -> Value {
         // or null.
         "messageDetail": e.message_detail,
         "ambiguousTargetObjectIds": e.ambiguous.map(|ids| ids.join(", ")),
-    })
+    });
+    // recond's additions come after IDM's keys (contract §8).
+    if let (Some(text), Some(obj)) = (&e.changes, v.as_object_mut()) {
+        let changes = serde_json::from_str(text).unwrap_or_else(|err| {
+            tracing::error!(run = %r.id, entry = no, error = %err, "stored changes are not JSON");
+            Value::Null
+        });
+        obj.insert("changes".into(), changes);
+        if e.changes_truncated {
+            obj.insert("changesTruncated".into(), Value::Bool(true));
+        }
+    }
+    v
 }
 
 /// `source` or `target` when the filter tests a pointer under `/source` or `/target`: those

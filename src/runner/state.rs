@@ -37,6 +37,20 @@ pub struct RunOptions {
     /// Implicit synchronization of one object (no run record, no association entries, no
     /// recon audit events, no result script; see `runner::sync_object`).
     pub implicit: bool,
+    /// The mapping's `reconGuard` limits (empty when none).
+    pub guard: crate::mapping::ReconGuard,
+    /// `ignoreGuard=true`: the guard is overridden for this run.
+    pub ignore_guard: bool,
+    /// `recordChanges=true`: a real run records attribute changes in its entries.
+    pub record_changes: bool,
+}
+
+impl RunOptions {
+    /// Entries carry `changes`: an analysis, or a real run that asked for them, and only
+    /// when the entries are kept.
+    pub fn diffs(&self) -> bool {
+        self.persist_associations && (self.analyze || self.record_changes)
+    }
 }
 
 pub struct RunState {
@@ -153,6 +167,13 @@ impl RunState {
         p.insert("targetQuery".into(), self.options.target_query.clone());
         if let Some(s) = &self.options.schedule {
             p.insert("schedule".into(), json!(s));
+        }
+        if !self.options.guard.is_empty() {
+            p.insert("reconGuard".into(), self.options.guard.to_json());
+            p.insert("ignoreGuard".into(), json!(self.options.ignore_guard));
+        }
+        if self.options.record_changes {
+            p.insert("recordChanges".into(), json!(true));
         }
         Value::Object(p)
     }

@@ -11,7 +11,12 @@ use serde::Serialize;
 use super::StoreError;
 
 /// Format version of every value written by this build.
-pub(crate) const VERSION: u8 = 1;
+///
+/// History: 1 = the first format; 2 = association entries gained `changes` and
+/// `changes_truncated` (every other record is laid out as in 1, so [`decode`] reads both).
+pub(crate) const VERSION: u8 = 2;
+/// The oldest version still read.
+const OLDEST: u8 = 1;
 
 /// Values larger than this are refused on decode (a corrupt length must not allocate GiBs).
 const MAX_VALUE: u64 = 256 * 1024 * 1024;
@@ -23,18 +28,35 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+/// Decodes a record whose layout is the same in every version still read (every record but
+/// [`super::EntryRecord`], which has [`decode_entry`]).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.first() {
+        Some(v) if (OLDEST..=VERSION).contains(v) => body(bytes),
+        Some(v) => Err(StoreError::Codec(format!(
+            "unknown value format version {v}"
+        ))),
+        None => Err(StoreError::Codec("empty value".to_string())),
+    }
+}
+
+/// Decodes an association entry: version 1 entries (no `changes`) are read too.
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<super::EntryRecord, StoreError> {
+    match bytes.first() {
+        Some(1) => body::<super::EntryRecordV1>(bytes).map(Into::into),
+        _ => decode(bytes),
+    }
+}
+
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     use bincode::Options;
     match bytes.first() {
-        Some(&VERSION) => bincode::DefaultOptions::new()
+        Some(_) => bincode::DefaultOptions::new()
             .with_fixint_encoding()
             .allow_trailing_bytes()
             .with_limit(MAX_VALUE)
             .deserialize(&bytes[1..])
             .map_err(|e| StoreError::Codec(e.to_string())),
-        Some(v) => Err(StoreError::Codec(format!(
-            "unknown value format version {v}"
-        ))),
         None => Err(StoreError::Codec("empty value".to_string())),
     }
 }
@@ -65,6 +87,37 @@ mod tests {
         assert!(decode::<R>(&bad).is_err());
         assert!(decode::<R>(&[]).is_err());
         assert!(decode::<R>(&[VERSION, 1]).is_err());
+    }
+
+    #[test]
+    fn version_1_entries_are_still_read() {
+        let old = super::super::EntryRecordV1 {
+            situation: Some("ABSENT".into()),
+            action: Some("CREATE".into()),
+            phase: "source".into(),
+            link_qualifier: "default".into(),
+            source_id: Some("s".into()),
+            target_id: None,
+            success: true,
+            exception: None,
+            message: None,
+            message_detail: None,
+            ambiguous: None,
+        };
+        let mut bytes = vec![1u8];
+        bincode::serialize_into(&mut bytes, &old).expect("encodable");
+        let e = decode_entry(&bytes).expect("a version 1 entry reads");
+        assert_eq!(e.situation.as_deref(), Some("ABSENT"));
+        assert_eq!(e.changes, None);
+        let new = super::super::EntryRecord {
+            changes: Some("[]".into()),
+            changes_truncated: true,
+            ..e
+        };
+        assert_eq!(
+            decode_entry(&encode(&new).expect("encodable")).expect("reads"),
+            new
+        );
     }
 }
 

@@ -167,6 +167,46 @@ pub struct EntryRecord {
     pub message: Option<String>,
     pub message_detail: Option<String>,
     pub ambiguous: Option<Vec<String>>,
+    /// recond's attribute changes (contract §8) as a JSON array text, when recorded.
+    pub changes: Option<String>,
+    /// The changes were cut at their bound.
+    pub changes_truncated: bool,
+}
+
+/// An association entry as format version 1 stored it (before `changes`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub(crate) struct EntryRecordV1 {
+    pub situation: Option<String>,
+    pub action: Option<String>,
+    pub phase: String,
+    pub link_qualifier: String,
+    pub source_id: Option<String>,
+    pub target_id: Option<String>,
+    pub success: bool,
+    pub exception: Option<String>,
+    pub message: Option<String>,
+    pub message_detail: Option<String>,
+    pub ambiguous: Option<Vec<String>>,
+}
+
+impl From<EntryRecordV1> for EntryRecord {
+    fn from(o: EntryRecordV1) -> EntryRecord {
+        EntryRecord {
+            situation: o.situation,
+            action: o.action,
+            phase: o.phase,
+            link_qualifier: o.link_qualifier,
+            source_id: o.source_id,
+            target_id: o.target_id,
+            success: o.success,
+            exception: o.exception,
+            message: o.message,
+            message_detail: o.message_detail,
+            ambiguous: o.ambiguous,
+            changes: None,
+            changes_truncated: false,
+        }
+    }
 }
 
 /// What a write expects to find (compare-and-swap precondition).
@@ -885,7 +925,7 @@ impl Store {
             .get(keys::item_key(seq, item))
             .map_err(sled_err("reading an entry"))?
         {
-            Some(v) => codec::decode(&v).map(Some),
+            Some(v) => codec::decode_entry(&v).map(Some),
             None => Ok(None),
         }
     }
@@ -913,7 +953,7 @@ impl Store {
             let Some((_, no)) = keys::item_from_key(&k) else {
                 continue;
             };
-            if f(no, codec::decode(&v)?).is_break() {
+            if f(no, codec::decode_entry(&v)?).is_break() {
                 break;
             }
         }

@@ -2,11 +2,12 @@
 //! with a fresh folder (see `helpers`).
 
 mod helpers;
-mod pg;
 
 mod client;
+mod diffs;
 mod foundation;
 mod full_disk;
+mod guard;
 mod hardening;
 mod history;
 mod idm_projects;
@@ -17,6 +18,7 @@ mod managed;
 mod metrics;
 mod model;
 mod objects;
+mod pg;
 mod recon;
 mod scheduler;
 mod scripts;

@@ -134,9 +134,23 @@ fn start_request(
         .get("mapping")
         .filter(|m| !m.is_empty())
         .ok_or_else(|| ApiError::bad_request("/mapping: Expecting a value"))?;
-    let body = json_body(body)?;
+    let mut body = json_body(body)?;
     if let Some(body) = &body {
         check_body_queries(objects, body)?;
+    }
+    // recond's own run switches (contract §8) may come as request parameters or body keys;
+    // a parameter is carried as the body key, so the runner reads them in one place.
+    for key in ["ignoreGuard", "recordChanges"] {
+        if params.flag(key, false)? {
+            match &mut body {
+                None | Some(Value::Null) => body = Some(serde_json::json!({ key: true })),
+                Some(Value::Object(m)) => {
+                    m.insert(key.into(), Value::Bool(true));
+                }
+                // Not an object: the runner answers that the body must be an object.
+                Some(_) => {}
+            }
+        }
     }
     Ok(StartRequest {
         mapping: mapping.to_string(),

@@ -1,6 +1,7 @@
 //! Executing the decided action (reference §3.5) into the unit's batch.
 
 use super::*;
+use crate::engine::diff;
 
 // ---- actions ---------------------------------------------------------------------------------
 
@@ -65,7 +66,15 @@ pub(super) fn act(
     let action = decision.action;
     op.action = Some(action);
     op.target_exists_after = target.is_some();
+    if unit.counting {
+        unit.guarded += u64::from(guarded(situation, action));
+        return Ok(());
+    }
+    let diffs = ctx.run.options.diffs();
     if ctx.run.options.analyze {
+        if diffs {
+            op.changes = planned_changes(mapping, ws, source, target.as_ref(), q, action);
+        }
         return Ok(());
     }
     let sid = op.source_id.clone();
@@ -92,6 +101,9 @@ pub(super) fn act(
                 _ => None,
             };
             body.shift_remove("_rev");
+            if diffs {
+                op.changes = Some(diff::changes(None, Some(&body), &masked));
+            }
             let tid = match &ctx.targets {
                 Targets::Store(s) => {
                     let id = id.unwrap_or_else(ids::new_uuid);
@@ -164,6 +176,9 @@ pub(super) fn act(
                 }
             };
             let Some(t) = t else {
+                if diffs {
+                    op.changes = Some(diff::changes(None, None, &masked));
+                }
                 op.executed = true;
                 return Ok(());
             };
@@ -176,6 +191,9 @@ pub(super) fn act(
                 };
                 body.shift_remove("_id");
                 body.shift_remove("_rev");
+                if diffs {
+                    op.changes = Some(diff::changes(old.as_object(), Some(&body), &masked));
+                }
                 let start = Instant::now();
                 match &ctx.targets {
                     Targets::Store(s) => {
@@ -218,6 +236,9 @@ pub(super) fn act(
         }
         Action::Delete => {
             if let (Some(tid), Some(t)) = (op.target_id.clone(), target.as_ref()) {
+                if diffs {
+                    op.changes = Some(diff::changes(t.as_object(), None, &masked));
+                }
                 if let Some(s) = &mapping.on_delete {
                     let sit = Value::String(situation.as_str().to_string());
                     ws.eval(
@@ -300,6 +321,43 @@ pub(super) fn act(
     }
     op.executed = true;
     Ok(())
+}
+
+/// Attributes masked beyond the names `diff` always masks. The managed model's `encryption`
+/// and `secureHash` declarations are not known to the runner; their stored values are
+/// `$crypto` objects, which `diff` masks by value.
+fn masked(_attribute: &str) -> bool {
+    false
+}
+
+/// What an analysis would change (contract §8): the mapping's property rules applied to the
+/// source (onCreate/onUpdate scripts are not run in an analysis, as no action is). A rule
+/// that fails leaves the entry without `changes` (the analysis itself does not fail on it).
+fn planned_changes(
+    mapping: &Mapping,
+    ws: &mut WorkerScripts,
+    source: &Value,
+    target: Option<&Value>,
+    q: &str,
+    action: Action,
+) -> Option<diff::Changes> {
+    match (action, target) {
+        (Action::Create, _) if !source.is_null() => {
+            let mut t = Value::Object(Map::new());
+            engine::apply_properties(mapping, source, &mut t, q, ws).ok()?;
+            if let Some(m) = t.as_object_mut() {
+                m.remove("_rev");
+            }
+            Some(diff::changes(None, t.as_object(), &masked))
+        }
+        (Action::Update, Some(old)) if !source.is_null() => {
+            let new = engine::apply_properties_changed(mapping, source, old, q, ws).ok()?;
+            let after = new.as_ref().unwrap_or(old);
+            Some(diff::changes(old.as_object(), after.as_object(), &masked))
+        }
+        (Action::Delete, Some(old)) => Some(diff::changes(old.as_object(), None, &masked)),
+        _ => None,
+    }
 }
 
 /// Removes a link, expecting it as it was read.

@@ -5,6 +5,9 @@ use super::*;
 
 /// Counts, records and audits one finished operation.
 pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, phase: &str) {
+    if unit.counting {
+        return;
+    }
     let success = op.error.is_none();
     let analyze = ctx.run.options.analyze;
     // The claim keys of this operation (see `claims`): its source for this qualifier, and
@@ -60,6 +63,8 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
             message: message.clone(),
             message_detail: None,
             ambiguous: op.ambiguous.clone(),
+            changes_truncated: op.changes.as_ref().is_some_and(|c| c.truncated),
+            changes: op.changes.take().map(|c| c.json),
         });
     }
     if ctx.audit_all && op.action != Some(Action::NoReport) && (op.action.is_some() || !success) {

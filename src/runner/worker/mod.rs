@@ -44,6 +44,7 @@ use crate::storage::{DataBatch, EntryRecord, Expect, ItemBatch, Link, StoreError
 
 mod actions;
 mod audit;
+mod guard;
 mod lookups;
 mod options;
 mod phases;
@@ -54,6 +55,7 @@ mod target_phase;
 use actions::*;
 use audit::*;
 pub(super) use audit::{audit_event, audit_summary};
+use guard::*;
 pub(super) use options::effective_options;
 use phases::*;
 use pipeline::*;
@@ -297,6 +299,11 @@ struct Unit {
     /// Ids of managed target objects this unit wrote or deleted: reported to the sync
     /// service once the unit committed (implicit synchronization of their own mappings).
     changed: Vec<String>,
+    /// A throw-away unit of the guard's counting pass: `act` decides and counts, never
+    /// stages a write (see `guard`).
+    counting: bool,
+    /// Guarded deletes/unlinks decided in counting mode.
+    guarded: u64,
 }
 
 /// Where a unit stood before one object was staged (to drop that object's work).
@@ -341,6 +348,16 @@ impl Unit {
             held: Vec::new(),
             failures: Vec::new(),
             changed: Vec::new(),
+            counting: false,
+            guarded: 0,
+        }
+    }
+
+    /// A unit of the guard's counting pass (never committed).
+    fn counting() -> Unit {
+        Unit {
+            counting: true,
+            ..Unit::new(0)
         }
     }
 
@@ -421,6 +438,8 @@ struct Op {
     target_deleted: bool,
     executed: bool,
     target_exists_after: bool,
+    /// Attribute changes, when the run records them (`RunOptions::diffs`).
+    changes: Option<engine::diff::Changes>,
 }
 
 /// Feeds items to the pipeline; stops when the callback breaks.

@@ -76,5 +76,8 @@ pub(in crate::runner) fn effective_options(
         persist_associations: req.persist_associations,
         schedule: req.schedule.clone(),
         implicit: false,
+        guard: mapping.recon_guard.clone(),
+        ignore_guard: bool_of("ignoreGuard", false)?,
+        record_changes: bool_of("recordChanges", false)?,
     })
 }

@@ -122,6 +122,28 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         run.stats.source_total.store(n as i64, Ordering::Relaxed);
     }
 
+    // The deletion guard (see `guard`): a by-id run meets its guarded situations in the
+    // source phase, so that phase is counted before anything is written.
+    let guard = Guard::new(&ctx)?;
+    let mut planned = 0u64;
+    if let (Some(g), ReconKind::ById(ids)) = (&guard, &run.kind) {
+        planned += count_planned(
+            &ctx,
+            &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
+                for id in ids {
+                    if emit(id.clone()).is_break() {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+            &by_id_object,
+        )?;
+        if let Some(m) = g.check_deletes(planned) {
+            return stop(run, m);
+        }
+    }
+
     // ---- source phase ----
     run.set_stage(Stage::ActiveReconcilingSource);
     let phase_start = Instant::now();
@@ -186,11 +208,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                     }
                     Ok(())
                 },
-                &|c, ws, unit, id: &String| match c.source_set.read(id) {
-                    Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
-                    Ok(None) => source_object(c, ws, unit, None, Some(id)),
-                    Err(e) => Err(format!("reading source {id}: {e}")),
-                },
+                &by_id_object,
             )?
         }
     };
@@ -205,6 +223,11 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         tracing::warn!(run = %run.id, "{m}");
         run.fail(m, false);
         return Ok(());
+    }
+    if let Some(g) = &guard {
+        if let Some(m) = g.check_source(&ctx, seen)? {
+            return stop(run, m);
+        }
     }
 
     // ---- target phase ----
@@ -224,18 +247,16 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
             };
             !touched.contains(&h)
         };
-        let mut scanned = 0u64;
+        let scanned = std::cell::Cell::new(0u64);
         let tset = ctx.target_set.clone();
         let needs_objects =
             !matches!(target_q.filter, Filter::True) || mapping.valid_target.is_some();
-        pipeline(
-            &ctx,
-            threads,
-            &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| match &ctx.targets {
+        let mut untouched_targets =
+            |emit: &mut dyn FnMut(String) -> ControlFlow<()>| match &ctx.targets {
                 Targets::Store(s) if !needs_objects => s
                     .store()
                     .scan_object_ids(&mapping.target, &mut |id| {
-                        scanned += 1;
+                        scanned.set(scanned.get() + 1);
                         if untouched(id) {
                             emit(id.to_string())
                         } else {
@@ -251,7 +272,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                         if !target_q.filter.matches(&o) {
                             return ControlFlow::Continue(());
                         }
-                        scanned += 1;
+                        scanned.set(scanned.get() + 1);
                         if untouched(id) {
                             emit(id.to_string())
                         } else {
@@ -268,16 +289,23 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                         .collect();
                     ids.sort();
                     for id in ids {
-                        scanned += 1;
+                        scanned.set(scanned.get() + 1);
                         if untouched(id) && emit(id.clone()).is_break() {
                             break;
                         }
                     }
                     Ok(())
                 }
-            },
-            &|c, ws, unit, id: &String| target_object(c, ws, unit, id),
-        )?;
+            };
+        if let Some(g) = &guard {
+            planned += count_planned(&ctx, &mut untouched_targets, &target_id)?;
+            if let Some(m) = g.check_deletes(planned) {
+                return stop(run, m);
+            }
+            scanned.set(0);
+        }
+        pipeline(&ctx, threads, &mut untouched_targets, &target_id)?;
+        let scanned = scanned.get();
         // The target total is the target set as the run found it: what the scan saw, less
         // what this run created, plus what it deleted before the scan.
         let created = run.stats.created.load(Ordering::Relaxed);
@@ -315,5 +343,40 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         run.stats
             .time("resultScript", start.elapsed().as_nanos() as u64);
     }
+    Ok(())
+}
+
+// `&String`: the pipeline hands its items (`String` ids) by reference.
+#[allow(clippy::ptr_arg)]
+/// One id of a by-id run: the source object, or the id the source no longer has.
+fn by_id_object(
+    c: &Ctx<'_>,
+    ws: &mut WorkerScripts,
+    unit: &mut Unit,
+    id: &String,
+) -> Result<(), String> {
+    match c.source_set.read(id) {
+        Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
+        Ok(None) => source_object(c, ws, unit, None, Some(id)),
+        Err(e) => Err(format!("reading source {id}: {e}")),
+    }
+}
+
+#[allow(clippy::ptr_arg)]
+/// One untouched target of the target phase.
+fn target_id(
+    c: &Ctx<'_>,
+    ws: &mut WorkerScripts,
+    unit: &mut Unit,
+    id: &String,
+) -> Result<(), String> {
+    target_object(c, ws, unit, id)
+}
+
+/// Ends the run as stopped by the guard (COMPLETED_FAILED with the message, like the
+/// empty-source guard: not an infrastructure failure).
+fn stop(run: &RunState, message: String) -> Result<(), String> {
+    tracing::warn!(run = %run.id, mapping = %run.mapping.name, "{message}");
+    run.fail(message, false);
     Ok(())
 }
