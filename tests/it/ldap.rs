@@ -536,7 +536,6 @@ fn recond_starts_while_the_directory_is_down() {
 }
 
 #[test]
-#[ignore = "the engine does not yet honour `links` between a pair of mappings (helper A's fix)"]
 fn a_bidirectional_pair_with_links_is_steady() {
     let Some(ldap) = Slapd::start(&people_ldif(3, 1)) else {
         return;
