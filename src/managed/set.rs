@@ -451,10 +451,7 @@ impl ObjectSet for ManagedSet {
                 }
                 Ok((self.create_object(id.to_string(), body)?, true))
             }
-            Some(_) if create_only => Err(ObjectError::new(
-                ObjectErrorKind::AlreadyExists,
-                format!("Object {}/{id} already exists", self.schema.set),
-            )),
+            Some(_) if create_only => Err(ObjectError::already_exists(&self.schema.set, id)),
             Some(_) => {
                 let new = body_object(body)?;
                 let v = self.retrying(if_match, || {

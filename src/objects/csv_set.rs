@@ -98,17 +98,7 @@ impl CsvSet {
             .read(id)
             .map_err(|e| self.err(e))?
             .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
-        if let Some(r) = if_match {
-            if current.get("_rev").and_then(Value::as_str) != Some(r) {
-                return Err(ObjectError::new(
-                    ObjectErrorKind::RevisionMismatch,
-                    format!(
-                        "Revision {r} does not match the current revision of {}/{id}",
-                        self.name
-                    ),
-                ));
-            }
-        }
+        super::check_if_match(&self.name, id, &current, if_match)?;
         Ok(current)
     }
 }
@@ -186,10 +176,7 @@ impl ObjectSet for CsvSet {
         let exists = self.table.read(id).map_err(|e| self.err(e))?.is_some();
         if exists {
             if create_only {
-                return Err(ObjectError::new(
-                    ObjectErrorKind::AlreadyExists,
-                    format!("Object {}/{id} already exists", self.name),
-                ));
+                return Err(ObjectError::already_exists(&self.name, id));
             }
             let current = self.check_rev(id, if_match)?;
             let row = self.update_row(&current, body_object(body)?);

@@ -64,6 +64,19 @@ impl ObjectError {
             format!("Object {set}/{id} not found"),
         )
     }
+    pub fn already_exists(set: &str, id: &str) -> ObjectError {
+        ObjectError::new(
+            ObjectErrorKind::AlreadyExists,
+            format!("Object {set}/{id} already exists"),
+        )
+    }
+    /// An `If-Match` revision that is not the object's current one.
+    pub fn revision_mismatch(set: &str, id: &str, wanted: &str) -> ObjectError {
+        ObjectError::new(
+            ObjectErrorKind::RevisionMismatch,
+            format!("Revision {wanted} does not match the current revision of {set}/{id}"),
+        )
+    }
     pub fn bad_request(m: impl Into<String>) -> ObjectError {
         ObjectError::new(ObjectErrorKind::BadRequest, m)
     }
@@ -152,6 +165,21 @@ pub enum RelationOp<'a> {
     Read(&'a str),
     Create(Value),
     Delete(&'a str),
+}
+
+/// Checks `If-Match` against an object read as JSON (`_rev` a string); `*` matches any.
+pub fn check_if_match(
+    set: &str,
+    id: &str,
+    current: &Map<String, Value>,
+    if_match: Option<&str>,
+) -> Result<(), ObjectError> {
+    match if_match {
+        Some(r) if r != "*" && current.get("_rev").and_then(Value::as_str) != Some(r) => {
+            Err(ObjectError::revision_mismatch(set, id, r))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks an id given by a client: non-empty, no `/`, no control characters.

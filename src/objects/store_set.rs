@@ -339,10 +339,7 @@ impl ObjectSet for StoreSet {
         };
         self.with_cas(&id, || {
             if self.store.object_exists(&self.name, &id)? {
-                return Err(ObjectError::new(
-                    ObjectErrorKind::AlreadyExists,
-                    format!("Object {}/{id} already exists", self.name),
-                ));
+                return Err(ObjectError::already_exists(&self.name, &id));
             }
             self.write(&id, &body, None)
         })?;
@@ -361,10 +358,7 @@ impl ObjectSet for StoreSet {
         self.with_cas(id, || match self.get(id)? {
             Some(current) => {
                 if create_only {
-                    return Err(ObjectError::new(
-                        ObjectErrorKind::AlreadyExists,
-                        format!("Object {}/{id} already exists", self.name),
-                    ));
+                    return Err(ObjectError::already_exists(&self.name, id));
                 }
                 self.check_rev(&current, if_match)?;
                 if current.body == body {

@@ -183,13 +183,7 @@ impl LdapSet {
             .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
         if let Some(r) = if_match.filter(|r| *r != "*") {
             if obj.get("_rev").and_then(Value::as_str) != Some(r) {
-                return Err(ObjectError::new(
-                    ObjectErrorKind::RevisionMismatch,
-                    format!(
-                        "Revision {r} does not match the current revision of {}/{id}",
-                        self.name
-                    ),
-                ));
+                return Err(ObjectError::revision_mismatch(&self.name, id, r));
             }
         }
         Ok((obj, dn))
@@ -307,10 +301,7 @@ impl ObjectSet for LdapSet {
     ) -> Result<(Value, bool), ObjectError> {
         check_id(id)?;
         match self.current(id)? {
-            Some(_) if create_only => Err(ObjectError::new(
-                ObjectErrorKind::AlreadyExists,
-                format!("Object {}/{id} already exists", self.name),
-            )),
+            Some(_) if create_only => Err(ObjectError::already_exists(&self.name, id)),
             Some(_) => {
                 let (current, dn) = self.check_rev(id, if_match)?;
                 let body = body_object(body)?;

@@ -207,13 +207,7 @@ impl SqlSet {
             .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
         if let Some(r) = if_match.filter(|r| *r != "*") {
             if current.get("_rev").and_then(Value::as_str) != Some(r) {
-                return Err(ObjectError::new(
-                    ObjectErrorKind::RevisionMismatch,
-                    format!(
-                        "Revision {r} does not match the current revision of {}/{id}",
-                        self.name
-                    ),
-                ));
+                return Err(ObjectError::revision_mismatch(&self.name, id, r));
             }
         }
         Ok(current)
@@ -393,10 +387,7 @@ impl ObjectSet for SqlSet {
     ) -> Result<(Value, bool), ObjectError> {
         check_id(id)?;
         match self.read(id)? {
-            Some(_) if create_only => Err(ObjectError::new(
-                ObjectErrorKind::AlreadyExists,
-                format!("Object {}/{id} already exists", self.name),
-            )),
+            Some(_) if create_only => Err(ObjectError::already_exists(&self.name, id)),
             Some(_) => {
                 let current = self.check_rev(id, if_match)?;
                 let body = body_object(body)?;
