@@ -424,7 +424,7 @@ id_column = "uid"
         assert_eq!(
             user.kind,
             ObjectSetKind::Store {
-                indexed: vec!["employeeId".into(), "mail".into(), "userName".into()]
+                indexed: vec!["employeeId".into(), "userName".into(), "mail".into()]
             }
         );
         assert!(c.object_sets.iter().any(|s| s.name == "managed/role"));
