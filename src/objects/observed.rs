@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde_json::Value;
 
-use super::{ObjectError, ObjectSet, QueryRequest, QueryResult, StoreSet};
+use super::{ObjectError, ObjectSet, QueryRequest, QueryResult, RelationOp, StoreSet};
 use crate::query::Filter;
 
 /// Told about each committed change of a managed object.
@@ -106,6 +106,18 @@ impl ObjectSet for Observed {
     fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Value, ObjectError> {
         let v = self.inner.delete(id, if_match)?;
         self.hook.notify(self.inner.name(), id);
+        Ok(v)
+    }
+    fn read_fields(&self, id: &str, fields: &str) -> Result<Option<Value>, ObjectError> {
+        self.inner.read_fields(id, fields)
+    }
+    fn relation(&self, id: &str, property: &str, op: RelationOp<'_>) -> Result<Value, ObjectError> {
+        // Creating or deleting a relationship changes the object that holds it.
+        let writes = !matches!(op, RelationOp::Query(_) | RelationOp::Read(_));
+        let v = self.inner.relation(id, property, op)?;
+        if writes {
+            self.hook.notify(self.inner.name(), id);
+        }
         Ok(v)
     }
     fn as_store(&self) -> Option<&StoreSet> {
