@@ -120,6 +120,7 @@ impl From<ObjectError> for ApiError {
             K::BadRequest => 400,
             K::Forbidden => 403,
             K::NotSupported => 501,
+            K::Unavailable => 503,
             K::Internal => 500,
         };
         ApiError::new(status, e.message)

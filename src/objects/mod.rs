@@ -41,6 +41,9 @@ pub enum ObjectErrorKind {
     /// Refused by the object's own rules (a managed object hook that threw).
     Forbidden,
     NotSupported,
+    /// The system behind a set (a directory, a database) cannot be reached: 503, with a
+    /// message naming it (an outage the operator must see, not an internal error to hide).
+    Unavailable,
     Internal,
 }
 

@@ -173,7 +173,10 @@ fn association_entries_are_shaped_as_idm_and_side_filters_work_as_the_ui_sends_t
             "exception",
             "message",
             "messageDetail",
-            "ambiguousTargetObjectIds"
+            "ambiguousTargetObjectIds",
+            // recond's own addition (contract §8) comes after IDM's keys: an analysis with
+            // persistAssociations records the attribute changes.
+            "changes"
         ],
         "{entry}"
     );

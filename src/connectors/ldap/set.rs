@@ -46,6 +46,8 @@ impl LdapSet {
             Some(68) => ObjectErrorKind::AlreadyExists,
             Some(16..=21 | 34 | 64..=67 | 69) => ObjectErrorKind::BadRequest,
             Some(50) => ObjectErrorKind::Conflict,
+            Some(51 | 52) => ObjectErrorKind::Unavailable,
+            None if matches!(f, Failure::Unreachable(_)) => ObjectErrorKind::Unavailable,
             _ => ObjectErrorKind::Internal,
         };
         let what = if what.is_empty() {

@@ -58,10 +58,8 @@ impl SqlSet {
         let kind = match e.kind {
             DbErrorKind::Duplicate => ObjectErrorKind::AlreadyExists,
             DbErrorKind::Constraint => ObjectErrorKind::BadRequest,
-            DbErrorKind::Connect
-            | DbErrorKind::Schema
-            | DbErrorKind::Timeout
-            | DbErrorKind::Other => ObjectErrorKind::Internal,
+            DbErrorKind::Connect | DbErrorKind::Timeout => ObjectErrorKind::Unavailable,
+            DbErrorKind::Schema | DbErrorKind::Other => ObjectErrorKind::Internal,
         };
         let context = match e.kind {
             // Infrastructure failures name the database; per-object ones stay short.
