@@ -150,7 +150,27 @@ pub trait ObjectSet: Send + Sync {
     fn as_store(&self) -> Option<&StoreSet> {
         None
     }
-    /// Whether ids in this set are compared case-sensitively by the set itself.
+    /// Live synchronization (contract §7): the objects changed in the system behind this set
+    /// since `token`, and the token that marks where this answer ends. `None` is the first
+    /// call: answer the current token and no changes (IDM synchronizes nothing on the first
+    /// liveSync). A token is the set's own JSON value; the caller persists it only after every
+    /// change of the batch was synchronized, so a crash replays a batch and never loses one
+    /// (sets must tolerate being asked again from an older token). Sets whose system cannot
+    /// report changes answer `NotSupported`.
+    fn changes_since(&self, token: Option<&Value>) -> Result<ChangeBatch, ObjectError> {
+        let _ = token;
+        Err(ObjectError::new(
+            ObjectErrorKind::NotSupported,
+            format!("{} does not support liveSync", self.name()),
+        ))
+    }
+    /// Called after `token` was persisted: state kept for older tokens (a CSV snapshot) may
+    /// go. A no-op by default.
+    fn token_committed(&self, token: &Value) -> Result<(), ObjectError> {
+        let _ = token;
+        Ok(())
+    }
+    /// The number of objects in the set (a full scan unless the set knows better).
     fn count(&self) -> Result<u64, ObjectError> {
         let mut n = 0;
         self.scan(&mut |_| {
@@ -159,6 +179,22 @@ pub trait ObjectSet: Send + Sync {
         })?;
         Ok(n)
     }
+}
+
+/// One object changed in a system since a liveSync token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub id: String,
+    /// The object as it is now (with `_id`), or `None` when it was deleted.
+    pub object: Option<Value>,
+}
+
+/// The answer of [`ObjectSet::changes_since`]: the changes in the order they happened and the
+/// token to persist once they are synchronized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeBatch {
+    pub changes: Vec<Change>,
+    pub token: Value,
 }
 
 /// An operation on a relationship endpoint.

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde_json::Value;
 
-use super::{ObjectError, ObjectSet, QueryRequest, QueryResult, RelationOp, StoreSet};
+use super::{ChangeBatch, ObjectError, ObjectSet, QueryRequest, QueryResult, RelationOp, StoreSet};
 use crate::query::Filter;
 
 /// Told about each committed change of a managed object.
@@ -125,5 +125,11 @@ impl ObjectSet for Observed {
     }
     fn count(&self) -> Result<u64, ObjectError> {
         self.inner.count()
+    }
+    fn changes_since(&self, token: Option<&Value>) -> Result<ChangeBatch, ObjectError> {
+        self.inner.changes_since(token)
+    }
+    fn token_committed(&self, token: &Value) -> Result<(), ObjectError> {
+        self.inner.token_committed(token)
     }
 }
