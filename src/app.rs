@@ -18,8 +18,7 @@ use crate::http::AppState;
 use crate::objects::ObjectSets;
 use crate::runner::{ReconKind, Runner, RunnerSettings, StartRequest};
 use crate::scheduler::{
-    self, LastFiring, LaunchOutcome, Launcher, RawSchedule, ScheduleSpec, ScheduleState, Scheduler,
-    Trigger,
+    self, LastFiring, LaunchOutcome, Launcher, ScheduleSpec, ScheduleState, Scheduler, Trigger,
 };
 use crate::storage::{Store, StoreOptions};
 
@@ -61,6 +60,10 @@ pub fn load_schedules(
     mappings: &[String],
 ) -> Result<Vec<ScheduleSpec>, ConfigError> {
     let mut out: Vec<ScheduleSpec> = Vec::new();
+    let script_env = Arc::new(crate::script::ScriptEnv {
+        project: Arc::new(crate::mapping::project_env(config)?),
+        mapping_config: None,
+    });
     for (file, v) in &config.schedules {
         let path = std::path::Path::new(file);
         let raw = if let (Some(name), Some(idm)) =
@@ -69,64 +72,17 @@ pub fn load_schedules(
             match scheduler::parse_idm_schedule_file(name, idm)
                 .map_err(|e| ConfigError::new(path, e))?
             {
-                scheduler::IdmSchedule::Reconcile(r) => r,
+                scheduler::IdmSchedule::Reconcile(r) => *r,
                 scheduler::IdmSchedule::NotRun(why) => {
                     tracing::warn!(file = %path.display(), "schedule not run: {why}");
                     continue;
                 }
             }
         } else {
-            let m = v.as_object().ok_or_else(|| {
-                ConfigError::new(path, "[[schedules]]: each schedule must be a table")
-            })?;
-            const KEYS: &[&str] = &[
-                "name",
-                "schedule",
-                "mapping",
-                "enabled",
-                "persistAssociations",
-                "analyze",
-                "timeZone",
-                "misfirePolicy",
-                "concurrentExecution",
-                "type",
-            ];
-            if let Some(k) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
-                return Err(ConfigError::new(
-                    path,
-                    format!("[[schedules]]: unknown key \"{k}\""),
-                ));
-            }
-            let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
-            let b = |k: &str| -> Result<Option<bool>, ConfigError> {
-                match m.get(k) {
-                    None => Ok(None),
-                    Some(Value::Bool(b)) => Ok(Some(*b)),
-                    Some(_) => Err(ConfigError::new(
-                        path,
-                        format!("[[schedules]]: {k} must be true or false"),
-                    )),
-                }
-            };
-            if m.get("concurrentExecution").and_then(Value::as_bool) == Some(true) {
-                return Err(ConfigError::new(path, "[[schedules]]: concurrentExecution = true is not supported for reconciliations"));
-            }
-            RawSchedule {
-                name: s("name")
-                    .ok_or_else(|| ConfigError::new(path, "[[schedules]]: name is required"))?,
-                schedule: s("schedule")
-                    .ok_or_else(|| ConfigError::new(path, "[[schedules]]: schedule is required"))?,
-                mapping: s("mapping")
-                    .ok_or_else(|| ConfigError::new(path, "[[schedules]]: mapping is required"))?,
-                enabled: b("enabled")?,
-                persist_associations: b("persistAssociations")?.unwrap_or(false),
-                analyze: b("analyze")?.unwrap_or(false),
-                time_zone: s("timeZone"),
-                misfire_policy: s("misfirePolicy"),
-            }
+            scheduler::parse_table(v).map_err(|e| ConfigError::new(path, e))?
         };
         let name = raw.name.clone();
-        if !mappings.contains(&raw.mapping) {
+        if raw.script_context.is_none() && !mappings.contains(&raw.mapping) {
             return Err(ConfigError::new(
                 path,
                 format!(
@@ -136,7 +92,7 @@ pub fn load_schedules(
             ));
         }
         let disabled = raw.enabled == Some(false);
-        let spec = match scheduler::build_spec(raw) {
+        let spec = match scheduler::build_spec_in(raw, Some(script_env.clone())) {
             Ok(spec) => spec,
             // A disabled schedule is never an error, even one recond could not run.
             Err(e) if disabled => {
@@ -156,13 +112,19 @@ pub fn load_schedules(
     Ok(out)
 }
 
-/// Starts scheduled runs through the runner.
+/// Starts scheduled runs through the runner, and runs script schedules.
 struct RunLauncher {
     runner: Runner,
+    script_limits: crate::script::ScriptLimits,
 }
 
 impl Launcher for RunLauncher {
     fn launch(&self, spec: &ScheduleSpec, trigger: Trigger) -> LaunchOutcome {
+        if let scheduler::Invoker::Script(script) = &spec.invoker {
+            let host: Arc<dyn crate::script::ScriptHost> =
+                Arc::new(crate::runner::StoreHost::new(self.runner.objects().clone()));
+            return scheduler::run_script(&spec.name, script, self.script_limits, &host);
+        }
         if let Some(active) = self.runner.active_run(&spec.mapping) {
             return LaunchOutcome::Busy(active.id.clone());
         }
@@ -339,6 +301,7 @@ impl App {
                 Arc::new(scheduler::SystemClock),
                 Arc::new(RunLauncher {
                     runner: runner.clone(),
+                    script_limits: RunnerSettings::from_config(&config).script_limits,
                 }),
                 Arc::new(StoredScheduleState {
                     store: store.clone(),

@@ -1,5 +1,5 @@
 //! Identifier and time helpers: random UUIDs (for server-chosen object ids and run ids) and
-//! ISO-8601 timestamps.
+//! ISO-8601 timestamps (formatted by jiff, the crate the scheduler's calendar uses too).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,48 +23,28 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn iso_parts(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+/// Formats `units` (a count of `1/per_sec` seconds since the epoch) as UTC ISO-8601 with
+/// `digits` fraction digits; out-of-range values clamp to jiff's range (years -9999..=9999).
+fn iso(units: i64, per_sec: i64, digits: usize) -> String {
+    let secs = units.div_euclid(per_sec);
+    let frac = units.rem_euclid(per_sec);
+    let ts = jiff::Timestamp::from_second(secs).unwrap_or(if secs < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    let utc = ts.to_zoned(jiff::tz::TimeZone::UTC);
+    format!("{}.{frac:0digits$}Z", utc.strftime("%Y-%m-%dT%H:%M:%S"))
 }
 
 /// `2020-05-07T09:14:57.740Z`
 pub fn iso_millis(ms: i64) -> String {
-    format!(
-        "{}.{:03}Z",
-        iso_parts(ms.div_euclid(1000)),
-        ms.rem_euclid(1000)
-    )
+    iso(ms, 1000, 3)
 }
 
 /// `2019-05-01T23:36:24.434153Z` (the association summary's `finishTime`).
 pub fn iso_micros(us: i64) -> String {
-    format!(
-        "{}.{:06}Z",
-        iso_parts(us.div_euclid(1_000_000)),
-        us.rem_euclid(1_000_000)
-    )
+    iso(us, 1_000_000, 6)
 }
 
 #[cfg(test)]
@@ -89,5 +69,9 @@ mod tests {
             "2019-05-01T23:36:24.434153Z"
         );
         assert_eq!(iso_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso_millis(-1), "1969-12-31T23:59:59.999Z");
+        let _ = iso_millis(i64::MIN);
+        let _ = iso_millis(i64::MAX);
+        let _ = iso_micros(i64::MIN);
     }
 }

@@ -22,15 +22,20 @@
 mod clock;
 pub mod cron;
 mod jobs;
+mod script;
 mod spec;
+mod timing;
+mod zone;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use cron::{Cron, CronError, TimeZone};
-#[cfg(test)]
-use spec::parse_reconcile_schedule;
+pub use cron::{Cron, CronError};
+pub use script::run_script;
 pub use spec::{
-    build_spec, parse_idm_schedule_file, IdmSchedule, MisfirePolicy, RawSchedule, ScheduleSpec,
+    build_spec, build_spec_in, parse_idm_schedule_file, parse_table, IdmSchedule, Invoker,
+    MisfirePolicy, RawSchedule, ScheduleSpec, ScheduledScript,
 };
+pub use timing::{FireRule, Timing, REPEAT_FOREVER};
+pub use zone::{TimeZone, ZoneError};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,6 +151,8 @@ pub struct Scheduler {
     state: Arc<dyn ScheduleState>,
     /// Parallel to `specs`.
     jobs: Mutex<Vec<JobState>>,
+    /// When the schedules were loaded: simple triggers without `startTime` count from it.
+    anchor: i64,
 }
 
 impl Scheduler {
@@ -159,7 +166,7 @@ impl Scheduler {
         let jobs = specs
             .iter()
             .map(|s| JobState {
-                next_fire: s.enabled.then(|| s.cron.next_after(now, &s.tz)).flatten(),
+                next_fire: s.enabled.then(|| s.rule.first_from(now, now)).flatten(),
                 last: state.last_firing(&s.name),
             })
             .collect();
@@ -169,6 +176,7 @@ impl Scheduler {
             launcher,
             state,
             jobs: Mutex::new(jobs),
+            anchor: now,
         }
     }
 
@@ -185,14 +193,23 @@ impl Scheduler {
             if !spec.enabled {
                 continue;
             }
+            // A simple trigger without startTime starts counting when it is loaded: nothing of
+            // its cadence before this start can have been missed.
+            if matches!(spec.rule.timing, Timing::Simple { .. }) && spec.rule.start.is_none() {
+                continue;
+            }
             let Some(last) = self.state.last_fire(&spec.name) else {
                 continue;
             };
-            let Some(missed) = spec.cron.next_after(last, &spec.tz).filter(|t| *t <= now) else {
+            let Some(missed) = spec
+                .rule
+                .next_after(last, self.anchor)
+                .filter(|t| *t <= now)
+            else {
                 continue;
             };
             // Claim the firing first, like tick does.
-            self.jobs.lock()[i].next_fire = spec.cron.next_after(now, &spec.tz);
+            self.jobs.lock()[i].next_fire = spec.rule.next_after(now, self.anchor);
             match spec.misfire {
                 MisfirePolicy::DoNothing => tracing::info!(
                     schedule = %spec.name,
@@ -221,7 +238,7 @@ impl Scheduler {
                 if !spec.enabled {
                     continue;
                 }
-                let fresh = spec.cron.next_after(now, &spec.tz);
+                let fresh = spec.rule.next_after(now, self.anchor);
                 match job.next_fire {
                     Some(t) if t <= now => {
                         job.next_fire = fresh;
@@ -351,12 +368,24 @@ impl Scheduler {
 // Tests may unwrap: a failure there is the test's report.
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::cron::days_from_civil;
     use super::*;
     use serde_json::json;
 
-    fn ts(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-        days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s)
+    /// Unix seconds of a UTC civil time.
+    fn ts(y: i16, mo: i8, d: i8, h: i8, mi: i8, s: i8) -> i64 {
+        jiff::civil::date(y, mo, d)
+            .at(h, mi, s, 0)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp()
+            .as_second()
+    }
+
+    fn parse_reconcile_schedule(name: &str, v: &Value) -> Result<Option<RawSchedule>, String> {
+        match parse_idm_schedule_file(name, v)? {
+            IdmSchedule::Reconcile(r) => Ok(Some(*r)),
+            IdmSchedule::NotRun(_) => Ok(None),
+        }
     }
 
     /// Records launches; answers with `mode`.
@@ -403,11 +432,7 @@ mod tests {
             name: name.into(),
             schedule: cron.into(),
             mapping: format!("{name}Mapping"),
-            enabled: None,
-            persist_associations: false,
-            analyze: false,
-            time_zone: None,
-            misfire_policy: None,
+            ..RawSchedule::default()
         }
     }
 
@@ -618,6 +643,97 @@ mod tests {
         assert_eq!(r.sched.job("off").unwrap()["nextRunDate"], Value::Null);
     }
 
+    fn simple(name: &str, interval_ms: i64, repeat_count: Option<i64>) -> ScheduleSpec {
+        let mut r = raw(name, "");
+        r.kind = Some("simple".into());
+        r.repeat_interval = Some(interval_ms);
+        r.repeat_count = repeat_count;
+        build_spec(r).unwrap()
+    }
+
+    #[test]
+    fn simple_trigger_fires_at_load_then_every_interval() {
+        let t0 = ts(2024, 3, 10, 10, 7, 30);
+        let r = rig(vec![simple("live", 15_000, Some(2))], t0);
+        r.sched.startup();
+        // Quartz starts a simple trigger at once.
+        assert_eq!(r.sched.tick().len(), 1);
+        assert_eq!(r.sched.next_wakeup(), Some(t0 + 15));
+        r.clock.advance(14);
+        assert!(r.sched.tick().is_empty());
+        r.clock.advance(1);
+        assert_eq!(r.sched.tick().len(), 1);
+        r.clock.advance(15);
+        assert_eq!(r.sched.tick().len(), 1);
+        // repeatCount 2: three firings in all, then none.
+        assert_eq!(r.sched.next_wakeup(), None);
+        r.clock.advance(3600);
+        assert!(r.sched.tick().is_empty());
+        assert_eq!(r.launcher.calls().len(), 3);
+        let job = r.sched.job("live").unwrap();
+        assert_eq!(job["type"], "simple");
+        assert_eq!(job["repeatInterval"], 15_000);
+        assert_eq!(job["repeatCount"], 2);
+        assert_eq!(job.get("schedule"), None);
+    }
+
+    #[test]
+    fn simple_trigger_with_start_time_and_restart() {
+        let t0 = ts(2024, 3, 10, 10, 0, 0);
+        let specs = || {
+            let mut r = raw("hr", "");
+            r.kind = Some("simple".into());
+            r.repeat_interval = Some(3_600_000);
+            r.start_time = Some("2024-03-10T11:00:00Z".into());
+            r.end_time = Some("2024-03-10T14:00:00Z".into());
+            vec![build_spec(r).unwrap()]
+        };
+        let first = rig(specs(), t0);
+        first.sched.startup();
+        assert!(first.sched.tick().is_empty(), "not before startTime");
+        assert_eq!(first.sched.next_wakeup(), Some(ts(2024, 3, 10, 11, 0, 0)));
+        first.clock.set(ts(2024, 3, 10, 11, 0, 0));
+        assert_eq!(first.sched.tick().len(), 1);
+        // Down from 11:00 to 13:30: 12:00 and 13:00 were missed; fired once, then 14:00.
+        let second = restart(&first, specs(), ts(2024, 3, 10, 13, 30, 0));
+        second.sched.startup();
+        assert_eq!(
+            second.launcher.calls(),
+            vec![("hr".into(), Trigger::Misfire)]
+        );
+        assert_eq!(second.sched.next_wakeup(), Some(ts(2024, 3, 10, 14, 0, 0)));
+        second.clock.set(ts(2024, 3, 10, 14, 0, 0));
+        assert_eq!(second.sched.tick().len(), 1);
+        // endTime reached: no more fire times.
+        assert_eq!(second.sched.next_wakeup(), None);
+    }
+
+    #[test]
+    fn named_zone_schedule_follows_daylight_saving() {
+        // 02:30 New York time, daily, across the March 2024 change: EST (07:30 UTC), the
+        // missing 02:30 fires at 03:00 EDT (07:00 UTC), then EDT (06:30 UTC).
+        let mut r = raw("ny", "0 30 2 * * ?");
+        r.time_zone = Some("America/New_York".into());
+        let t0 = ts(2024, 3, 9, 0, 0, 0);
+        let rg = rig(vec![build_spec(r).unwrap()], t0);
+        let mut fired = Vec::new();
+        for _ in 0..3 {
+            let t = rg.sched.next_wakeup().unwrap();
+            rg.clock.set(t);
+            assert_eq!(rg.sched.tick().len(), 1);
+            fired.push(t);
+        }
+        assert_eq!(
+            fired,
+            vec![
+                ts(2024, 3, 9, 7, 30, 0),
+                ts(2024, 3, 10, 7, 0, 0),
+                ts(2024, 3, 11, 6, 30, 0)
+            ]
+        );
+        assert_eq!(rg.sched.job("ny").unwrap()["timeZone"], "America/New_York");
+    }
+
     #[test]
     fn clock_going_backwards_recomputes() {
         let t0 = ts(2024, 3, 10, 10, 7, 30);
@@ -701,16 +817,15 @@ mod tests {
                 schedule: "0 0/15 * * * ?".into(),
                 mapping: "systemHrAccounts_managedUser".into(),
                 enabled: Some(true),
-                persist_associations: false,
-                analyze: false,
-                time_zone: None,
                 misfire_policy: Some("fireAndProceed".into()),
+                kind: Some("cron".into()),
+                ..RawSchedule::default()
             }
         );
         let s = build_spec(r).unwrap();
         assert_eq!(s.misfire, MisfirePolicy::FireAndProceed);
         assert!(s.enabled);
-        assert_eq!(s.tz, TimeZone::Utc);
+        assert_eq!(s.rule.tz, TimeZone::UTC);
         assert_eq!(s.tz_text, "UTC");
 
         let full = json!({"schedule": "0 0 2 * * ?", "invokeService": "org.forgerock.openidm.sync",
@@ -724,15 +839,18 @@ mod tests {
         assert_eq!(r.enabled, Some(false));
         assert!(r.persist_associations && r.analyze);
         assert_eq!(r.time_zone.as_deref(), Some("GMT+2"));
-        assert_eq!(build_spec(r).unwrap().tz, TimeZone::Fixed(7200));
+        assert_eq!(
+            build_spec(r).unwrap().rule.tz,
+            TimeZone::fixed(7200).unwrap()
+        );
 
         let not_run = |name: &str, v: &Value| match parse_idm_schedule_file(name, v) {
             Ok(IdmSchedule::NotRun(why)) => why,
             other => panic!("{name}: expected NotRun, got {other:?}"),
         };
-        let script = json!({"schedule": "* * * * * ?", "invokeService": "script",
-            "invokeContext": {"script": {"type": "text/javascript", "source": "1"}}});
-        assert!(not_run("schedule-s.json", &script).contains("\"script\""));
+        let groovy = json!({"schedule": "* * * * * ?", "invokeService": "script",
+            "invokeContext": {"script": {"type": "groovy", "source": "1"}}});
+        assert!(not_run("schedule-s.json", &groovy).contains("\"groovy\" scripts"));
         let live = json!({"schedule": "* * * * * ?", "invokeService": "provisioner",
             "invokeContext": {"action": "liveSync", "source": "system/ldap/account"}});
         assert!(not_run("schedule-live.json", &live).contains("provisioner"));
@@ -743,7 +861,7 @@ mod tests {
         assert!(not_run("schedule-hr.json", &sync_live).contains("liveSync"));
         let mut off = file.clone();
         off["enabled"] = json!(false);
-        off["type"] = json!("simple");
+        off["invokeContext"]["mapping"] = json!(7);
         assert!(not_run("schedule-hr.json", &off).starts_with("disabled"));
 
         let bad = |patch: Value| {
@@ -757,12 +875,17 @@ mod tests {
             "mapping": {"name": "x", "source": "a", "target": "b"}}}));
         assert!(inline.starts_with("schedule \"hr\": invokeContext.mapping: inline mapping"));
         assert!(bad(json!({"invokeContext": {"action": "reconcile"}})).contains("is required"));
-        assert!(bad(json!({"type": "simple"})).contains("type: \"simple\" is not supported"));
         assert!(bad(json!({"concurrentExecution": true})).contains("concurrentExecution"));
-        assert!(bad(json!({"startTime": "2024-01-01T00:00:00"})).contains("startTime"));
+        assert!(bad(json!({"startTime": 5})).contains("startTime: must be a string"));
+        assert!(bad(json!({"repeatCount": "x"})).contains("repeatCount: must be a whole"));
         assert!(bad(json!({"enabled": "yes"})).contains("enabled: must be true or false"));
         assert!(bad(json!({"invokeService": 3})).contains("invokeService: must be a string"));
-        assert!(bad(json!({"schedule": null})).contains("schedule: is required"));
+        let mut no_cron = file.clone();
+        no_cron["schedule"] = Value::Null;
+        let r = parse_reconcile_schedule("schedule-hr.json", &no_cron)
+            .unwrap()
+            .unwrap();
+        assert!(build_spec(r).unwrap_err().contains("schedule: is required"));
         assert!(bad(
             json!({"invokeContext": {"action": "reconcile", "mapping": "m",
             "analyze": 1}})
@@ -776,16 +899,45 @@ mod tests {
     #[test]
     fn build_spec_errors_name_the_schedule() {
         let e = build_spec(raw("hr", "0 61 * * * ?")).unwrap_err();
-        assert_eq!(
-            e,
-            "schedule \"hr\": schedule: invalid cron expression \"0 61 * * * ?\": minute value 61 \
-             out of range 0-59"
+        assert!(
+            e.starts_with("schedule \"hr\": schedule: invalid cron expression \"0 61 * * * ?\": "),
+            "{e}"
         );
+        assert!(e.contains("61"), "{e}");
+        let mut r = raw("hr", "0 0 * * * ?");
+        r.time_zone = Some("Mars/Olympus".into());
+        let e = build_spec(r).unwrap_err();
+        assert!(e.starts_with("schedule \"hr\": timeZone: invalid time zone \"Mars/Olympus\""));
         let mut r = raw("hr", "0 0 * * * ?");
         r.time_zone = Some("Europe/Paris".into());
-        let e = build_spec(r).unwrap_err();
-        assert!(e.starts_with("schedule \"hr\": timeZone: invalid time zone \"Europe/Paris\""));
-        assert!(e.contains("only UTC and fixed offsets"));
+        assert_eq!(build_spec(r).unwrap().rule.tz.to_string(), "Europe/Paris");
+        let mut r = raw("hr", "");
+        r.kind = Some("simple".into());
+        assert!(build_spec(r.clone())
+            .unwrap_err()
+            .contains("repeatInterval: is required"));
+        r.repeat_interval = Some(0);
+        assert!(build_spec(r.clone())
+            .unwrap_err()
+            .contains("repeatInterval"));
+        r.repeat_interval = Some(1000);
+        r.repeat_count = Some(-2);
+        assert!(build_spec(r.clone()).unwrap_err().contains("repeatCount"));
+        r.repeat_count = None;
+        r.start_time = Some("2024-01-02T00:00:00Z".into());
+        r.end_time = Some("2024-01-01T00:00:00Z".into());
+        assert!(build_spec(r.clone())
+            .unwrap_err()
+            .contains("endTime: is before"));
+        r.end_time = Some("soon".into());
+        assert!(build_spec(r.clone())
+            .unwrap_err()
+            .starts_with("schedule \"hr\": endTime: \"soon\" is not an ISO-8601"));
+        r.kind = Some("calendar".into());
+        assert!(build_spec(r).unwrap_err().contains("type: \"calendar\""));
+        assert!(build_spec(raw("hr", ""))
+            .unwrap_err()
+            .contains("schedule: is required"));
         let mut r = raw("hr", "0 0 * * * ?");
         r.misfire_policy = Some("fireOnce".into());
         assert!(build_spec(r)

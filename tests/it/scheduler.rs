@@ -114,7 +114,8 @@ fn idm_schedule_files_and_bad_schedules() {
         "misfirePolicy": "doNothing", "invokeService": "sync",
         "invokeContext": {"action": "reconcile", "mapping": "hr"}
     });
-    let other = json!({"enabled": true, "type": "cron", "schedule": "0 0 * * * ?", "invokeService": "script", "invokeContext": {}});
+    let other = json!({"enabled": true, "type": "cron", "schedule": "0 0 * * * ?", "invokeService": "script",
+        "invokeContext": {"script": {"type": "groovy", "file": "script/clean.groovy"}}});
     let live = json!({"enabled": true, "schedule": "0 0 * * * ?", "invokeService": "sync",
         "invokeContext": {"action": "liveSync", "source": "system/ldap/account"}});
     let off = json!({"enabled": false, "type": "simple", "repeatInterval": 60000,
@@ -131,14 +132,10 @@ fn idm_schedule_files_and_bad_schedules() {
         ],
     );
     let r = s.get("/openidm/scheduler/job?_queryFilter=true");
-    assert_eq!(r.body["resultCount"], 1, "only sync schedules: {}", r.body);
+    assert_eq!(r.body["resultCount"], 2, "sync schedules: {}", r.body);
     // What recond does not run is a warning naming the file, never a silent skip.
     let log = s.log();
-    for f in [
-        "schedule-other.json",
-        "schedule-live.json",
-        "schedule-off.json",
-    ] {
+    for f in ["schedule-other.json", "schedule-live.json"] {
         assert!(
             log.lines().any(|l| l.contains("WARN") && l.contains(f)),
             "{f}:\n{log}"
@@ -147,6 +144,12 @@ fn idm_schedule_files_and_bad_schedules() {
     assert_eq!(r.body["result"][0]["_id"], "hr15");
     assert_eq!(r.body["result"][0]["enabled"], false);
     assert_eq!(r.body["result"][0]["misfirePolicy"], "doNothing");
+    // A disabled simple trigger is loaded as a disabled job.
+    let off = &r.body["result"][1];
+    assert_eq!(off["_id"], "off", "{off}");
+    assert_eq!(off["type"], "simple");
+    assert_eq!(off["repeatInterval"], 60000);
+    assert_eq!(off["nextRunDate"], serde_json::Value::Null);
     drop(s);
 
     let dir = TempDir::new("badsched");
@@ -155,7 +158,7 @@ fn idm_schedule_files_and_bad_schedules() {
     for (schedule, mapping, needle) in [
         ("0 61 * * * ?", "hr", "61"),
         ("0 0 * * * ?", "nope", "nope"),
-        ("0 0 * L * ?", "hr", "L"),
+        ("0 0 0 L-3 * ?", "hr", "L-3"),
     ] {
         let text = format!("{HR}\n{USERS}\n[[schedules]]\nname = \"x\"\nschedule = \"{schedule}\"\nmapping = \"{mapping}\"\n");
         std::fs::write(dir.0.join("recon.toml"), text).expect("config");
@@ -165,5 +168,86 @@ fn idm_schedule_files_and_bad_schedules() {
         );
         assert_eq!(code, Some(2), "{schedule}/{mapping}: {out}");
         assert!(out.contains(needle), "{schedule}: {out}");
+    }
+}
+
+#[test]
+fn script_schedules_run_their_javascript() {
+    // A script schedule (file under script/, globals, input) and a simple trigger in New York
+    // time: the script writes through openidm.create; a failing script is a FAILED firing.
+    let ok = json!({"enabled": true, "type": "simple", "repeatInterval": 3_600_000,
+        "startTime": "2099-01-01T00:00:00", "timeZone": "America/New_York",
+        "invokeService": "script",
+        "invokeContext": {"input": {"id": "from-input"},
+            "script": {"type": "text/javascript", "file": "make.js", "globals": {"who": "sched"}}}});
+    let bad = json!({"enabled": true, "schedule": "0 0 0 1 1 ? 2099", "invokeService": "script",
+        "invokeContext": {"script": {"type": "text/javascript", "source": "throw new Error('nope');"}}});
+    let script = "openidm.create('managed/user', input.id, {userName: who}); 'made';";
+    let s = Server::start(
+        &format!("schedules_dir = \"conf\"\n{HR}"),
+        &[
+            ("data/hr.csv", HEADER),
+            ("conf/schedule-make.json", &ok.to_string()),
+            ("conf/schedule-bad.json", &bad.to_string()),
+            ("script/make.js", script),
+        ],
+    );
+    let job = s.get("/openidm/scheduler/job/make").body;
+    assert_eq!(job["invokeService"], "script", "{job}");
+    assert_eq!(job["type"], "simple");
+    assert_eq!(job["timeZone"], "America/New_York");
+    // Midnight in New York on 2099-01-01 is 05:00 UTC.
+    assert_eq!(job["nextRunDate"], "2099-01-01T05:00:00.000Z");
+    let r = s.post("/openidm/scheduler/job/make?_action=trigger", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let made = s.get("/openidm/managed/user/from-input");
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(made.body["userName"], "sched");
+    assert_eq!(
+        s.get("/openidm/scheduler/job/make").body["lastRunStatus"],
+        "STARTED"
+    );
+    let r = s.post("/openidm/scheduler/job/bad?_action=trigger", None);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap_or("").contains("nope"),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn unsupported_schedules_name_the_file_and_key() {
+    let dir = TempDir::new("badsched2");
+    std::fs::create_dir_all(dir.0.join("conf")).expect("mkdir");
+    std::fs::create_dir_all(dir.0.join("data")).expect("mkdir");
+    std::fs::write(dir.0.join("data/hr.csv"), HEADER).expect("csv");
+    for (file, needle) in [
+        (
+            json!({"schedule": "0 0 0 LW * ?", "invokeService": "sync",
+                "invokeContext": {"action": "reconcile", "mapping": "hr"}}),
+            "schedule: invalid cron expression",
+        ),
+        (
+            json!({"schedule": "0 0 * * * ?", "timeZone": "Mars/Olympus", "invokeService": "sync",
+                "invokeContext": {"action": "reconcile", "mapping": "hr"}}),
+            "timeZone: invalid time zone",
+        ),
+        (
+            json!({"type": "simple", "invokeService": "sync",
+                "invokeContext": {"action": "reconcile", "mapping": "hr"}}),
+            "repeatInterval: is required",
+        ),
+    ] {
+        std::fs::write(dir.0.join("conf/schedule-x.json"), file.to_string()).expect("file");
+        let text = format!("schedules_dir = \"conf\"\n{HR}\n{USERS}");
+        std::fs::write(dir.0.join("recon.toml"), text).expect("config");
+        let (code, out) = run_binary(
+            &["--config", "recon.toml", "--listen", "127.0.0.1:0"],
+            &dir.0,
+        );
+        assert_eq!(code, Some(2), "{needle}: {out}");
+        assert!(out.contains("schedule-x.json"), "{out}");
+        assert!(out.contains(needle), "{needle}: {out}");
     }
 }
