@@ -1,0 +1,344 @@
+//! Batches and the one write discipline: a [`DataBatch`] of objects, index entries and links
+//! with its compare-and-swap preconditions, applied atomically under striped locks; an
+//! [`ItemBatch`] of a run's association entries or audit events.
+
+use super::records::{EntryRecord, IndexTerm, Link, LinkRecord, ObjectRecord};
+use super::{codec, keys, sled_err, stripe_of, Result, Store, StoreError};
+
+/// What a write expects to find (compare-and-swap precondition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The object or link must not exist.
+    Absent,
+    /// The object or link must exist with this revision.
+    Rev(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Object,
+    LinkFirst,
+    LinkSecond,
+}
+
+/// One precondition of a batch: the key, how to read its revision, and what is expected.
+struct Precondition {
+    key: Vec<u8>,
+    slot: Slot,
+    expect: Expect,
+}
+
+/// A position in a [`DataBatch`], to drop what was staged after it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchMark {
+    writes: usize,
+    preconditions: usize,
+    ops: usize,
+}
+
+impl BatchMark {
+    /// Staged writes plus preconditions before the mark (for tests of callers).
+    pub fn len_for_tests(&self) -> usize {
+        self.writes + self.preconditions
+    }
+}
+
+/// A batch of writes to the `data` tree, applied atomically by [`Store::apply`] after its
+/// preconditions are checked (see [`Store::apply`] for the write discipline).
+#[derive(Default)]
+pub struct DataBatch {
+    /// Writes in order (a later write of a key wins); `None` removes.
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ops: usize,
+    preconditions: Vec<Precondition>,
+}
+
+impl DataBatch {
+    /// The object `set/id` must be as expected when the batch is applied.
+    pub fn expect_object(&mut self, set: &str, id: &str, expect: Expect) {
+        self.preconditions.push(Precondition {
+            key: keys::object_key(set, id),
+            slot: Slot::Object,
+            expect,
+        });
+    }
+
+    /// The link (type, qualifier, firstId) must be as expected when the batch is applied.
+    pub fn expect_link(
+        &mut self,
+        link_type: &str,
+        qualifier: &str,
+        first_id: &str,
+        expect: Expect,
+    ) {
+        self.preconditions.push(Precondition {
+            key: keys::link_key(keys::LINK_FIRST, link_type, qualifier, first_id),
+            slot: Slot::LinkFirst,
+            expect,
+        });
+    }
+
+    /// No link (type, qualifier, *, secondId) may exist when the batch is applied.
+    pub fn expect_no_link_to_second(&mut self, link_type: &str, qualifier: &str, second_id: &str) {
+        self.preconditions.push(Precondition {
+            key: keys::link_key(keys::LINK_SECOND, link_type, qualifier, second_id),
+            slot: Slot::LinkSecond,
+            expect: Expect::Absent,
+        });
+    }
+
+    pub fn mark(&self) -> BatchMark {
+        BatchMark {
+            writes: self.writes.len(),
+            preconditions: self.preconditions.len(),
+            ops: self.ops,
+        }
+    }
+
+    /// Drops every write and precondition staged after `m`.
+    pub fn truncate(&mut self, m: &BatchMark) {
+        self.writes.truncate(m.writes);
+        self.preconditions.truncate(m.preconditions);
+        self.ops = m.ops.min(self.ops);
+    }
+
+    /// Moves another batch's writes and preconditions into this one (after this one's).
+    pub fn append(&mut self, mut other: DataBatch) {
+        self.writes.append(&mut other.writes);
+        self.preconditions.append(&mut other.preconditions);
+        self.ops += other.ops;
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.push((key, Some(value)));
+    }
+
+    fn remove(&mut self, key: Vec<u8>) {
+        self.writes.push((key, None));
+    }
+    pub fn new() -> DataBatch {
+        DataBatch::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    /// Writes an object. `old_terms`/`new_terms` are (attribute, term) pairs of the indexed
+    /// attributes before and after; only their difference is written.
+    pub fn put_object(
+        &mut self,
+        set: &str,
+        id: &str,
+        rev: u64,
+        body: &serde_json::Map<String, serde_json::Value>,
+        old_terms: &[(String, IndexTerm)],
+        new_terms: &[(String, IndexTerm)],
+    ) -> Result<()> {
+        let body = serde_json::to_vec(body).map_err(|e| StoreError::Codec(e.to_string()))?;
+        let value = codec::encode(&ObjectRecord { rev, body })?;
+        self.insert(keys::object_key(set, id), value);
+        for (attr, term) in old_terms {
+            if !new_terms.iter().any(|(a, t)| a == attr && t == term) {
+                self.remove(keys::index_key(set, attr, &term.0, id));
+            }
+        }
+        for (attr, term) in new_terms {
+            if !old_terms.iter().any(|(a, t)| a == attr && t == term) {
+                self.insert(keys::index_key(set, attr, &term.0, id), Vec::new());
+            }
+        }
+        self.ops += 1;
+        Ok(())
+    }
+
+    pub fn delete_object(&mut self, set: &str, id: &str, old_terms: &[(String, IndexTerm)]) {
+        self.remove(keys::object_key(set, id));
+        for (attr, term) in old_terms {
+            self.remove(keys::index_key(set, attr, &term.0, id));
+        }
+        self.ops += 1;
+    }
+
+    /// Writes a link. `previous_second` is the second id the same (type, qualifier, first)
+    /// link pointed to before, whose reverse key must go.
+    pub fn put_link(&mut self, link: &Link, previous_second: Option<&str>) -> Result<()> {
+        if let Some(prev) = previous_second {
+            if prev != link.second_id {
+                self.remove(keys::link_key(
+                    keys::LINK_SECOND,
+                    &link.link_type,
+                    &link.qualifier,
+                    prev,
+                ));
+            }
+        }
+        let value = codec::encode(&LinkRecord {
+            second_id: link.second_id.clone(),
+            rev: link.rev,
+        })?;
+        self.insert(
+            keys::link_key(
+                keys::LINK_FIRST,
+                &link.link_type,
+                &link.qualifier,
+                &link.first_id,
+            ),
+            value,
+        );
+        self.insert(
+            keys::link_key(
+                keys::LINK_SECOND,
+                &link.link_type,
+                &link.qualifier,
+                &link.second_id,
+            ),
+            link.first_id.as_bytes().to_vec(),
+        );
+        self.ops += 1;
+        Ok(())
+    }
+
+    pub fn delete_link(&mut self, link: &Link) {
+        self.remove(keys::link_key(
+            keys::LINK_FIRST,
+            &link.link_type,
+            &link.qualifier,
+            &link.first_id,
+        ));
+        self.remove(keys::link_key(
+            keys::LINK_SECOND,
+            &link.link_type,
+            &link.qualifier,
+            &link.second_id,
+        ));
+        self.ops += 1;
+    }
+}
+
+/// A batch of per-run items (association entries or audit events).
+#[derive(Default)]
+pub struct ItemBatch {
+    batch: sled::Batch,
+    ops: usize,
+}
+
+impl ItemBatch {
+    pub fn len(&self) -> usize {
+        self.ops
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    pub fn put_entry(&mut self, seq: u64, item: u64, entry: &EntryRecord) -> Result<()> {
+        self.batch
+            .insert(&keys::item_key(seq, item)[..], codec::encode(entry)?);
+        self.ops += 1;
+        Ok(())
+    }
+
+    pub fn put_audit(&mut self, seq: u64, item: u64, event: &serde_json::Value) -> Result<()> {
+        let text = serde_json::to_string(event).map_err(|e| StoreError::Codec(e.to_string()))?;
+        self.batch
+            .insert(&keys::item_key(seq, item)[..], codec::encode(&text)?);
+        self.ops += 1;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Applies a batch atomically: the write discipline of every writer of the `data` tree
+    /// (runs, REST, scripts). Its preconditions (expected revision, or "must not exist") are
+    /// checked and the batch applied while holding the striped locks of every key they name,
+    /// so no other checked write of those keys can come between the check and the write. A
+    /// failed check writes nothing and returns [`StoreError::Conflict`]; the caller re-reads
+    /// and retries. (A shared-database backend does the same with `UPDATE … WHERE rev = $old`.)
+    pub fn apply(&self, batch: DataBatch) -> Result<()> {
+        if batch.ops == 0 && batch.preconditions.is_empty() {
+            return Ok(());
+        }
+        let mut stripes: Vec<usize> = batch
+            .preconditions
+            .iter()
+            .map(|p| stripe_of(&p.key))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        // Locks are always taken in ascending stripe order: no two writers can deadlock.
+        let _guards: Vec<_> = stripes.iter().map(|i| self.stripes[*i].lock()).collect();
+        self.check(&batch.preconditions)?;
+        let mut sb = sled::Batch::default();
+        for (k, v) in batch.writes {
+            match v {
+                Some(v) => sb.insert(k, v),
+                None => sb.remove(k),
+            }
+        }
+        self.data
+            .apply_batch(sb)
+            .map_err(sled_err("writing objects and links"))
+    }
+
+    fn check(&self, preconditions: &[Precondition]) -> Result<()> {
+        let mut seen: std::collections::HashSet<&[u8]> =
+            std::collections::HashSet::with_capacity(preconditions.len());
+        for p in preconditions {
+            if !seen.insert(&p.key) {
+                return Err(StoreError::Conflict(format!(
+                    "{} is written twice in one batch",
+                    keys::describe(&p.key)
+                )));
+            }
+            let current = self
+                .data
+                .get(&p.key)
+                .map_err(sled_err("checking a revision"))?;
+            let found = match (&current, p.slot) {
+                (None, _) => None,
+                (Some(v), Slot::Object) => Some(codec::decode::<ObjectRecord>(v)?.rev),
+                (Some(v), Slot::LinkFirst) => Some(codec::decode::<LinkRecord>(v)?.rev),
+                (Some(_), Slot::LinkSecond) => Some(0),
+            };
+            let ok = match (p.expect, found) {
+                (Expect::Absent, None) => true,
+                (Expect::Rev(want), Some(have)) => want == have,
+                _ => false,
+            };
+            if !ok {
+                let what = keys::describe(&p.key);
+                return Err(StoreError::Conflict(match (p.expect, found) {
+                    (Expect::Absent, Some(_)) => format!("{what} already exists"),
+                    (Expect::Rev(want), Some(have)) => {
+                        format!("{what} is at revision {have}, expected {want}")
+                    }
+                    _ => format!("{what} no longer exists"),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn apply_entries(&self, batch: ItemBatch) -> Result<()> {
+        if batch.ops == 0 {
+            return Ok(());
+        }
+        self.entries
+            .apply_batch(batch.batch)
+            .map_err(sled_err("writing association entries"))
+    }
+
+    pub fn apply_audit(&self, batch: ItemBatch) -> Result<()> {
+        if batch.ops == 0 {
+            return Ok(());
+        }
+        self.audit
+            .apply_batch(batch.batch)
+            .map_err(sled_err("writing audit events"))
+    }
+}

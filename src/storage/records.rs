@@ -1,0 +1,150 @@
+//! The records the store keeps and hands out: objects, links, index terms, run records and
+//! association entries (with the older entry format still read).
+
+use serde::{Deserialize, Serialize};
+
+use super::keys;
+
+/// An object as stored: its revision and its JSON body (without `_id` and `_rev`).
+#[derive(Serialize, Deserialize)]
+pub(super) struct ObjectRecord {
+    pub(super) rev: u64,
+    pub(super) body: Vec<u8>,
+}
+
+/// A stored object, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub id: String,
+    pub rev: u64,
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct LinkRecord {
+    pub(super) second_id: String,
+    pub(super) rev: u64,
+}
+
+/// One row of the link table (reference §5). Ids are unqualified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub link_type: String,
+    pub qualifier: String,
+    pub first_id: String,
+    pub second_id: String,
+    pub rev: u64,
+}
+
+impl Link {
+    /// The link's `_id`: an opaque, reversible encoding of (linkType, qualifier, firstId), so
+    /// that a link needs no third key to be read by id.
+    pub fn id(&self) -> String {
+        use base64::Engine;
+        let key = keys::link_key(
+            keys::LINK_FIRST,
+            &self.link_type,
+            &self.qualifier,
+            &self.first_id,
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key[1..])
+    }
+
+    /// Decodes a link `_id` into (linkType, qualifier, firstId).
+    pub fn parse_id(id: &str) -> Option<(String, String, String)> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id)
+            .ok()?;
+        let mut key = vec![keys::LINK_FIRST];
+        key.extend_from_slice(&raw);
+        let (a, b, c) = keys::parse_link_key(&key)?;
+        Some((a.to_string(), b.to_string(), c.to_string()))
+    }
+}
+
+/// Opaque equality-index term (see `keys::index_terms`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IndexTerm(pub(super) Vec<u8>);
+
+/// The index terms of one attribute value (strings case-insensitive, arrays element-wise).
+pub fn index_terms(value: &serde_json::Value) -> Vec<IndexTerm> {
+    let mut out = Vec::new();
+    keys::index_terms(value, &mut out);
+    out.into_iter().map(IndexTerm).collect()
+}
+
+/// A persisted run record: the summary JSON plus the fields the store needs to list,
+/// filter and retain runs without parsing the summary.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub seq: u64,
+    pub id: String,
+    pub mapping: String,
+    pub completed: bool,
+    pub is_analysis: bool,
+    pub persist_associations: bool,
+    pub source_collection: String,
+    pub target_collection: String,
+    /// Association summary `finishTime` (microsecond ISO-8601), once completed.
+    pub finish_time: Option<String>,
+    /// The run summary (reference §1.5) as JSON text.
+    pub summary: String,
+}
+
+/// One association entry (reference §1.8), compactly stored; the run-level fields (mapping,
+/// collections) are joined in when it is read.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct EntryRecord {
+    pub situation: Option<String>,
+    pub action: Option<String>,
+    pub phase: String,
+    pub link_qualifier: String,
+    pub source_id: Option<String>,
+    pub target_id: Option<String>,
+    pub success: bool,
+    pub exception: Option<String>,
+    pub message: Option<String>,
+    pub message_detail: Option<String>,
+    pub ambiguous: Option<Vec<String>>,
+    /// recond's attribute changes (contract §8) as a JSON array text, when recorded.
+    pub changes: Option<String>,
+    /// The changes were cut at their bound.
+    pub changes_truncated: bool,
+}
+
+/// An association entry as format version 1 stored it (before `changes`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub(crate) struct EntryRecordV1 {
+    pub situation: Option<String>,
+    pub action: Option<String>,
+    pub phase: String,
+    pub link_qualifier: String,
+    pub source_id: Option<String>,
+    pub target_id: Option<String>,
+    pub success: bool,
+    pub exception: Option<String>,
+    pub message: Option<String>,
+    pub message_detail: Option<String>,
+    pub ambiguous: Option<Vec<String>>,
+}
+
+impl From<EntryRecordV1> for EntryRecord {
+    fn from(o: EntryRecordV1) -> EntryRecord {
+        EntryRecord {
+            situation: o.situation,
+            action: o.action,
+            phase: o.phase,
+            link_qualifier: o.link_qualifier,
+            source_id: o.source_id,
+            target_id: o.target_id,
+            success: o.success,
+            exception: o.exception,
+            message: o.message,
+            message_detail: o.message_detail,
+            ambiguous: o.ambiguous,
+            changes: None,
+            changes_truncated: false,
+        }
+    }
+}
