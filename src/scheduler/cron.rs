@@ -275,11 +275,16 @@ mod tests {
     }
 
     fn seq(expr: &str, after: i64, n: usize) -> Vec<i64> {
+        seq_in(expr, &TimeZone::UTC, after, n)
+    }
+
+    /// The next `n` fire times after `after`, in `tz`.
+    fn seq_in(expr: &str, tz: &TimeZone, after: i64, n: usize) -> Vec<i64> {
         let c = Cron::parse(expr).unwrap();
         let mut out = Vec::new();
         let mut t = after;
         for _ in 0..n {
-            t = c.next_after(t, &TimeZone::UTC).unwrap();
+            t = c.next_after(t, tz).unwrap();
             out.push(t);
         }
         out
@@ -459,13 +464,7 @@ mod tests {
         // 02:00 every day. Spring forward on 2024-03-10 (02:00 → 03:00): the fixed time falls
         // in the gap and fires at the first instant after it, 03:00 EDT; the day after is
         // 02:00 EDT again (06:00 UTC instead of 07:00 UTC before the change).
-        let c = Cron::parse("0 0 2 * * ?").unwrap();
-        let mut t = local(z, 2024, 3, 8, 12, 0);
-        let mut got = Vec::new();
-        for _ in 0..4 {
-            t = c.next_after(t, &ny).unwrap();
-            got.push(t);
-        }
+        let got = seq_in("0 0 2 * * ?", &ny, local(z, 2024, 3, 8, 12, 0), 4);
         assert_eq!(
             got,
             vec![
@@ -477,13 +476,7 @@ mod tests {
         );
         // 01:30 every day. Fall back on 2024-11-03 (02:00 EDT → 01:00 EST): 01:30 happens
         // twice and fires once, at the first; the next days are 06:30 UTC.
-        let c = Cron::parse("0 30 1 * * ?").unwrap();
-        let mut t = local(z, 2024, 11, 2, 12, 0);
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            t = c.next_after(t, &ny).unwrap();
-            got.push(t);
-        }
+        let got = seq_in("0 30 1 * * ?", &ny, local(z, 2024, 11, 2, 12, 0), 3);
         assert_eq!(
             got,
             vec![
@@ -493,25 +486,15 @@ mod tests {
             ]
         );
         // Every 30 minutes through the repeated hour: both passes fire, in real-time order.
-        let c = Cron::parse("0 0/30 * * * ?").unwrap();
-        let mut t = ts(2024, 11, 3, 4, 45, 0); // 00:45 EDT
-        let mut got = Vec::new();
-        for _ in 0..5 {
-            t = c.next_after(t, &ny).unwrap();
-            got.push(t);
-        }
+        let got = seq_in("0 0/30 * * * ?", &ny, ts(2024, 11, 3, 4, 45, 0), 5);
         let base = ts(2024, 11, 3, 5, 0, 0); // 01:00 EDT
         assert_eq!(
             got,
             vec![base, base + 1800, base + 3600, base + 5400, base + 7200]
         );
         // Every 30 minutes through the gap: 02:00 and 02:30 do not exist and are skipped.
-        let mut t = ts(2024, 3, 10, 6, 15, 0); // 01:15 EST
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            t = c.next_after(t, &ny).unwrap();
-            got.push(t);
-        }
+        // From 01:15 EST.
+        let got = seq_in("0 0/30 * * * ?", &ny, ts(2024, 3, 10, 6, 15, 0), 3);
         assert_eq!(
             got,
             vec![

@@ -44,18 +44,18 @@ mod tests {
     use crate::script::NoHost;
     use serde_json::json;
 
-    fn spec(ctx: Value) -> crate::scheduler::ScheduleSpec {
+    fn spec(ctx: Value) -> Result<crate::scheduler::ScheduleSpec, String> {
         let raw = crate::scheduler::RawSchedule {
             name: "s".into(),
             schedule: "0 0 * * * ?".into(),
             script_context: ctx.as_object().cloned(),
             ..Default::default()
         };
-        crate::scheduler::build_spec(raw).unwrap()
+        crate::scheduler::build_spec(raw)
     }
 
     fn run(ctx: Value) -> LaunchOutcome {
-        let s = spec(ctx);
+        let s = spec(ctx).unwrap();
         let crate::scheduler::Invoker::Script(script) = &s.invoker else {
             panic!("not a script schedule");
         };
@@ -83,15 +83,7 @@ mod tests {
 
     #[test]
     fn bad_script_objects_are_startup_errors() {
-        let err = |ctx: Value| {
-            let raw = crate::scheduler::RawSchedule {
-                name: "s".into(),
-                schedule: "0 0 * * * ?".into(),
-                script_context: ctx.as_object().cloned(),
-                ..Default::default()
-            };
-            crate::scheduler::build_spec(raw).unwrap_err()
-        };
+        let err = |ctx: Value| spec(ctx).unwrap_err();
         assert!(err(json!({"script": {}})).contains("needs \"source\" or \"file\""));
         assert!(err(json!({"script": {"source": "("}}))
             .starts_with("schedule \"s\": invokeContext.script: "));

@@ -325,20 +325,17 @@ impl Store {
     }
 
     pub fn apply_entries(&self, batch: ItemBatch) -> Result<()> {
-        if batch.ops == 0 {
-            return Ok(());
-        }
-        self.entries
-            .apply_batch(batch.batch)
-            .map_err(sled_err("writing association entries"))
+        Self::apply_items(&self.entries, batch, "writing association entries")
     }
 
     pub fn apply_audit(&self, batch: ItemBatch) -> Result<()> {
+        Self::apply_items(&self.audit, batch, "writing audit events")
+    }
+
+    fn apply_items(tree: &sled::Tree, batch: ItemBatch, context: &str) -> Result<()> {
         if batch.ops == 0 {
             return Ok(());
         }
-        self.audit
-            .apply_batch(batch.batch)
-            .map_err(sled_err("writing audit events"))
+        tree.apply_batch(batch.batch).map_err(sled_err(context))
     }
 }
