@@ -159,3 +159,44 @@ fn build_spec_errors_name_the_schedule() {
     );
     assert_eq!(MisfirePolicy::DoNothing.as_str(), "doNothing");
 }
+
+#[test]
+fn recon_toml_tables_read_like_idm_files() {
+    let t = json!({"name": "hr", "type": "simple", "repeatInterval": 60000, "repeatCount": 3,
+        "mapping": "m", "analyze": true, "timeZone": "America/New_York",
+        "startTime": "2024-03-10T01:00:00"});
+    let r = parse_table(&t).unwrap();
+    assert_eq!(r.name, "hr");
+    assert_eq!(r.mapping, "m");
+    assert!(r.analyze);
+    let s = build_spec(r).unwrap();
+    // 01:00 EST is 06:00 UTC.
+    assert_eq!(s.rule.start, Some(1_710_050_400));
+    assert!(matches!(
+        s.rule.timing,
+        Timing::Simple {
+            interval_ms: 60000,
+            repeat_count: 3
+        }
+    ));
+    let err = |v: Value| parse_table(&v).unwrap_err();
+    assert_eq!(
+        err(json!({"name": "x", "mapping": "m", "colour": 1})),
+        "[[schedules]]: unknown key \"colour\""
+    );
+    assert_eq!(
+        err(json!({"schedule": "* * * * * ?"})),
+        "[[schedules]]: name is required"
+    );
+    // Keys of the flattened invoke context are named as written in the table.
+    assert_eq!(
+        err(json!({"name": "x", "schedule": "* * * * * ?"})),
+        "schedule \"x\": mapping: is required"
+    );
+    assert!(err(json!({"name": "x", "mapping": "m", "analyze": 1}))
+        .contains("schedule \"x\": analyze: must be true or false"));
+    assert!(
+        err(json!({"name": "x", "mapping": "m", "concurrentExecution": true}))
+            .contains("concurrentExecution")
+    );
+}
