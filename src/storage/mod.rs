@@ -8,6 +8,8 @@
 //! * `entries` — association entries, keyed (run seq, entry no).
 //! * `audit` — recon audit events, keyed (run seq, event no).
 //! * `meta` — small named values (scheduler state).
+//! * `sync` — liveSync tokens per object set and the `sync` audit topic (implicit and live
+//!   synchronization), at most [`SYNC_AUDIT_KEEP`] events (the oldest go first).
 //!
 //! Invariants: keys are built only in [`keys`]; values pass only through [`codec`]; a run's
 //! completion record is written after all of its entries and audit events.
@@ -424,6 +426,22 @@ impl DataBatch {
     }
 }
 
+/// The persisted liveSync token of one object set (contract §7).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SyncTokenRecord {
+    /// The token as JSON text (a token is the set's own JSON value).
+    pub token: String,
+    /// Increases by one with every token written (the `_rev` IDM shows).
+    pub rev: u64,
+    /// When it was written (ms since the epoch).
+    pub updated_ms: i64,
+}
+
+/// How many `sync` audit events are kept; older ones are removed as new ones come.
+pub const SYNC_AUDIT_KEEP: u64 = 100_000;
+/// Old events are trimmed once per this many appends (a trim walks the kept events' keys).
+const SYNC_AUDIT_TRIM_EVERY: u64 = 1_000;
+
 /// A batch of per-run items (association entries or audit events).
 #[derive(Default)]
 pub struct ItemBatch {
@@ -492,6 +510,9 @@ pub struct Store {
     entries: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
+    sync: sled::Tree,
+    /// `sync` audit appends since the last trim.
+    sync_appends: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -513,6 +534,8 @@ impl Store {
             entries: tree("entries")?,
             audit: tree("audit")?,
             meta: tree("meta")?,
+            sync: tree("sync")?,
+            sync_appends: std::sync::Arc::default(),
             stripes: std::sync::Arc::new(
                 (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
             ),
@@ -982,6 +1005,107 @@ impl Store {
         Ok(())
     }
 
+    // ---- liveSync tokens and the `sync` audit topic ---------------------------------------
+
+    pub fn get_sync_token(&self, set: &str) -> Result<Option<SyncTokenRecord>> {
+        match self
+            .sync
+            .get(keys::sync_token_key(set))
+            .map_err(sled_err("reading a liveSync token"))?
+        {
+            Some(v) => codec::decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the token of `set` and makes it (and everything written before it) durable
+    /// before returning: the caller drops state kept for older tokens right after.
+    pub fn put_sync_token(&self, set: &str, record: &SyncTokenRecord) -> Result<()> {
+        self.sync
+            .insert(keys::sync_token_key(set), codec::encode(record)?)
+            .map_err(sled_err("writing a liveSync token"))?;
+        self.flush()?;
+        Ok(())
+    }
+
+    /// Appends `sync` audit events (JSON objects) in order.
+    pub fn append_sync_audit(&self, events: &[serde_json::Value]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for ev in events {
+            let text = serde_json::to_string(ev).map_err(|e| StoreError::Codec(e.to_string()))?;
+            batch.insert(
+                &keys::sync_audit_key(self.next_id()?)[..],
+                codec::encode(&text)?,
+            );
+        }
+        self.sync
+            .apply_batch(batch)
+            .map_err(sled_err("writing sync audit events"))?;
+        let n = events.len() as u64;
+        let before = self
+            .sync_appends
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if before / SYNC_AUDIT_TRIM_EVERY != (before + n) / SYNC_AUDIT_TRIM_EVERY {
+            self.trim_sync_audit(SYNC_AUDIT_KEEP)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest `sync` audit events beyond the newest `keep`.
+    fn trim_sync_audit(&self, keep: u64) -> Result<()> {
+        let prefix = [keys::SYNC_AUDIT];
+        let mut newest_first = self.sync.scan_prefix(prefix).keys().rev();
+        let mut cut = None;
+        for (i, k) in newest_first.by_ref().enumerate() {
+            let k = k.map_err(sled_err("scanning sync audit events"))?;
+            if i as u64 == keep {
+                cut = Some(k);
+                break;
+            }
+        }
+        let Some(cut) = cut else { return Ok(()) };
+        let mut batch = sled::Batch::default();
+        batch.remove(cut);
+        for k in newest_first {
+            batch.remove(k.map_err(sled_err("scanning sync audit events"))?);
+        }
+        self.sync
+            .apply_batch(batch)
+            .map_err(sled_err("trimming sync audit events"))
+    }
+
+    /// Visits `sync` audit events oldest first, after event number `after` if given, with
+    /// their event numbers.
+    pub fn scan_sync_audit(
+        &self,
+        after: Option<u64>,
+        f: &mut dyn FnMut(u64, serde_json::Value) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let start = match after {
+            Some(a) => match a.checked_add(1) {
+                Some(n) => keys::sync_audit_key(n),
+                None => return Ok(()),
+            },
+            None => keys::sync_audit_key(0),
+        };
+        for item in self.sync.range(start.to_vec()..vec![keys::SYNC_AUDIT + 1]) {
+            let (k, v) = item.map_err(sled_err("scanning sync audit events"))?;
+            let Some(no) = keys::seq_from_tagged(&k) else {
+                return Err(StoreError::Codec("a sync audit key is malformed".into()));
+            };
+            let text: String = codec::decode(&v)?;
+            let event =
+                serde_json::from_str(&text).map_err(|e| StoreError::Codec(e.to_string()))?;
+            if f(no, event).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     // ---- meta ----------------------------------------------------------------------------
 
     pub fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
@@ -1127,6 +1251,61 @@ mod tests {
             .expect("scan");
         assert_eq!(seen, vec!["b", "c"]);
         assert_eq!(store.count_objects("managed/x").expect("count"), 3);
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn sync_tokens_and_sync_audit_events_round_trip_and_trim() {
+        let (store, dir) = temp_store("sync");
+        assert_eq!(store.get_sync_token("system/a/b").expect("readable"), None);
+        let rec = SyncTokenRecord {
+            token: "17".into(),
+            rev: 1,
+            updated_ms: 5,
+        };
+        store.put_sync_token("system/a/b", &rec).expect("written");
+        assert_eq!(
+            store.get_sync_token("system/a/b").expect("readable"),
+            Some(rec)
+        );
+        let events: Vec<serde_json::Value> =
+            (0..5).map(|i| serde_json::json!({ "n": i })).collect();
+        store.append_sync_audit(&events).expect("written");
+        let mut seen = Vec::new();
+        let mut numbers = Vec::new();
+        store
+            .scan_sync_audit(None, &mut |no, ev| {
+                numbers.push(no);
+                seen.push(ev["n"].as_i64().expect("n"));
+                ControlFlow::Continue(())
+            })
+            .expect("scanned");
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+        let mut after = Vec::new();
+        store
+            .scan_sync_audit(Some(numbers[2]), &mut |_, ev| {
+                after.push(ev["n"].as_i64().expect("n"));
+                ControlFlow::Continue(())
+            })
+            .expect("scanned");
+        assert_eq!(after, vec![3, 4]);
+        store.trim_sync_audit(2).expect("trimmed");
+        let mut kept = Vec::new();
+        store
+            .scan_sync_audit(None, &mut |_, ev| {
+                kept.push(ev["n"].as_i64().expect("n"));
+                ControlFlow::Continue(())
+            })
+            .expect("scanned");
+        assert_eq!(kept, vec![3, 4], "the newest events are kept");
+        assert!(
+            store
+                .get_sync_token("system/a/b")
+                .expect("readable")
+                .is_some(),
+            "trimming events leaves tokens alone"
+        );
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
