@@ -90,6 +90,7 @@ pub fn load_schedules(
                 "misfirePolicy",
                 "concurrentExecution",
                 "type",
+                "source",
             ];
             if let Some(k) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
                 return Err(ConfigError::new(
@@ -111,13 +112,26 @@ pub fn load_schedules(
             if m.get("concurrentExecution").and_then(Value::as_bool) == Some(true) {
                 return Err(ConfigError::new(path, "[[schedules]]: concurrentExecution = true is not supported for reconciliations"));
             }
+            // `source = "system/<name>/<type>"` instead of `mapping` makes a liveSync schedule.
+            let live_sync = s("source").map(|x| x.trim_matches('/').to_string());
+            if live_sync.is_some() && m.contains_key("mapping") {
+                return Err(ConfigError::new(
+                    path,
+                    "[[schedules]]: give either mapping (a reconciliation) or source (a liveSync), not both",
+                ));
+            }
             RawSchedule {
                 name: s("name")
                     .ok_or_else(|| ConfigError::new(path, "[[schedules]]: name is required"))?,
                 schedule: s("schedule")
                     .ok_or_else(|| ConfigError::new(path, "[[schedules]]: schedule is required"))?,
-                mapping: s("mapping")
-                    .ok_or_else(|| ConfigError::new(path, "[[schedules]]: mapping is required"))?,
+                mapping: match &live_sync {
+                    Some(_) => String::new(),
+                    None => s("mapping").ok_or_else(|| {
+                        ConfigError::new(path, "[[schedules]]: mapping (or source) is required")
+                    })?,
+                },
+                live_sync,
                 enabled: b("enabled")?,
                 persist_associations: b("persistAssociations")?.unwrap_or(false),
                 analyze: b("analyze")?.unwrap_or(false),
@@ -126,7 +140,14 @@ pub fn load_schedules(
             }
         };
         let name = raw.name.clone();
-        if !mappings.contains(&raw.mapping) {
+        if let Some(set) = &raw.live_sync {
+            if !config.object_sets.iter().any(|s| s.name == *set) {
+                return Err(ConfigError::new(
+                    path,
+                    format!("schedule \"{name}\": source: no object set named \"{set}\""),
+                ));
+            }
+        } else if !mappings.contains(&raw.mapping) {
             return Err(ConfigError::new(
                 path,
                 format!(
@@ -156,13 +177,42 @@ pub fn load_schedules(
     Ok(out)
 }
 
-/// Starts scheduled runs through the runner.
+/// Starts scheduled runs through the runner, and scheduled liveSyncs through the liveSync
+/// service (on a thread of their own, so the scheduler never waits for one).
 struct RunLauncher {
     runner: Runner,
+    live: Arc<crate::sync::LiveSync>,
+}
+
+impl RunLauncher {
+    fn launch_live_sync(&self, set: &str, trigger: Trigger) -> LaunchOutcome {
+        if self.live.is_running(set) {
+            return LaunchOutcome::Busy(format!("liveSync of {set}"));
+        }
+        let live = self.live.clone();
+        let (set, user) = (set.to_string(), format!("scheduler ({trigger:?})"));
+        let id = format!("liveSync-{}", crate::ids::new_uuid());
+        let spawned = std::thread::Builder::new()
+            .name("livesync".into())
+            .spawn(move || match live.live_sync(&set, &user, false) {
+                Ok(_) => {}
+                Err(crate::sync::LiveSyncError::Busy(_)) => {
+                    tracing::info!(set = %set, "scheduled liveSync skipped: one is running")
+                }
+                Err(e) => tracing::warn!(set = %set, error = %e, "scheduled liveSync failed"),
+            });
+        match spawned {
+            Ok(_) => LaunchOutcome::Started(id),
+            Err(e) => LaunchOutcome::Failed(format!("cannot start a liveSync thread: {e}")),
+        }
+    }
 }
 
 impl Launcher for RunLauncher {
     fn launch(&self, spec: &ScheduleSpec, trigger: Trigger) -> LaunchOutcome {
+        if let Some(set) = &spec.live_sync {
+            return self.launch_live_sync(set, trigger);
+        }
         if let Some(active) = self.runner.active_run(&spec.mapping) {
             return LaunchOutcome::Busy(active.id.clone());
         }
@@ -322,6 +372,7 @@ impl App {
             RunnerSettings::from_config(&config),
         );
         let sync = crate::sync::SyncService::install(runner.clone());
+        let live = Arc::new(crate::sync::LiveSync::new(runner.clone()));
         let recovered = runner
             .recover()
             .map_err(|e| AppError::Runtime(e.to_string()))?;
@@ -339,13 +390,15 @@ impl App {
                 Arc::new(scheduler::SystemClock),
                 Arc::new(RunLauncher {
                     runner: runner.clone(),
+                    live: live.clone(),
                 }),
                 Arc::new(StoredScheduleState {
                     store: store.clone(),
                 }),
             )))
         };
-        let state = AppState::new(Arc::new(config), runner, objects, scheduler);
+        let state =
+            AppState::new(Arc::new(config), runner, objects, scheduler).with_live_sync(live);
         Ok(App { state, store, sync })
     }
 

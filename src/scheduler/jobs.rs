@@ -6,8 +6,18 @@ use super::{JobState, ScheduleSpec};
 
 pub(super) fn job_json(spec: &ScheduleSpec, job: &JobState) -> Value {
     let mut ctx = Map::new();
-    ctx.insert("action".into(), json!("reconcile"));
-    ctx.insert("mapping".into(), json!(spec.mapping));
+    let service = match &spec.live_sync {
+        Some(source) => {
+            ctx.insert("action".into(), json!("liveSync"));
+            ctx.insert("source".into(), json!(source));
+            "provisioner"
+        }
+        None => {
+            ctx.insert("action".into(), json!("reconcile"));
+            ctx.insert("mapping".into(), json!(spec.mapping));
+            "sync"
+        }
+    };
     if spec.persist_associations {
         ctx.insert("persistAssociations".into(), json!(true));
     }
@@ -23,7 +33,7 @@ pub(super) fn job_json(spec: &ScheduleSpec, job: &JobState) -> Value {
         "type": "cron",
         "misfirePolicy": spec.misfire.as_str(),
         "timeZone": spec.tz_text,
-        "invokeService": "sync",
+        "invokeService": service,
         "invokeContext": ctx,
         "nextRunDate": date(job.next_fire.filter(|_| spec.enabled)),
         "lastRunDate": date(job.last.as_ref().map(|f| f.at)),

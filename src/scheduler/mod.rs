@@ -403,6 +403,7 @@ mod tests {
             name: name.into(),
             schedule: cron.into(),
             mapping: format!("{name}Mapping"),
+            live_sync: None,
             enabled: None,
             persist_associations: false,
             analyze: false,
@@ -700,6 +701,7 @@ mod tests {
                 name: "hr".into(),
                 schedule: "0 0/15 * * * ?".into(),
                 mapping: "systemHrAccounts_managedUser".into(),
+                live_sync: None,
                 enabled: Some(true),
                 persist_associations: false,
                 analyze: false,
@@ -733,11 +735,36 @@ mod tests {
         let script = json!({"schedule": "* * * * * ?", "invokeService": "script",
             "invokeContext": {"script": {"type": "text/javascript", "source": "1"}}});
         assert!(not_run("schedule-s.json", &script).contains("\"script\""));
+        // liveSync schedules run (IDM's provisioner form, and the sync service with a source).
         let live = json!({"schedule": "* * * * * ?", "invokeService": "provisioner",
             "invokeContext": {"action": "liveSync", "source": "system/ldap/account"}});
-        assert!(not_run("schedule-live.json", &live).contains("provisioner"));
-        // liveSync through the sync service, and a disabled schedule recond cannot read, are
-        // warnings, never a refusal to start.
+        let IdmSchedule::Reconcile(r) =
+            parse_idm_schedule_file("schedule-live.json", &live).unwrap()
+        else {
+            panic!("a liveSync schedule runs")
+        };
+        assert_eq!(r.live_sync.as_deref(), Some("system/ldap/account"));
+        let s = build_spec(r).unwrap();
+        let job = jobs::job_json(&s, &JobState::default());
+        assert_eq!(job["invokeService"], "provisioner");
+        assert_eq!(
+            job["invokeContext"],
+            json!({"action": "liveSync", "source": "system/ldap/account"})
+        );
+        let mut sync_source = file.clone();
+        sync_source["invokeContext"] =
+            json!({"action": "liveSync", "source": "/system/hr/account/"});
+        let IdmSchedule::Reconcile(r) =
+            parse_idm_schedule_file("schedule-hr.json", &sync_source).unwrap()
+        else {
+            panic!("a sync-service liveSync schedule runs")
+        };
+        assert_eq!(r.live_sync.as_deref(), Some("system/hr/account"));
+        // The provisioner runs only liveSync; a liveSync without a source, and a disabled
+        // schedule recond cannot read, are warnings, never a refusal to start.
+        let mut other = live.clone();
+        other["invokeContext"]["action"] = json!("test");
+        assert!(not_run("schedule-live.json", &other).contains("use \"liveSync\""));
         let mut sync_live = file.clone();
         sync_live["invokeContext"]["action"] = json!("liveSync");
         assert!(not_run("schedule-hr.json", &sync_live).contains("liveSync"));

@@ -47,6 +47,8 @@ pub struct ScheduleSpec {
     /// The time zone as configured ("UTC" when none was).
     pub tz_text: String,
     pub mapping: String,
+    /// A liveSync schedule: the object set it synchronizes (`mapping` is then empty).
+    pub live_sync: Option<String>,
     pub enabled: bool,
     pub persist_associations: bool,
     pub analyze: bool,
@@ -59,6 +61,8 @@ pub struct RawSchedule {
     pub name: String,
     pub schedule: String,
     pub mapping: String,
+    /// A liveSync schedule: the object set it synchronizes (`mapping` is then empty).
+    pub live_sync: Option<String>,
     pub enabled: Option<bool>,
     pub persist_associations: bool,
     pub analyze: bool,
@@ -82,7 +86,7 @@ fn schedule_name(file: &str) -> Result<String, String> {
 /// What an IDM `schedule-*.json` file asks for.
 #[derive(Debug, PartialEq)]
 pub enum IdmSchedule {
-    /// A reconciliation schedule recond runs.
+    /// A schedule recond runs: a reconciliation, or a liveSync when `live_sync` is set.
     Reconcile(RawSchedule),
     /// A schedule recond does not run (another service, live sync, or a disabled schedule it
     /// could not read): the reason, for a startup warning. Never an error: an IDM project
@@ -125,7 +129,9 @@ pub(super) fn parse_reconcile_schedule(
         }
     };
     let service = string("invokeService")?.ok_or_else(|| err("invokeService", "is required"))?;
-    if service != "sync" && service != "org.forgerock.openidm.sync" {
+    // IDM runs liveSync through the provisioner service (`action: liveSync, source`).
+    let provisioner = service == "provisioner" || service == "org.forgerock.openidm.provisioner";
+    if !provisioner && service != "sync" && service != "org.forgerock.openidm.sync" {
         return Ok(None);
     }
     match string("type")? {
@@ -159,8 +165,26 @@ pub(super) fn parse_reconcile_schedule(
         None | Some(Value::Null) => return Err(err("invokeContext", "is required")),
         Some(_) => return Err(err("invokeContext", "must be an object")),
     };
-    match ctx.get("action") {
-        Some(Value::String(a)) if a == "reconcile" || a == "recon" => {}
+    let live_sync = match ctx.get("action") {
+        Some(Value::String(a)) if a == "liveSync" => match ctx.get("source") {
+            Some(Value::String(s)) if !s.trim_matches('/').is_empty() => {
+                Some(s.trim_matches('/').to_string())
+            }
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err(err(
+                    "invokeContext.action",
+                    "\"liveSync\" needs invokeContext.source (the object set to synchronize)",
+                ))
+            }
+            Some(_) => return Err(err("invokeContext.source", "must be a string")),
+        },
+        Some(Value::String(a)) if provisioner => {
+            return Err(err(
+                "invokeContext.action",
+                &format!("\"{a}\" is not supported; use \"liveSync\""),
+            ))
+        }
+        Some(Value::String(a)) if a == "reconcile" || a == "recon" => None,
         Some(Value::String(a)) => {
             return Err(err(
                 "invokeContext.action",
@@ -169,8 +193,9 @@ pub(super) fn parse_reconcile_schedule(
         }
         None | Some(Value::Null) => return Err(err("invokeContext.action", "is required")),
         Some(_) => return Err(err("invokeContext.action", "must be a string")),
-    }
+    };
     let mapping = match ctx.get("mapping") {
+        _ if live_sync.is_some() => String::new(),
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         Some(Value::Object(_)) => {
             return Err(err(
@@ -190,6 +215,7 @@ pub(super) fn parse_reconcile_schedule(
         name: sname.clone(),
         schedule: schedule.to_string(),
         mapping,
+        live_sync,
         enabled: boolean(obj, "enabled", "enabled")?,
         persist_associations: boolean(
             ctx,
@@ -210,7 +236,7 @@ pub fn build_spec(raw: RawSchedule) -> Result<ScheduleSpec, String> {
     if n.trim().is_empty() {
         return Err("schedule \"\": name: must not be empty".to_string());
     }
-    if raw.mapping.trim().is_empty() {
+    if raw.live_sync.is_none() && raw.mapping.trim().is_empty() {
         return Err(format!("schedule \"{n}\": mapping: must not be empty"));
     }
     let cron =
@@ -237,6 +263,7 @@ pub fn build_spec(raw: RawSchedule) -> Result<ScheduleSpec, String> {
         tz,
         tz_text,
         mapping: raw.mapping,
+        live_sync: raw.live_sync,
         enabled: raw.enabled.unwrap_or(true),
         persist_associations: raw.persist_associations,
         analyze: raw.analyze,
