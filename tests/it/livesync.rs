@@ -296,3 +296,83 @@ fn a_schedule_with_a_livesync_invoker_fires_it() {
         "a was there before the first liveSync"
     );
 }
+
+#[test]
+fn implicit_sync_writes_sync_audit_events_too() {
+    let config = r#"
+[managed.user]
+indexed = ["userName"]
+
+[system.lab.account]
+connector = "store"
+
+[[mappings]]
+name = "user_lab"
+source = "managed/user"
+target = "system/lab/account"
+properties = [ { source = "userName", target = "_id" }, { source = "sn", target = "sn" } ]
+policies = [
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "CONFIRMED", action = "UPDATE" },
+  { situation = "SOURCE_MISSING", action = "DELETE" },
+]
+"#;
+    let s = Server::start(config, &[]);
+    let r = s.put(
+        "/openidm/managed/user/u1",
+        &json!({"userName": "ann", "sn": "Lee"}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(s.delete("/openidm/managed/user/u1").status, 200);
+    let q = s.query("/openidm/audit/sync", "mapping eq \"user_lab\"");
+    let got: Vec<(Value, Value, Value, Value)> = q["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|e| {
+            (
+                e["situation"].clone(),
+                e["action"].clone(),
+                e["sourceObjectId"].clone(),
+                e["targetObjectId"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                json!("ABSENT"),
+                json!("CREATE"),
+                json!("managed/user/u1"),
+                json!("system/lab/account/ann")
+            ),
+            (
+                json!("SOURCE_MISSING"),
+                json!("DELETE"),
+                json!("managed/user/u1"),
+                json!("system/lab/account/ann")
+            ),
+        ],
+        "{q}"
+    );
+    // Paging: one event per page, the cookie leads to the next.
+    let p1 = s.get("/openidm/audit/sync?_queryFilter=true&_pageSize=1");
+    assert_eq!(p1.body["resultCount"], 1, "{}", p1.body);
+    let cookie = p1.body["pagedResultsCookie"]
+        .as_str()
+        .expect("cookie")
+        .to_string();
+    let p2 = s.get(&format!(
+        "/openidm/audit/sync?_queryFilter=true&_pageSize=1&_pagedResultsCookie={}",
+        enc(&cookie)
+    ));
+    assert_eq!(
+        p2.body["result"][0]["situation"], "SOURCE_MISSING",
+        "{}",
+        p2.body
+    );
+    // The recon topic is untouched by implicit synchronization.
+    assert_eq!(s.query("/openidm/audit/recon", "true")["resultCount"], 0);
+}
