@@ -82,7 +82,14 @@ pub fn load_schedules(
             scheduler::parse_table(v).map_err(|e| ConfigError::new(path, e))?
         };
         let name = raw.name.clone();
-        if raw.script_context.is_none() && !mappings.contains(&raw.mapping) {
+        if let Some(set) = &raw.live_sync {
+            if !config.object_sets.iter().any(|s| s.name == *set) {
+                return Err(ConfigError::new(
+                    path,
+                    format!("schedule \"{name}\": source: no object set named \"{set}\""),
+                ));
+            }
+        } else if raw.script_context.is_none() && !mappings.contains(&raw.mapping) {
             return Err(ConfigError::new(
                 path,
                 format!(
@@ -112,10 +119,37 @@ pub fn load_schedules(
     Ok(out)
 }
 
-/// Starts scheduled runs through the runner, and runs script schedules.
+/// Starts scheduled runs through the runner, runs script schedules, and starts scheduled
+/// liveSyncs through the liveSync service (on a thread of their own, so the scheduler never
+/// waits for one).
 struct RunLauncher {
     runner: Runner,
     script_limits: crate::script::ScriptLimits,
+    live: Arc<crate::sync::LiveSync>,
+}
+
+impl RunLauncher {
+    fn launch_live_sync(&self, set: &str, trigger: Trigger) -> LaunchOutcome {
+        if self.live.is_running(set) {
+            return LaunchOutcome::Busy(format!("liveSync of {set}"));
+        }
+        let live = self.live.clone();
+        let (set, user) = (set.to_string(), format!("scheduler ({trigger:?})"));
+        let id = format!("liveSync-{}", crate::ids::new_uuid());
+        let spawned = std::thread::Builder::new()
+            .name("livesync".into())
+            .spawn(move || match live.live_sync(&set, &user, false) {
+                Ok(_) => {}
+                Err(crate::sync::LiveSyncError::Busy(_)) => {
+                    tracing::info!(set = %set, "scheduled liveSync skipped: one is running")
+                }
+                Err(e) => tracing::warn!(set = %set, error = %e, "scheduled liveSync failed"),
+            });
+        match spawned {
+            Ok(_) => LaunchOutcome::Started(id),
+            Err(e) => LaunchOutcome::Failed(format!("cannot start a liveSync thread: {e}")),
+        }
+    }
 }
 
 impl Launcher for RunLauncher {
@@ -124,6 +158,9 @@ impl Launcher for RunLauncher {
             let host: Arc<dyn crate::script::ScriptHost> =
                 Arc::new(crate::runner::StoreHost::new(self.runner.objects().clone()));
             return scheduler::run_script(&spec.name, script, self.script_limits, &host);
+        }
+        if let scheduler::Invoker::LiveSync(set) = &spec.invoker {
+            return self.launch_live_sync(set, trigger);
         }
         if let Some(active) = self.runner.active_run(&spec.mapping) {
             return LaunchOutcome::Busy(active.id.clone());
@@ -284,6 +321,7 @@ impl App {
             RunnerSettings::from_config(&config),
         );
         let sync = crate::sync::SyncService::install(runner.clone());
+        let live = Arc::new(crate::sync::LiveSync::new(runner.clone()));
         let recovered = runner
             .recover()
             .map_err(|e| AppError::Runtime(e.to_string()))?;
@@ -302,13 +340,15 @@ impl App {
                 Arc::new(RunLauncher {
                     runner: runner.clone(),
                     script_limits: RunnerSettings::from_config(&config).script_limits,
+                    live: live.clone(),
                 }),
                 Arc::new(StoredScheduleState {
                     store: store.clone(),
                 }),
             )))
         };
-        let state = AppState::new(Arc::new(config), runner, objects, scheduler);
+        let state =
+            AppState::new(Arc::new(config), runner, objects, scheduler).with_live_sync(live);
         Ok(App { state, store, sync })
     }
 

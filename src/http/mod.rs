@@ -52,6 +52,8 @@ pub struct AppState {
     pub scheduler: Option<Arc<Scheduler>>,
     pub guard: Arc<guard::LoginGuard>,
     pub health: Arc<health::StoreHealth>,
+    /// liveSync; shared with the scheduler (see [`AppState::with_live_sync`]).
+    pub live_sync: Arc<crate::sync::LiveSync>,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
         scheduler: Option<Arc<Scheduler>>,
     ) -> AppState {
         AppState {
+            live_sync: Arc::new(crate::sync::LiveSync::new(runner.clone())),
             config,
             runner,
             objects,
@@ -69,6 +72,15 @@ impl AppState {
             guard: Arc::default(),
             health: Arc::default(),
         }
+    }
+}
+
+impl AppState {
+    /// Uses `live` (the instance the scheduler fires) for liveSync requests, so REST calls
+    /// and schedules share one liveSync per set.
+    pub fn with_live_sync(mut self, live: Arc<crate::sync::LiveSync>) -> AppState {
+        self.live_sync = live;
+        self
     }
 }
 

@@ -45,6 +45,11 @@ pub enum Route {
     LinkDelete(String),
     AuditQuery,
     AuditRead(String),
+    /// `GET /openidm/audit/sync` (the `sync` topic of implicit and live synchronization).
+    SyncAuditQuery,
+    SyncAuditRead(String),
+    /// `POST /openidm/system?_action=liveSync&source=...` (IDM's provisioner service).
+    SystemAction,
     JobQuery,
     JobRead(String),
     JobAction(String),
@@ -225,6 +230,13 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
         ["audit", "recon"] => return Err(RouteError::MethodNotAllowed { allow: "GET" }),
         ["audit", "recon", id] if get => Route::AuditRead(id.to_string()),
         ["audit", "recon", _] => return Err(RouteError::MethodNotAllowed { allow: "GET" }),
+        ["audit", "sync"] if get => Route::SyncAuditQuery,
+        ["audit", "sync"] => return Err(RouteError::MethodNotAllowed { allow: "GET" }),
+        ["audit", "sync", id] if get => Route::SyncAuditRead(id.to_string()),
+        ["audit", "sync", _] => return Err(RouteError::MethodNotAllowed { allow: "GET" }),
+
+        ["system"] if post => Route::SystemAction,
+        ["system"] => return Err(RouteError::MethodNotAllowed { allow: "POST" }),
 
         ["scheduler", "job"] if get => Route::JobQuery,
         ["scheduler", "job"] => return Err(RouteError::MethodNotAllowed { allow: "GET" }),
@@ -326,6 +338,34 @@ mod tests {
         );
         assert!(matches!(
             route(&Method::PUT, "/openidm/managed/user"),
+            Err(RouteError::MethodNotAllowed { .. })
+        ));
+    }
+
+    #[test]
+    fn live_sync_and_sync_audit_routes() {
+        assert_eq!(
+            route(&Method::POST, "/openidm/system"),
+            Ok(Route::SystemAction)
+        );
+        assert_eq!(
+            route(&Method::GET, "/openidm/system"),
+            Err(RouteError::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
+            route(&Method::POST, "/openidm/system/csv/account"),
+            Ok(Route::ObjectAction("system/csv/account".into()))
+        );
+        assert_eq!(
+            route(&Method::GET, "/openidm/audit/sync"),
+            Ok(Route::SyncAuditQuery)
+        );
+        assert_eq!(
+            route(&Method::GET, "/openidm/audit/sync/e1"),
+            Ok(Route::SyncAuditRead("e1".into()))
+        );
+        assert!(matches!(
+            route(&Method::DELETE, "/openidm/audit/sync/e1"),
             Err(RouteError::MethodNotAllowed { .. })
         ));
     }

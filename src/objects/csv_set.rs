@@ -8,6 +8,10 @@
 //! If-Match revision) and the file write, so two writers of this process can never both
 //! pass a check and then overwrite each other.
 //!
+//! liveSync (`changes_since`): the token is a number, the name of a snapshot of the file kept
+//! in `<file>.sync/<token>.csv` (see `connectors::csv::sync`); the changes since a token are
+//! that snapshot's diff against a new one, and `token_committed` removes older snapshots.
+//!
 //! With an object model (a provisioner file's object type, also kept by a recon.toml set that
 //! replaces the provisioner) every row read goes through [`CsvModel::to_object`] and every
 //! write through [`CsvModel::create_row`] / [`CsvModel::update_row`], so filters, queries and
@@ -19,7 +23,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::paging::{self, QueryRequest, QueryResult};
-use super::{body_object, check_id, ObjectError, ObjectErrorKind, ObjectSet};
+use super::{body_object, check_id, Change, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet};
 use crate::connectors::csv::{CsvError, CsvErrorKind, CsvModel, CsvTable};
 use crate::query::Filter;
 
@@ -211,6 +215,65 @@ impl ObjectSet for CsvSet {
             .delete(id)
             .map(|row| Value::Object(self.view(row)))
             .map_err(|e| self.err(e))
+    }
+
+    fn changes_since(&self, token: Option<&Value>) -> Result<ChangeBatch, ObjectError> {
+        let old = token.map(|t| self.parse_token(t)).transpose()?;
+        if let Some(old) = old {
+            // Checked before a new snapshot is taken, so a failing call leaves nothing behind.
+            self.table
+                .check_snapshot(old)
+                .map_err(|e| self.sync_err(e))?;
+        }
+        let now = u64::try_from(crate::ids::now_millis()).unwrap_or(0);
+        let new = self
+            .table
+            .take_snapshot(old, now)
+            .map_err(|e| self.sync_err(e))?;
+        let changes = match old {
+            None => Vec::new(),
+            Some(old) => self
+                .table
+                .diff_snapshots(old, new)
+                .map_err(|e| self.sync_err(e))?
+                .into_iter()
+                .map(|c| Change {
+                    object: c.row.map(|r| Value::Object(self.view(r))),
+                    id: c.id,
+                })
+                .collect(),
+        };
+        Ok(ChangeBatch {
+            changes,
+            token: Value::from(new),
+        })
+    }
+
+    fn token_committed(&self, token: &Value) -> Result<(), ObjectError> {
+        let t = self.parse_token(token)?;
+        self.table
+            .drop_snapshots_before(t)
+            .map_err(|e| self.sync_err(e))
+    }
+}
+
+impl CsvSet {
+    /// A token this set issued: a number (also accepted as a string of digits).
+    fn parse_token(&self, token: &Value) -> Result<u64, ObjectError> {
+        token
+            .as_u64()
+            .or_else(|| token.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| {
+                ObjectError::bad_request(format!(
+                    "{}: the liveSync token {token} is not a token of a CSV file (a number)",
+                    self.name
+                ))
+            })
+    }
+
+    /// A liveSync failure of the file or its snapshots: the system cannot answer (503).
+    fn sync_err(&self, e: CsvError) -> ObjectError {
+        ObjectError::new(ObjectErrorKind::Unavailable, format!("{}: {e}", self.name))
     }
 }
 

@@ -21,6 +21,10 @@ pub(super) fn job_json(spec: &ScheduleSpec, job: &JobState) -> Value {
             ("sync", Value::Object(ctx))
         }
         Invoker::Script(s) => ("script", s.context.clone()),
+        Invoker::LiveSync(source) => (
+            "provisioner",
+            json!({"action": "liveSync", "source": source}),
+        ),
     };
     let date = |t: Option<i64>| t.map(|s| crate::ids::iso_millis(s.saturating_mul(1000)));
     let mut out = json!({

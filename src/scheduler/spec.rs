@@ -3,7 +3,7 @@
 //! [`ScheduleSpec`], validated with errors that name the schedule and the key.
 //!
 //! Both sources go through one reader of IDM's schedule object, so a key means the same in
-//! either place. What recond does not run (other services, liveSync until it lands, Groovy
+//! either place. What recond does not run (other services, Groovy
 //! scripts) is [`IdmSchedule::NotRun`]: a startup warning, never a refusal to start.
 
 use std::sync::Arc;
@@ -52,6 +52,9 @@ pub enum Invoker {
     Reconcile,
     /// `invokeService: "script"`: run a JavaScript script.
     Script(ScheduledScript),
+    /// `invokeService: "provisioner"` (or `"sync"`) with `action: "liveSync"`: a liveSync of
+    /// the named object set (contract §7).
+    LiveSync(String),
 }
 
 /// A schedule's script, compiled at startup.
@@ -106,6 +109,8 @@ pub struct RawSchedule {
     pub end_time: Option<String>,
     /// A script schedule's `invokeContext`; None for reconciliations.
     pub script_context: Option<Map<String, Value>>,
+    /// A liveSync schedule: the object set it synchronizes (`mapping` is then empty).
+    pub live_sync: Option<String>,
 }
 
 /// The schedule name of an IDM schedule file: `conf/schedule-hr.json` → `hr`.
@@ -124,7 +129,7 @@ fn schedule_name(file: &str) -> Result<String, String> {
 /// What an IDM `schedule-*.json` file asks for.
 #[derive(Debug, PartialEq)]
 pub enum IdmSchedule {
-    /// A schedule recond runs (a reconciliation or a script).
+    /// A schedule recond runs (a reconciliation, a liveSync or a script).
     Reconcile(Box<RawSchedule>),
     /// A schedule recond does not run (another service, live sync, a Groovy script, or a
     /// disabled schedule it could not read): the reason, for a startup warning. Never an
@@ -140,8 +145,8 @@ pub fn parse_idm_schedule_file(name: &str, json: &Value) -> Result<IdmSchedule, 
     match parse_schedule(&sname, json) {
         Ok(Some(raw)) => Ok(IdmSchedule::Reconcile(Box::new(raw))),
         Ok(None) => Ok(IdmSchedule::NotRun(format!(
-            "invokeService {} is not run by recond (it runs reconciliation and script \
-             schedules)",
+            "invokeService {} is not run by recond (it runs reconciliation, liveSync and \
+             script schedules)",
             json.get("invokeService").unwrap_or(&Value::Null)
         ))),
         Err(NotRun(e)) if e.contains("invokeContext.action") && !e.contains("required") => {
@@ -169,10 +174,12 @@ const TABLE_KEYS: &[&str] = &[
     "repeatCount",
     "startTime",
     "endTime",
+    "source",
 ];
 
-/// Reads a recon.toml `[[schedules]]` table (a reconciliation of `mapping`): the same keys as
-/// an IDM schedule file, with the invoke context's flattened into the table.
+/// Reads a recon.toml `[[schedules]]` table (a reconciliation of `mapping`, or a liveSync of
+/// `source = "system/<name>/<type>"`): the same keys as an IDM schedule file, with the invoke
+/// context's flattened into the table.
 pub fn parse_table(table: &Value) -> Result<RawSchedule, String> {
     let m = table
         .as_object()
@@ -188,8 +195,18 @@ pub fn parse_table(table: &Value) -> Result<RawSchedule, String> {
     let mut obj = m.clone();
     obj.remove("name");
     let mut ctx = Map::new();
-    ctx.insert("action".into(), json!("reconcile"));
-    for k in ["mapping", "persistAssociations", "analyze"] {
+    if obj.contains_key("source") {
+        if obj.contains_key("mapping") {
+            return Err(format!(
+                "schedule \"{name}\": give either mapping (a reconciliation) or source (a \
+                 liveSync), not both"
+            ));
+        }
+        ctx.insert("action".into(), json!("liveSync"));
+    } else {
+        ctx.insert("action".into(), json!("reconcile"));
+    }
+    for k in ["mapping", "source", "persistAssociations", "analyze"] {
         if let Some(v) = obj.remove(k) {
             ctx.insert(k.into(), v);
         }
@@ -234,9 +251,11 @@ fn parse_schedule(sname: &str, json: &Value) -> Result<Option<RawSchedule>, NotR
         Some(_) => Err(err(field, "must be true or false")),
     };
     let service = string("invokeService")?.ok_or_else(|| err("invokeService", "is required"))?;
-    let script = match service {
-        "sync" | "org.forgerock.openidm.sync" => false,
-        "script" | "org.forgerock.openidm.script" => true,
+    // IDM runs liveSync through the provisioner service (`action: liveSync, source`).
+    let (script, provisioner) = match service {
+        "sync" | "org.forgerock.openidm.sync" => (false, false),
+        "script" | "org.forgerock.openidm.script" => (true, false),
+        "provisioner" | "org.forgerock.openidm.provisioner" => (false, true),
         _ => return Ok(None),
     };
     if boolean(obj, "concurrentExecution", "concurrentExecution")? == Some(true) {
@@ -280,8 +299,26 @@ fn parse_schedule(sname: &str, json: &Value) -> Result<Option<RawSchedule>, NotR
         raw.script_context = Some(ctx.clone());
         return Ok(Some(raw));
     }
-    match ctx.get("action") {
-        Some(Value::String(a)) if a == "reconcile" || a == "recon" => {}
+    let live_sync = match ctx.get("action") {
+        Some(Value::String(a)) if a == "liveSync" => match ctx.get("source") {
+            Some(Value::String(s)) if !s.trim_matches('/').is_empty() => {
+                Some(s.trim_matches('/').to_string())
+            }
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err(err(
+                    "invokeContext.action",
+                    "\"liveSync\" needs invokeContext.source (the object set to synchronize)",
+                ))
+            }
+            Some(_) => return Err(err("invokeContext.source", "must be a string")),
+        },
+        Some(Value::String(a)) if provisioner => {
+            return Err(err(
+                "invokeContext.action",
+                &format!("\"{a}\" is not supported; use \"liveSync\""),
+            ))
+        }
+        Some(Value::String(a)) if a == "reconcile" || a == "recon" => None,
         Some(Value::String(a)) => {
             return Err(err(
                 "invokeContext.action",
@@ -290,6 +327,10 @@ fn parse_schedule(sname: &str, json: &Value) -> Result<Option<RawSchedule>, NotR
         }
         None | Some(Value::Null) => return Err(err("invokeContext.action", "is required")),
         Some(_) => return Err(err("invokeContext.action", "must be a string")),
+    };
+    if live_sync.is_some() {
+        raw.live_sync = live_sync;
+        return Ok(Some(raw));
     }
     raw.mapping = match ctx.get("mapping") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
@@ -340,6 +381,9 @@ pub fn build_spec_in(
             script: compile_script(&n, ctx, env)?,
             context: Value::Object(ctx.clone()),
         }),
+        None if raw.live_sync.is_some() => {
+            Invoker::LiveSync(raw.live_sync.clone().unwrap_or_default())
+        }
         None if raw.mapping.trim().is_empty() => return Err(err("mapping", &"must not be empty")),
         None => Invoker::Reconcile,
     };

@@ -59,9 +59,33 @@ fn idm_schedule_file() {
     assert!(not_run("schedule-s.json", &groovy).contains("\"groovy\" scripts"));
     let live = json!({"schedule": "* * * * * ?", "invokeService": "provisioner",
         "invokeContext": {"action": "liveSync", "source": "system/ldap/account"}});
-    assert!(not_run("schedule-live.json", &live).contains("provisioner"));
-    // liveSync through the sync service, and a disabled schedule recond cannot read, are
-    // warnings, never a refusal to start.
+    // liveSync schedules run (IDM's provisioner form, and the sync service with a source).
+    let IdmSchedule::Reconcile(r) = parse_idm_schedule_file("schedule-live.json", &live).unwrap()
+    else {
+        panic!("a liveSync schedule runs")
+    };
+    assert_eq!(r.live_sync.as_deref(), Some("system/ldap/account"));
+    let s = build_spec(*r).unwrap();
+    assert!(matches!(&s.invoker, Invoker::LiveSync(set) if set == "system/ldap/account"));
+    let job = jobs::job_json(&s, &JobState::default());
+    assert_eq!(job["invokeService"], "provisioner");
+    assert_eq!(
+        job["invokeContext"],
+        json!({"action": "liveSync", "source": "system/ldap/account"})
+    );
+    let mut sync_source = file.clone();
+    sync_source["invokeContext"] = json!({"action": "liveSync", "source": "/system/hr/account/"});
+    let IdmSchedule::Reconcile(r) =
+        parse_idm_schedule_file("schedule-hr.json", &sync_source).unwrap()
+    else {
+        panic!("a sync-service liveSync schedule runs")
+    };
+    assert_eq!(r.live_sync.as_deref(), Some("system/hr/account"));
+    // The provisioner runs only liveSync; a liveSync without a source, and a disabled
+    // schedule recond cannot read, are warnings, never a refusal to start.
+    let mut other = live.clone();
+    other["invokeContext"]["action"] = json!("test");
+    assert!(not_run("schedule-live.json", &other).contains("use \"liveSync\""));
     let mut sync_live = file.clone();
     sync_live["invokeContext"]["action"] = json!("liveSync");
     assert!(not_run("schedule-hr.json", &sync_live).contains("liveSync"));

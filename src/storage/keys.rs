@@ -18,6 +18,13 @@
 //!
 //! The `runs`, `entries` and `audit` trees are keyed by the run sequence number (u64 BE),
 //! so everything a run owns is one prefix.
+//!
+//! Layout of the `sync` tree (liveSync and the `sync` audit topic):
+//!
+//! | kind | key | value |
+//! | --- | --- | --- |
+//! | `SYNC_TOKEN` | tag, set name (raw) | codec(SyncTokenRecord) |
+//! | `SYNC_AUDIT` | tag, event number (u64 BE, increasing) | codec(event JSON text) |
 
 use serde_json::Value;
 
@@ -30,6 +37,25 @@ pub(crate) const LINK_SECOND: u8 = 0x04;
 pub(crate) const RUN: u8 = b'r';
 /// `runs` tree: a run whose entries and audit events still have to be reclaimed.
 pub(crate) const PURGE: u8 = b'p';
+
+/// `sync` tree: the persisted liveSync token of one object set.
+pub(crate) const SYNC_TOKEN: u8 = b't';
+/// `sync` tree: one `sync` audit event.
+pub(crate) const SYNC_AUDIT: u8 = b'a';
+
+pub(crate) fn sync_token_key(set: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + set.len());
+    k.push(SYNC_TOKEN);
+    k.extend_from_slice(set.as_bytes());
+    k
+}
+
+pub(crate) fn sync_audit_key(no: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = SYNC_AUDIT;
+    k[1..].copy_from_slice(&no.to_be_bytes());
+    k
+}
 
 fn push_lp(out: &mut Vec<u8>, part: &[u8]) {
     // Components longer than u32::MAX cannot occur: request bodies are limited far below it.
@@ -232,6 +258,14 @@ mod tests {
         }
         assert_eq!(item_from_key(&item_key(7, 9)), Some((7, 9)));
         assert_eq!(seq_from_tagged(&run_key(42)), Some(42));
+    }
+
+    #[test]
+    fn sync_keys_keep_tokens_and_events_apart_and_order_events() {
+        assert!(sync_audit_key(255) < sync_audit_key(256));
+        assert_eq!(seq_from_tagged(&sync_audit_key(9)), Some(9));
+        assert_eq!(sync_token_key("system/a")[0], SYNC_TOKEN);
+        assert_ne!(SYNC_TOKEN, SYNC_AUDIT);
     }
 
     #[test]

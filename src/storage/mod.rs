@@ -8,6 +8,8 @@
 //! * `entries` — association entries, keyed (run seq, entry no).
 //! * `audit` — recon audit events, keyed (run seq, event no).
 //! * `meta` — small named values (scheduler state).
+//! * `sync` — liveSync tokens per object set and the `sync` audit topic (implicit and live
+//!   synchronization), at most [`SYNC_AUDIT_KEEP`] events (the oldest go first).
 //!
 //! Invariants: keys are built only in [`keys`]; values pass only through [`codec`]; a run's
 //! completion record is written after all of its entries and audit events.
@@ -23,12 +25,14 @@ mod links;
 mod objects;
 mod records;
 mod runs;
+mod sync;
 #[cfg(test)]
 mod tests;
 
 pub use batch::{BatchMark, DataBatch, Expect, ItemBatch};
 use records::EntryRecordV1;
 pub use records::{index_terms, EntryRecord, IndexTerm, Link, RunRecord, StoredObject};
+pub use sync::{SyncTokenRecord, SYNC_AUDIT_KEEP};
 
 use std::path::Path;
 
@@ -97,6 +101,9 @@ pub struct Store {
     entries: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
+    sync: sled::Tree,
+    /// `sync` audit appends since the last trim.
+    sync_appends: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -118,6 +125,8 @@ impl Store {
             entries: tree("entries")?,
             audit: tree("audit")?,
             meta: tree("meta")?,
+            sync: tree("sync")?,
+            sync_appends: std::sync::Arc::default(),
             stripes: std::sync::Arc::new(
                 (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
             ),

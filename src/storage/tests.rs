@@ -248,3 +248,58 @@ fn compare_and_swap_preconditions_guard_the_whole_batch() {
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sync_tokens_and_sync_audit_events_round_trip_and_trim() {
+    let (store, dir) = temp_store("sync");
+    assert_eq!(store.get_sync_token("system/a/b").expect("readable"), None);
+    let rec = SyncTokenRecord {
+        token: "17".into(),
+        rev: 1,
+        updated_ms: 5,
+    };
+    store.put_sync_token("system/a/b", &rec).expect("written");
+    assert_eq!(
+        store.get_sync_token("system/a/b").expect("readable"),
+        Some(rec)
+    );
+    let events: Vec<serde_json::Value> =
+        (0..5).map(|i| serde_json::json!({ "n": i })).collect();
+    store.append_sync_audit(&events).expect("written");
+    let mut seen = Vec::new();
+    let mut numbers = Vec::new();
+    store
+        .scan_sync_audit(None, &mut |no, ev| {
+            numbers.push(no);
+            seen.push(ev["n"].as_i64().expect("n"));
+            ControlFlow::Continue(())
+        })
+        .expect("scanned");
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    let mut after = Vec::new();
+    store
+        .scan_sync_audit(Some(numbers[2]), &mut |_, ev| {
+            after.push(ev["n"].as_i64().expect("n"));
+            ControlFlow::Continue(())
+        })
+        .expect("scanned");
+    assert_eq!(after, vec![3, 4]);
+    store.trim_sync_audit(2).expect("trimmed");
+    let mut kept = Vec::new();
+    store
+        .scan_sync_audit(None, &mut |_, ev| {
+            kept.push(ev["n"].as_i64().expect("n"));
+            ControlFlow::Continue(())
+        })
+        .expect("scanned");
+    assert_eq!(kept, vec![3, 4], "the newest events are kept");
+    assert!(
+        store
+            .get_sync_token("system/a/b")
+            .expect("readable")
+            .is_some(),
+        "trimming events leaves tokens alone"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,4 +1,5 @@
-//! The sync service: implicit synchronization of managed objects (contract §7).
+//! The sync service: implicit synchronization of managed objects (contract §7). Live
+//! synchronization of object sets that report their changes is in [`live`].
 //!
 //! Installed as the [`ChangeObserver`] of the managed object sets, it is told of every
 //! committed create, update and delete of a managed object (REST, `openidm.*` from scripts,
@@ -14,6 +15,11 @@
 //! Loops: a change made while this thread is already synchronizing (a script of the mapping
 //! writing a managed object, a target that is itself managed) is not synchronized again, so
 //! a bidirectional pair of mappings cannot ping-pong.
+
+pub mod audit;
+pub mod live;
+
+pub use live::{LiveSync, LiveSyncError, LiveSyncOutcome};
 
 use std::cell::Cell;
 use std::sync::Arc;

@@ -116,8 +116,11 @@ fn idm_schedule_files_and_bad_schedules() {
     });
     let other = json!({"enabled": true, "type": "cron", "schedule": "0 0 * * * ?", "invokeService": "script",
         "invokeContext": {"script": {"type": "groovy", "file": "script/clean.groovy"}}});
+    // liveSync schedules run (tests/it/livesync.rs); one without a source is a warning.
     let live = json!({"enabled": true, "schedule": "0 0 * * * ?", "invokeService": "sync",
-        "invokeContext": {"action": "liveSync", "source": "system/ldap/account"}});
+        "invokeContext": {"action": "liveSync", "mapping": "hr"}});
+    let live_ok = json!({"enabled": true, "schedule": "0 0 * * * ?", "invokeService": "provisioner",
+        "invokeContext": {"action": "liveSync", "source": "system/hr/account"}});
     let off = json!({"enabled": false, "type": "simple", "repeatInterval": 60000,
         "invokeService": "sync", "invokeContext": {"action": "reconcile", "mapping": "hr"}});
     let config = format!("schedules_dir = \"conf\"\n{HR}");
@@ -128,11 +131,18 @@ fn idm_schedule_files_and_bad_schedules() {
             ("conf/schedule-hr15.json", &file.to_string()),
             ("conf/schedule-other.json", &other.to_string()),
             ("conf/schedule-live.json", &live.to_string()),
+            ("conf/schedule-liveok.json", &live_ok.to_string()),
             ("conf/schedule-off.json", &off.to_string()),
         ],
     );
     let r = s.get("/openidm/scheduler/job?_queryFilter=true");
-    assert_eq!(r.body["resultCount"], 2, "sync schedules: {}", r.body);
+    assert_eq!(
+        r.body["resultCount"], 3,
+        "the reconciliation, the liveSync and the disabled simple schedule: {}",
+        r.body
+    );
+    assert_eq!(r.body["result"][1]["_id"], "liveok");
+    assert_eq!(r.body["result"][1]["invokeService"], "provisioner");
     // What recond does not run is a warning naming the file, never a silent skip.
     let log = s.log();
     for f in ["schedule-other.json", "schedule-live.json"] {
@@ -145,7 +155,7 @@ fn idm_schedule_files_and_bad_schedules() {
     assert_eq!(r.body["result"][0]["enabled"], false);
     assert_eq!(r.body["result"][0]["misfirePolicy"], "doNothing");
     // A disabled simple trigger is loaded as a disabled job.
-    let off = &r.body["result"][1];
+    let off = &r.body["result"][2];
     assert_eq!(off["_id"], "off", "{off}");
     assert_eq!(off["type"], "simple");
     assert_eq!(off["repeatInterval"], 60000);

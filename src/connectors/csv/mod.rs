@@ -15,11 +15,13 @@
 //!   it over the original, so a crash leaves either the old or the new file, never a torn one.
 //!   Untouched rows are copied byte-for-byte (keeping their quoting style). Writers are
 //!   serialised by a mutex; readers take no lock (a rename never disturbs an open reader).
+//! * liveSync change detection diffs snapshots kept in `<file>.sync/` (see `sync`).
 //! * `_rev` is derived from the row's content (FNV-1a over the cells in header order, trailing
 //!   empty cells ignored), so it only changes when the row's data changes.
 
 mod model;
 mod reader;
+mod sync;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -33,6 +35,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 pub use model::CsvModel;
+pub use sync::RowChange;
 pub use writer::write_csv;
 
 use reader::{rev_of, Header, RecordReader};

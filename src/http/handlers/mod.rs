@@ -1,6 +1,6 @@
 //! Request handlers, one file per resource: `recon` (runs, association data, audit, the
 //! deprecated sync service), `objects` (object sets), `links` (`repo/link`), `scheduler`
-//! (jobs). They convert parameters and bodies into calls on the object sets, the runner and
+//! (jobs), `system` (liveSync, the `sync` audit topic). They convert parameters and bodies into calls on the object sets, the runner and
 //! the scheduler, and run on a blocking thread, except [`dispatch_inline`], which answers from
 //! memory alone.
 
@@ -8,6 +8,7 @@ mod links;
 mod objects;
 mod recon;
 mod scheduler;
+mod system;
 
 use std::sync::Arc;
 
@@ -112,6 +113,15 @@ pub fn dispatch_inline(state: &AppState, call: &Call) -> Option<Reply> {
 pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
     match &call.route {
         Route::Ping => ok(ping(state)),
+        // liveSync is an action on a system object set (IDM's provisioner action).
+        Route::ObjectAction(set)
+            if set.starts_with("system/") && call.params.get("_action") == Some("liveSync") =>
+        {
+            system::dispatch(state, call)
+        }
+        Route::SystemAction | Route::SyncAuditQuery | Route::SyncAuditRead(_) => {
+            system::dispatch(state, call)
+        }
         Route::ObjectQuery(_)
         | Route::ObjectAction(_)
         | Route::ObjectRead(..)

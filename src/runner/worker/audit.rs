@@ -95,6 +95,31 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
             "entryType": "entry",
             "reconId": ctx.run.id,
         }));
+    } else if ctx.run.options.implicit
+        && op.action != Some(Action::NoReport)
+        && (op.action.is_some() || !success)
+    {
+        // Implicit and live synchronization write IDM's `sync` audit topic instead (stored
+        // by `commit` apart from the recon topic).
+        let m = ctx.mapping;
+        unit.audits.push(json!({
+            "_id": ids::new_uuid(),
+            "transactionId": ctx.run.id,
+            "timestamp": ids::iso_millis(ids::now_millis()),
+            "eventName": "sync",
+            "userId": ctx.run.user,
+            "trackingIds": [],
+            "action": op.action.map(Action::as_str),
+            "exception": op.error,
+            "linkQualifier": q,
+            "mapping": m.name,
+            "message": message,
+            "messageDetail": null,
+            "situation": op.situation.map(Situation::as_str),
+            "sourceObjectId": op.source_id.as_ref().map(|s| format!("{}/{s}", m.source)),
+            "targetObjectId": op.target_id.as_ref().map(|t| format!("{}/{t}", m.target)),
+            "status": if success { "SUCCESS" } else { "FAILURE" },
+        }));
     }
 }
 

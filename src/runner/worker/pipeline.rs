@@ -278,7 +278,12 @@ pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>
             .apply_entries(items)
             .map_err(|e| format!("writing association entries: {e}"))?;
     }
-    if !unit.audits.is_empty() {
+    if !unit.audits.is_empty() && run.options.implicit {
+        ctx.inner
+            .store
+            .append_sync_audit(&unit.audits)
+            .map_err(|e| format!("writing sync audit events: {e}"))?;
+    } else if !unit.audits.is_empty() {
         let first = run
             .next_audit
             .fetch_add(unit.audits.len() as u64, Ordering::Relaxed);
