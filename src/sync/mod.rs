@@ -15,6 +15,8 @@
 //! writing a managed object, a target that is itself managed) is not synchronized again, so
 //! a bidirectional pair of mappings cannot ping-pong.
 
+pub mod linked;
+
 use std::cell::Cell;
 use std::sync::Arc;
 

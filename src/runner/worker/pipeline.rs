@@ -318,6 +318,12 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, Stri
         ctx.failure_log
             .warn(&ctx.run.id, &ctx.mapping.name, id, reason);
     }
+    if run.options.implicit {
+        // One object: its caller (implicit sync, performAction) reports the reasons.
+        run.object_failures
+            .lock()
+            .extend(unit.failures.iter().map(|(_, r)| r.clone()));
+    }
     run.stats.merge(&unit.tally);
     // A reconciliation into a managed set synchronizes the objects it changed to their own
     // mappings (implicit synchronization), once their unit committed.
