@@ -45,6 +45,7 @@ const SCENARIOS: &[&str] = &[
     "transform",
     "transform-twin",
     "http",
+    "implicit-sync-latency",
     "ldap-source",
     "ldap-target",
     "pg-first-load",
@@ -550,6 +551,7 @@ fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f6
             )
         }
         "http" => http_scenario(&b, n, threads),
+        "implicit-sync-latency" => implicit_sync_scenario(&b, n),
         "pg-first-load" => pg_scenario::first_load(&b, n, threads),
         other => panic!("unknown scenario {other}"),
     }
@@ -622,9 +624,16 @@ fn last_json_line(stdout: &[u8]) -> Option<Value> {
 // ---- the http scenario ---------------------------------------------------------------------
 
 fn http(addr: &str, method: &str, path: &str) -> (u16, Value) {
+    http_with(addr, method, path, None)
+}
+
+/// One request (with an optional JSON body) on a fresh connection; the status and JSON body.
+fn http_with(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let body = body.map(Value::to_string).unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-OpenIDM-Username: bench\r\nX-OpenIDM-Password: bench\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-OpenIDM-Username: bench\r\nX-OpenIDM-Password: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     );
     s.write_all(req.as_bytes()).expect("send");
     let mut r = BufReader::new(s);
@@ -713,5 +722,95 @@ fn http_scenario(b: &Bench, n: usize, threads: usize) -> (f64, Value) {
     (
         secs,
         json!({"polls": latencies.len(), "p50_ms": round3(pct(0.5)), "p99_ms": round3(pct(0.99))}),
+    )
+}
+
+// ---- the implicit-sync-latency scenario ---------------------------------------------------
+
+/// Contract §5: `PUT /openidm/managed/user/{id}` with one mapping from managed/user to another
+/// (store) set, timed until the response, which implicit synchronization sends only after the
+/// target is written. `n` users are PUT one after the other over the real server; after each,
+/// the target is read back (untimed) to check it exists.
+fn implicit_sync_scenario(b: &Bench, n: usize) -> (f64, Value) {
+    let config = r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "db"
+
+[managed.user]
+indexed = ["userName"]
+
+[system.out.account]
+connector = "store"
+
+[[users]]
+username = "bench"
+password = "bench"
+
+[[mappings]]
+name = "user_out"
+source = "managed/user"
+target = "system/out/account"
+properties = [
+  { source = "userName", target = "_id" },
+  { source = "givenName", target = "givenName" },
+  { source = "sn", target = "sn" },
+  { source = "mail", target = "mail" },
+]
+policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRMED", action = "UPDATE" } ]
+"#;
+    let app = b.app(config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(app.run(listener, async {
+        let _ = rx.await;
+    }));
+    let mut latencies = Vec::with_capacity(n);
+    let mut timed = 0.0;
+    for i in 0..n {
+        let body = json!({"userName": format!("user{i}"), "givenName": format!("Given{i}"),
+                          "sn": format!("Family{i}"), "mail": format!("user{i}@example.com")});
+        let t = Instant::now();
+        let (code, answer) = http_with(
+            &addr,
+            "PUT",
+            &format!("/openidm/managed/user/u{i}"),
+            Some(&body),
+        );
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(code, 201, "PUT u{i}: {answer}");
+        timed += ms / 1000.0;
+        latencies.push(ms);
+        let (code, target) = http(
+            &addr,
+            "GET",
+            &format!("/openidm/system/out/account/user{i}"),
+        );
+        assert_eq!(
+            code, 200,
+            "the target of u{i} is written when the PUT answers: {target}"
+        );
+    }
+    let _ = tx.send(());
+    let _ = rt.block_on(server);
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    (
+        timed,
+        json!({"puts": latencies.len(), "p50_ms": round3(pct(0.5)), "p99_ms": round3(pct(0.99)),
+               "max_ms": round3(pct(1.0))}),
     )
 }

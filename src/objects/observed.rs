@@ -10,7 +10,14 @@
 //! Reads, queries and the store-backed handle (`as_store`, the engine's batched writes) pass
 //! straight through: a reconciliation's own writes into a managed set are reported by the
 //! runner after its unit commits, not here.
+//!
+//! Held reports: while a thread processes a unit of a run ([`ChangeHook::hold`]), the changes
+//! it makes through observed sets (a target written through a managed.json set, an
+//! `openidm.*` write from a mapping script) are collected instead of delivered; the runner
+//! delivers them once the unit committed, so the observer never runs while the unit holds
+//! claims and uncommitted links (it would read the state from before the unit).
 
+use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -30,17 +37,57 @@ pub trait ChangeObserver: Send + Sync {
 #[derive(Clone, Default)]
 pub struct ChangeHook(Arc<OnceLock<Weak<dyn ChangeObserver>>>);
 
+thread_local! {
+    /// The reports held back on this thread (see [`ChangeHook::hold`]); None = deliver.
+    static HELD: RefCell<Option<Vec<(String, String)>>> = const { RefCell::new(None) };
+}
+
+/// Restores the enclosing hold (or none) when a hold ends, also on a panic.
+struct HoldScope(Option<Vec<(String, String)>>);
+
+impl Drop for HoldScope {
+    fn drop(&mut self) {
+        let outer = self.0.take();
+        HELD.with(|h| *h.borrow_mut() = outer);
+    }
+}
+
 impl ChangeHook {
     /// Installs the observer; false if one was installed already (it stays).
     pub fn install(&self, observer: Weak<dyn ChangeObserver>) -> bool {
         self.0.set(observer).is_ok()
     }
 
-    /// Reports a committed change to the observer, if one is installed and alive.
+    /// Reports a committed change to the observer, if one is installed and alive; while
+    /// this thread is inside [`ChangeHook::hold`], the report is collected instead.
     pub fn notify(&self, set: &str, id: &str) {
-        if let Some(o) = self.0.get().and_then(Weak::upgrade) {
-            o.changed(set, id);
+        let held = HELD.with(|h| match h.borrow_mut().as_mut() {
+            Some(v) => {
+                v.push((set.to_string(), id.to_string()));
+                true
+            }
+            None => false,
+        });
+        if !held {
+            if let Some(o) = self.0.get().and_then(Weak::upgrade) {
+                o.changed(set, id);
+            }
         }
+    }
+
+    /// Runs `f` with the change reports of this thread held back, and returns them (in
+    /// order, without repeats) for the caller to report once the hold is over (a report made
+    /// inside an enclosing hold goes to that hold).
+    /// Holds nest: an inner hold collects its own reports.
+    pub fn hold<R>(f: impl FnOnce() -> R) -> (R, Vec<(String, String)>) {
+        let outer = HELD.with(|h| h.borrow_mut().replace(Vec::new()));
+        let scope = HoldScope(outer);
+        let r = f();
+        let mut held = HELD.with(|h| h.borrow_mut().take()).unwrap_or_default();
+        drop(scope);
+        let mut seen = std::collections::HashSet::new();
+        held.retain(|c| seen.insert(c.clone()));
+        (r, held)
     }
 }
 
@@ -131,5 +178,59 @@ impl ObjectSet for Observed {
     }
     fn token_committed(&self, token: &Value) -> Result<(), ObjectError> {
         self.inner.token_committed(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl ChangeObserver for Seen {
+        fn changed(&self, set: &str, id: &str) {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .push(format!("{set}/{id}"));
+        }
+    }
+
+    #[test]
+    fn held_reports_are_returned_not_delivered_and_holds_nest() {
+        let seen = Arc::new(Seen::default());
+        let hook = ChangeHook::default();
+        let observer: Arc<dyn ChangeObserver> = seen.clone();
+        assert!(hook.install(Arc::downgrade(&observer)));
+        let ((), outer) = ChangeHook::hold(|| {
+            hook.notify("managed/user", "a");
+            let ((), inner) = ChangeHook::hold(|| hook.notify("managed/user", "b"));
+            assert_eq!(inner, vec![("managed/user".to_string(), "b".to_string())]);
+            hook.notify("managed/user", "a");
+        });
+        assert_eq!(outer, vec![("managed/user".to_string(), "a".to_string())]);
+        assert!(
+            seen.0.lock().expect("not poisoned").is_empty(),
+            "nothing delivered inside a hold"
+        );
+        hook.notify("managed/user", "c");
+        assert_eq!(
+            *seen.0.lock().expect("not poisoned"),
+            vec!["managed/user/c".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_hold_ends_on_a_panic() {
+        let hook = ChangeHook::default();
+        let r = std::panic::catch_unwind(|| ChangeHook::hold(|| panic!("boom")));
+        assert!(r.is_err());
+        assert!(
+            HELD.with(|h| h.borrow().is_none()),
+            "reports are delivered again"
+        );
+        hook.notify("managed/user", "x");
     }
 }

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 pub use history::entry_key;
 pub use host::StoreHost;
-pub use implicit::SyncOutcome;
+pub use implicit::{ExplicitAction, PerformRequest, SyncOutcome};
 pub use state::{ReconKind, RunOptions, RunState};
 
 use crate::config::{AuditLevel, Config};

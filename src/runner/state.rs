@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub ignore_guard: bool,
     /// `recordChanges=true`: a real run records attribute changes in its entries.
     pub record_changes: bool,
+    /// `performAction`: the action forced on the one object of an implicit run instead of
+    /// the policy's (see `runner::perform_action`).
+    pub explicit: Option<super::implicit::ExplicitAction>,
 }
 
 impl RunOptions {
@@ -73,6 +76,9 @@ pub struct RunState {
     pub next_audit: AtomicU64,
     /// When the run record was last written while active (ms), for periodic snapshots.
     pub last_snapshot_ms: AtomicI64,
+    /// The reasons of the failed operations of an implicit run (one object, so few), for
+    /// the caller of `sync_object` / `perform_action`; a reconciliation keeps none here.
+    pub object_failures: Mutex<Vec<String>>,
 }
 
 impl RunState {
@@ -102,6 +108,7 @@ impl RunState {
             next_entry: AtomicU64::new(0),
             next_audit: AtomicU64::new(0),
             last_snapshot_ms: AtomicI64::new(0),
+            object_failures: Mutex::new(Vec::new()),
         }
     }
 

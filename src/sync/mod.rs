@@ -17,6 +17,7 @@
 //! a bidirectional pair of mappings cannot ping-pong.
 
 pub mod audit;
+pub mod linked;
 pub mod live;
 
 pub use live::{LiveSync, LiveSyncError, LiveSyncOutcome};

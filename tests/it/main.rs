@@ -19,6 +19,7 @@ mod managed;
 mod metrics;
 mod model;
 mod objects;
+mod perform_action;
 mod pg;
 mod recon;
 mod scheduler;

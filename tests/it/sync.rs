@@ -189,3 +189,60 @@ fn a_reconciliation_into_a_managed_set_synchronizes_what_it_changed() {
         .map(Vec::len);
     assert_eq!(runs, Some(1), "only the hr_user run was recorded");
 }
+
+/// Regression (#14): a reconciliation into a managed.json set wrote each target through the
+/// set, whose observer synchronized it at once, inside the unit, before the unit's link was
+/// committed. The reverse mapping (sharing the links) then saw no link, found the user
+/// ABSENT and created a second row in the very file the run was reading. The changes are now
+/// synchronized once the unit committed: the reverse mapping sees the link (CONFIRMED) and
+/// writes nothing.
+#[test]
+fn a_managed_json_target_is_synchronized_after_its_unit_commits() {
+    let config = r#"
+idm_conf_dir = "conf"
+
+[system.hr.account]
+connector = "csv"
+file = "data/hr.csv"
+id_column = "uid"
+"#;
+    let managed = r#"{"objects": [{"name": "user", "schema": {"properties": {
+        "userName": {"type": "string"}, "sn": {"type": "string"}}}}]}"#;
+    let sync = json!({"mappings": [
+        {"name": "hr_user", "source": "system/hr/account", "target": "managed/user",
+         "properties": [{"source": "uid", "target": "_id"},
+                        {"source": "userName", "target": "userName"},
+                        {"source": "sn", "target": "sn"}],
+         "policies": [{"situation": "ABSENT", "action": "CREATE"},
+                      {"situation": "CONFIRMED", "action": "UPDATE"}]},
+        {"name": "user_hr", "source": "managed/user", "target": "system/hr/account",
+         "links": "hr_user",
+         "properties": [{"source": "userName", "target": "userName"},
+                        {"source": "sn", "target": "sn"}],
+         "policies": [{"situation": "ABSENT", "action": "CREATE"},
+                      {"situation": "CONFIRMED", "action": "UPDATE"}]}
+    ]});
+    let csv = format!("{HEADER}{}", people(3, 1));
+    let s = Server::start(
+        config,
+        &[
+            ("conf/managed.json", managed),
+            ("conf/sync.json", &sync.to_string()),
+            ("data/hr.csv", &csv),
+        ],
+    );
+    let run = s.run("hr_user", "");
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(counts(&run)["ABSENT"], 3, "{run}");
+    for id in ["u1", "u2", "u3"] {
+        assert_eq!(s.get(&format!("/openidm/managed/user/{id}")).status, 200);
+    }
+    assert_eq!(links(&s, "hr_user").len(), 3);
+    let rows = s.query("/openidm/system/hr/account", "true");
+    assert_eq!(
+        rows["resultCount"], 3,
+        "the reverse mapping found each user linked, not ABSENT: {rows}"
+    );
+    let file = std::fs::read_to_string(s.path("data/hr.csv")).expect("read the CSV");
+    assert_eq!(file.lines().count(), 4, "{file}");
+}

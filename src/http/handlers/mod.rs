@@ -1,6 +1,7 @@
-//! Request handlers, one file per resource: `recon` (runs, association data, audit, the
-//! deprecated sync service), `objects` (object sets), `links` (`repo/link`), `scheduler`
-//! (jobs), `system` (liveSync, the `sync` audit topic). They convert parameters and bodies into calls on the object sets, the runner and
+//! Request handlers, one file per resource: `recon` (runs, association data, audit),
+//! `sync_service` (`/openidm/sync`: performAction, getLinkedResources, the deprecated recon),
+//! `objects` (object sets), `links` (`repo/link`), `scheduler` (jobs), `system` (liveSync, the
+//! `sync` audit topic). They convert parameters and bodies into calls on the object sets, the runner and
 //! the scheduler, and run on a blocking thread, except [`dispatch_inline`], which answers from
 //! memory alone.
 
@@ -8,6 +9,7 @@ mod links;
 mod objects;
 mod recon;
 mod scheduler;
+mod sync_service;
 mod system;
 
 use std::sync::Arc;
@@ -145,6 +147,7 @@ pub fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> {
             crate::metrics::render(&metric_gauges(state)),
         )),
         Route::MetricsApi => ok(crate::metrics::api_json(&metric_gauges(state))),
+        Route::SyncAction => sync_service::dispatch(state, call),
         _ => recon::dispatch(state, call),
     }
 }

@@ -1,5 +1,5 @@
-//! `/openidm/recon` (runs, association data), `/openidm/audit/recon`, the run pool figures, and
-//! IDM's deprecated `/openidm/sync?_action=recon`.
+//! `/openidm/recon` (runs, association data), `/openidm/audit/recon` and the run pool figures
+//! (the deprecated `/openidm/sync?_action=recon` is in `sync_service`).
 
 use hyper::body::Bytes;
 
@@ -41,7 +41,6 @@ pub(super) fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> 
             ok(json!({ "reconciliations": runner.list()? }))
         }
         Route::ReconAction => start_run(state, &params, &body, user),
-        Route::SyncAction => sync_action(state, &params, &body, user),
         Route::ReconRead(id) => ok(fields(&params, runner.summary(&id)?)),
         Route::ReconInstanceAction(id) => match params.get("_action") {
             Some("cancel") => ok(runner.cancel(&id)?),
@@ -84,46 +83,9 @@ pub(super) fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> 
     }
 }
 
-/// Actions of IDM's synchronization service that recond does not offer: it reconciles whole
-/// mappings or single ids through `/openidm/recon` and has no implicit sync.
-const SYNC_NOT_OFFERED: &[&str] = &[
-    "performAction",
-    "notifyCreate",
-    "notifyUpdate",
-    "notifyDelete",
-    "getLinkedResources",
-];
-
-/// `POST /openidm/sync?_action=recon&mapping=M`: IDM's older, deprecated way to start a
-/// reconciliation, kept for scripts written against it. Like IDM it runs the mapping to the
-/// end before answering.
-fn sync_action(
-    state: &AppState,
-    params: &Params,
-    body: &Bytes,
-    user: String,
-) -> Result<Reply, ApiError> {
-    match params.get("_action") {
-        Some("recon") => {
-            let req = start_request(&state.objects, params, body, user, ReconKind::Full)?;
-            Ok(Reply::Wait(state.runner.start(req)?, WaitAnswer::Sync))
-        }
-        Some(a) if SYNC_NOT_OFFERED.contains(&a) => Err(ApiError::new(
-            501,
-            format!("The sync action {a} is not supported: reconcile with POST /openidm/recon?_action=recon or reconById"),
-        )),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "Action {other} is not supported."
-        ))),
-        None => Err(ApiError::bad_request(
-            "Action parameter is not present or value is null",
-        )),
-    }
-}
-
 /// A run of `kind` for the `mapping` parameter, with the run options IDM takes as
 /// parameters (`analyze`, `persistAssociations`) and the body's overrides.
-fn start_request(
+pub(super) fn start_request(
     objects: &crate::objects::ObjectSets,
     params: &Params,
     body: &Bytes,

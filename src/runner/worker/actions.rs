@@ -50,19 +50,35 @@ pub(super) fn act(
     let mapping = ctx.mapping;
     let situation = op.situation.unwrap_or(Situation::AllGone);
     let null = Value::Null;
-    let decision = engine::decide(
-        mapping,
-        &PolicyScope {
-            source,
-            target: target.as_ref().unwrap_or(&null),
-            qualifier: q,
-            source_action: source_phase,
-            recon_id: &ctx.run.id,
-            mapping: &mapping.name,
-            situation,
-        },
-        ws,
-    )?;
+    let decision = match &ctx.run.options.explicit {
+        // `performAction`: the caller's action, once the situation is the one it expects.
+        Some(x) => {
+            if let Some(expected) = x.expected.filter(|e| *e != situation) {
+                return Err(format!(
+                    "Expected situation does not match. Expected: {}, Found: {}",
+                    expected.as_str(),
+                    situation.as_str()
+                ));
+            }
+            engine::Decision {
+                action: x.action,
+                policy: None,
+            }
+        }
+        None => engine::decide(
+            mapping,
+            &PolicyScope {
+                source,
+                target: target.as_ref().unwrap_or(&null),
+                qualifier: q,
+                source_action: source_phase,
+                recon_id: &ctx.run.id,
+                mapping: &mapping.name,
+                situation,
+            },
+            ws,
+        )?,
+    };
     let action = decision.action;
     op.action = Some(action);
     op.target_exists_after = target.is_some();
@@ -287,6 +303,12 @@ pub(super) fn act(
             ));
         }
         Action::Report | Action::NoReport => {
+            let ignore_post = ctx
+                .run
+                .options
+                .explicit
+                .as_ref()
+                .is_some_and(|x| x.ignore_post_action);
             let post = decision
                 .policy
                 .and_then(|p| p.post_action.as_ref())
@@ -296,7 +318,8 @@ pub(super) fn act(
                         .iter()
                         .find(|p| p.situation == situation)
                         .and_then(|p| p.post_action.as_ref())
-                });
+                })
+                .filter(|_| !ignore_post);
             if let Some(s) = post {
                 let sit = Value::String(situation.as_str().to_string());
                 let act = Value::String(action.as_str().to_string());

@@ -38,7 +38,9 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
         && (op.target_written
             || op.target_deleted
             || (op.action == Some(Action::Create) && op.target_exists_after))
-        && !ctx.run.options.implicit
+        // An implicit sync's own writes are not synchronized again (see `sync`); an
+        // operator's `performAction` is a write like a run's.
+        && (!ctx.run.options.implicit || ctx.run.options.explicit.is_some())
         && ctx.mapping.target.starts_with("managed/")
         // Only store-batch writes bypass the managed set's change observer; a target written
         // through the set (a managed.json type) has already been reported by the observer.

@@ -37,7 +37,7 @@ use crate::engine::stats::{OpOutcome, Tally};
 use crate::engine::{self, PolicyScope, Scripts};
 use crate::ids;
 use crate::mapping::{Correlation, Mapping, Qualifiers};
-use crate::objects::{ObjectSet, QueryRequest, StoreSet};
+use crate::objects::{ChangeHook, ObjectSet, QueryRequest, StoreSet};
 use crate::query::Filter;
 use crate::script::{CompiledScript, ScriptContext, ScriptHost};
 use crate::storage::{DataBatch, EntryRecord, Expect, ItemBatch, Link, StoreError};
@@ -299,6 +299,11 @@ struct Unit {
     /// Ids of managed target objects this unit wrote or deleted: reported to the sync
     /// service once the unit committed (implicit synchronization of their own mappings).
     changed: Vec<String>,
+    /// Changes reported by observed (managed.json) sets while this unit's objects were
+    /// processed (targets written through the set, script writes): held back and delivered
+    /// once the unit committed (see `objects::ChangeHook::hold`). Never dropped with an
+    /// object's staged work: those writes happened regardless.
+    observed: Vec<(String, String)>,
     /// A throw-away unit of the guard's counting pass: `act` decides and counts, never
     /// stages a write (see `guard`).
     counting: bool,
@@ -348,6 +353,7 @@ impl Unit {
             held: Vec::new(),
             failures: Vec::new(),
             changed: Vec::new(),
+            observed: Vec::new(),
             counting: false,
             guarded: 0,
         }

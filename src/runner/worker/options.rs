@@ -79,5 +79,6 @@ pub(in crate::runner) fn effective_options(
         guard: mapping.recon_guard.clone(),
         ignore_guard: bool_of("ignoreGuard", false)?,
         record_changes: bool_of("recordChanges", false)?,
+        explicit: None,
     })
 }

@@ -197,6 +197,12 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         }
         ReconKind::ById(ids) => {
             let ids = ids.clone();
+            // A target-side `performAction`: its one id is a target, assessed as the target
+            // phase would.
+            let process: &Process<'_, String> = match &run.options.explicit {
+                Some(x) if x.target_phase => &target_id,
+                _ => &by_id_object,
+            };
             pipeline(
                 &ctx,
                 0,
@@ -208,7 +214,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                     }
                     Ok(())
                 },
-                &by_id_object,
+                process,
             )?
         }
     };

@@ -148,7 +148,9 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
         // A connector-backed target set is written directly (not through the unit's batch)
         // and read from the run's snapshot, so its runs stay on one thread with no claims
         // (see `execute_phases`).
-        process(ctx, &mut w.ws, unit, item)?;
+        let (processed, observed) = ChangeHook::hold(|| process(ctx, &mut w.ws, unit, item));
+        unit.observed.extend(observed);
+        processed?;
         unit.keys.clear();
         pending.push(item);
         return Ok(());
@@ -156,7 +158,8 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
     for attempt in 1..=CLAIM_ATTEMPTS {
         let epoch = ctx.claims.begin(w.slot);
         let mark = unit.mark();
-        let processed = process(ctx, &mut w.ws, unit, item);
+        let (processed, observed) = ChangeHook::hold(|| process(ctx, &mut w.ws, unit, item));
+        unit.observed.extend(observed);
         if let Err(e) = processed {
             ctx.claims.end(w.slot);
             return Err(e);
@@ -241,10 +244,22 @@ pub(super) fn redo_alone<'a, T: ItemId>(
     commit(ctx, unit)?.map_err(|e| format!("writing a failed entry: {e}"))
 }
 
+/// Commits a unit (see `commit_unit`), then reports the changes observed sets reported while
+/// its objects were processed, whatever the outcome: those writes were made through the
+/// sets, not the batch, so they stand even when the batch is refused.
+pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, String> {
+    let observed = std::mem::take(&mut unit.observed);
+    let result = commit_unit(ctx, unit);
+    for (set, id) in &observed {
+        ctx.inner.objects.changes.notify(set, id);
+    }
+    result
+}
+
 /// Commits a unit: data batch first (atomic: targets + index entries + links, checked by
 /// compare-and-swap), then association entries and audit events, then counters. Returns
 /// `Ok(Err(conflict))` when the store refused the batch (nothing written, claims released).
-pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, String> {
+fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, String> {
     let run = ctx.run;
     hooks::get().hold_before_write(
         &mut unit
@@ -307,6 +322,12 @@ pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>
     for (id, reason) in &unit.failures {
         ctx.failure_log
             .warn(&ctx.run.id, &ctx.mapping.name, id, reason);
+    }
+    if run.options.implicit {
+        // One object: its caller (implicit sync, performAction) reports the reasons.
+        run.object_failures
+            .lock()
+            .extend(unit.failures.iter().map(|(_, r)| r.clone()));
     }
     run.stats.merge(&unit.tally);
     // A reconciliation into a managed set synchronizes the objects it changed to their own

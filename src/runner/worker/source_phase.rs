@@ -23,7 +23,12 @@ pub(super) fn source_object(
     hooks::get().maybe_panic(&sid);
     let null = Value::Null;
     let source_value = source.unwrap_or(&null);
-    let qualifiers = match ctx.qualifiers(ws, source_value, false) {
+    // `performAction` names the one qualifier it acts for.
+    let qualifiers = match &ctx.run.options.explicit {
+        Some(x) => Ok(Cow::Owned(vec![x.qualifier.clone()])),
+        None => ctx.qualifiers(ws, source_value, false),
+    };
+    let qualifiers = match qualifiers {
         Ok(q) => q,
         Err(e) => {
             let mut op = Op {
@@ -128,6 +133,19 @@ pub(super) fn assess_and_act_source(
             )
         }
     };
+    // `performAction` with a `targetId`: that target, unless a link or a single correlation
+    // result named one (IDM presets it before assessing).
+    if let (None, Some(tid)) = (
+        &op.target_id,
+        ctx.run
+            .options
+            .explicit
+            .as_ref()
+            .and_then(|x| x.target_id.as_ref()),
+    ) {
+        target = ctx.read_target(unit, tid)?;
+        op.target_id = Some(tid.clone());
+    }
     // Every target associated with this source is off the target phase's list.
     if let Some(t) = &op.target_id {
         unit.touched.push(id_hash(&ctx.norm_target(t)));

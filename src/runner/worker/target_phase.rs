@@ -18,7 +18,12 @@ pub(super) fn target_object(
             .time("targetObjectQuery", start.elapsed().as_nanos() as u64);
     }
     let Some(target) = target else { return Ok(()) };
-    let qualifiers = match ctx.qualifiers(ws, &target, true) {
+    // A target-side `performAction` names the one qualifier it acts for.
+    let qualifiers = match &ctx.run.options.explicit {
+        Some(x) => Ok(Cow::Owned(vec![x.qualifier.clone()])),
+        None => ctx.qualifiers(ws, &target, true),
+    };
+    let qualifiers = match qualifiers {
         Ok(q) => q,
         Err(e) => {
             let mut op = Op {
