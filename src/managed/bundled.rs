@@ -136,13 +136,10 @@ impl Bundled {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     #[test]
     fn recognizes_files_and_require_calls() {
-        let p = ScriptPath {
-            project_dir: PathBuf::from("/nonexistent"),
-        };
+        let p = super::super::schema::test_path();
         assert_eq!(
             recognize(Some("ui/onCreateUser.js"), None, &p),
             Some(vec![Bundled::SetDefaultFields])

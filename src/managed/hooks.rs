@@ -86,16 +86,19 @@ pub struct Script {
 }
 
 impl Script {
+    /// `env`: the project's script environment (`require()`, `identityServer`, `config/`
+    /// reads), the same as mapping scripts see.
     pub fn compile(
         name: String,
         source: String,
         globals: Map<String, Value>,
+        env: Arc<script::ScriptEnv>,
     ) -> Result<Script, ScriptError> {
         script::compile(script::ScriptSpec {
             name,
             source,
             globals,
-            env: None,
+            env: Some(env),
         })
         .map(|compiled| Script { compiled })
     }

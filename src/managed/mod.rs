@@ -4,6 +4,8 @@
 //!
 //! * `schema`: managed.json's types, parsed and their scripts compiled at startup.
 //! * `set`: the write and read pipelines (defaults, `required`, hooks, `$crypto`, `_fields`).
+//! * `staged`: a reconciliation's writes staged into its store batch (target + link in one
+//!   atomic commit), and what follows the commit.
 //! * `fields`: `returnByDefault` and `_fields`.
 //! * `crypto`: `encryption` / `secureHash` values and recond's key (public: the script host's
 //!   `openidm.encrypt/decrypt/isEncrypted/hash/isHashed` use it).
@@ -25,12 +27,14 @@ mod relations;
 mod roles;
 mod schema;
 mod set;
+mod staged;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub use set::ManagedSet;
+pub use staged::Staged;
 
 use crate::config::{Config, ConfigError};
 use crate::objects::{ObjectError, ObjectErrorKind, ObjectSet, StoreSet};
@@ -45,9 +49,7 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
     }
     if let Some(p) = &config.idm_project {
         if let Some((file, managed)) = &p.managed {
-            let scripts = schema::ScriptPath {
-                project_dir: p.project_dir.clone(),
-            };
+            let scripts = schema::ScriptPath::new(Arc::new(crate::mapping::project_env(config)?));
             schema::parse_all(file, managed, &scripts, false)
                 .map_err(|e| ConfigError::new(file, e.0))?;
         }
@@ -80,9 +82,9 @@ impl Builder {
         let schemas = match &config.idm_project {
             Some(p) => match &p.managed {
                 Some((file, managed)) => {
-                    let scripts = schema::ScriptPath {
-                        project_dir: p.project_dir.clone(),
-                    };
+                    let project =
+                        crate::mapping::project_env(config).map_err(|e| startup(e.to_string()))?;
+                    let scripts = schema::ScriptPath::new(Arc::new(project));
                     schema::parse_all(file, managed, &scripts, true)
                         .map_err(|e| startup(format!("{}: {}", file.display(), e.0)))?
                 }

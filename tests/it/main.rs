@@ -15,6 +15,7 @@ mod integrity;
 mod json_shape;
 mod ldap;
 mod managed;
+mod managed_recon;
 mod metrics;
 mod model;
 mod objects;

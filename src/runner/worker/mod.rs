@@ -299,6 +299,9 @@ struct Unit {
     /// Ids of managed target objects this unit wrote or deleted: reported to the sync
     /// service once the unit committed (implicit synchronization of their own mappings).
     changed: Vec<String>,
+    /// Writes staged through a managed.json target's pipeline: finished (reverse
+    /// relationships, post hooks) once the unit committed.
+    managed: Vec<crate::managed::Staged>,
     /// A throw-away unit of the guard's counting pass: `act` decides and counts, never
     /// stages a write (see `guard`).
     counting: bool,
@@ -316,6 +319,7 @@ struct Mark {
     keys: usize,
     failures: usize,
     changed: usize,
+    managed: usize,
 }
 
 impl Mark {
@@ -330,6 +334,7 @@ impl Mark {
             keys: 0,
             failures: 0,
             changed: 0,
+            managed: 0,
         }
     }
 }
@@ -348,6 +353,7 @@ impl Unit {
             held: Vec::new(),
             failures: Vec::new(),
             changed: Vec::new(),
+            managed: Vec::new(),
             counting: false,
             guarded: 0,
         }
@@ -371,6 +377,7 @@ impl Unit {
             keys: self.keys.len(),
             failures: self.failures.len(),
             changed: self.changed.len(),
+            managed: self.managed.len(),
         }
     }
 
@@ -384,6 +391,7 @@ impl Unit {
         self.keys.truncate(m.keys);
         self.failures.truncate(m.failures);
         self.changed.truncate(m.changed);
+        self.managed.truncate(m.managed);
     }
 
     /// Turns the operations staged since `m` into failures with `message`: their writes are
@@ -394,6 +402,7 @@ impl Unit {
         self.batch.truncate(&m.batch);
         self.keys.truncate(m.keys);
         self.changed.truncate(m.changed);
+        self.managed.truncate(m.managed);
         for o in &mut self.outcomes[m.outcomes..] {
             o.success = false;
             o.executed = false;

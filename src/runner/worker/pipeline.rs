@@ -304,6 +304,7 @@ pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>
             .warn(&ctx.run.id, &ctx.mapping.name, id, reason);
     }
     run.stats.merge(&unit.tally);
+    finish_managed(ctx, &unit.managed);
     // A reconciliation into a managed set synchronizes the objects it changed to their own
     // mappings (implicit synchronization), once their unit committed.
     for id in &unit.changed {
@@ -326,4 +327,21 @@ pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>
             .map_err(|e| format!("writing the run record: {e}"))?;
     }
     Ok(Ok(()))
+}
+
+/// What follows the committed writes staged through a managed.json target (reverse
+/// relationships, post hooks): the writes stay, a failure is logged naming the object.
+fn finish_managed(ctx: &Ctx<'_>, staged: &[crate::managed::Staged]) {
+    if staged.is_empty() {
+        return;
+    }
+    let Some(m) = ctx.target_set.managed() else {
+        tracing::error!(set = %ctx.mapping.target, "writes were staged through a managed set that is not one");
+        return;
+    };
+    for s in staged {
+        if let Err(e) = m.finish(s) {
+            tracing::warn!(run = %ctx.run.id, mapping = %ctx.mapping.name, object = %s.id, error = %e, "after writing {}/{}: {e}", ctx.mapping.target, s.id);
+        }
+    }
 }
