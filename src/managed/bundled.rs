@@ -5,9 +5,15 @@
 //!
 //! * `onCreateUser`: `accountStatus` becomes `"active"` when the object has none.
 //! * `roles/onDelete-roles`: a role that still has `members` cannot be deleted.
+//! * `roles/onSync-roles` (a role's `onSync`): unless the only change is in the role's
+//!   `members`, every member is synchronized again (its `effectiveRoles` /
+//!   `effectiveAssignments` may have changed with the role). `roles/onSync-assignments`: the
+//!   same for the members of every role holding the assignment, unless only its `roles`
+//!   changed. The ignored property is IDM's default one; the list a stock file passes is
+//!   that one.
 //! * `onUpdateUser`, `onDelete-user-cleanup`, `postDelete-user-cleanup`,
-//!   `roles/postOperation-roles`, `roles/onSync-roles`: nothing recond needs to do (they keep
-//!   IDM's UI state, notifications or implicit synchronization, which recond does not have).
+//!   `roles/postOperation-roles`: nothing recond needs to do (they keep IDM's UI state and
+//!   notifications, which recond does not have).
 
 use serde_json::{json, Value};
 
@@ -17,6 +23,10 @@ use super::schema::ScriptPath;
 pub enum Bundled {
     SetDefaultFields,
     RoleDeleteGuard,
+    /// `onSync` of a role: synchronize its members again.
+    SyncRoleMembers,
+    /// `onSync` of an assignment: synchronize the members of its roles again.
+    SyncAssignmentMembers,
     Nothing(&'static str),
 }
 
@@ -46,15 +56,11 @@ const KNOWN: &[(&str, &str, Bundled)] = &[
         "*",
         Bundled::Nothing("roles/postOperation-roles"),
     ),
-    (
-        "roles/onSync-roles",
-        "*",
-        Bundled::Nothing("roles/onSync-roles"),
-    ),
+    ("roles/onSync-roles", "*", Bundled::SyncRoleMembers),
     (
         "roles/onSync-assignments",
         "*",
-        Bundled::Nothing("roles/onSync-assignments"),
+        Bundled::SyncAssignmentMembers,
     ),
     // Conditional roles are not evaluated yet: granting by condition does nothing.
     (
@@ -128,7 +134,10 @@ impl Bundled {
                     Ok(object.clone())
                 }
             }
-            Bundled::Nothing(_) => Ok(object.clone()),
+            // The onSync ones act after synchronization (`ManagedSet::on_synced`), not here.
+            Bundled::SyncRoleMembers | Bundled::SyncAssignmentMembers | Bundled::Nothing(_) => {
+                Ok(object.clone())
+            }
         }
     }
 }

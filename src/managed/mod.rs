@@ -11,6 +11,8 @@
 //!   `openidm.encrypt/decrypt/isEncrypted/hash/isHashed` use it).
 //! * `hooks`: the type's script hooks and the thread-local script context they run in.
 //! * `bundled`: recond's own versions of the hook scripts IDM ships (stock managed.json).
+//! * `on_sync`: the `onSync` hook after implicit synchronization, and recond's own role and
+//!   assignment `onSync`.
 //! * `relations`: relationship properties, their reverse side and their REST endpoints.
 //! * `roles`: virtual properties (`effectiveRoles`, `effectiveAssignments`, `onRetrieve`).
 //! * `host`: the registry of sets a managed object reaches, and `openidm.*` over it.
@@ -23,6 +25,7 @@ pub mod crypto;
 mod fields;
 mod hooks;
 mod host;
+mod on_sync;
 mod relations;
 mod roles;
 mod schema;

@@ -240,7 +240,7 @@ impl Ctx<'_> {
                 virtual_: None,
             });
         }
-        for key in ["onRead", "onStore", "onSync"] {
+        for key in ["onRead", "onStore"] {
             let Some(v) = obj.get(key).filter(|v| !v.is_null()) else {
                 continue;
             };

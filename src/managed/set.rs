@@ -223,6 +223,7 @@ impl ManagedSet {
 
     /// What follows a committed create: the reverse side of relationships, `postCreate`.
     pub(super) fn after_create(&self, id: &str, created: &Value) -> Result<(), ObjectError> {
+        self.record_old(id, None);
         self.sync_reverse(id, None, Some(created))?;
         self.post_hook(HookKind::PostCreate, id, Some(created), None, Some(created))
     }
@@ -284,6 +285,7 @@ impl ManagedSet {
         old: &Value,
         stored: &Value,
     ) -> Result<(), ObjectError> {
+        self.record_old(id, Some(old));
         self.sync_reverse(id, Some(old), Some(stored))?;
         self.post_hook(
             HookKind::PostUpdate,
@@ -296,6 +298,7 @@ impl ManagedSet {
 
     /// What follows a committed delete: the reverse side of relationships, `postDelete`.
     pub(super) fn after_delete(&self, id: &str, deleted: &Value) -> Result<(), ObjectError> {
+        self.record_old(id, Some(deleted));
         self.sync_reverse(id, Some(deleted), None)?;
         self.post_hook(HookKind::PostDelete, id, Some(deleted), Some(deleted), None)
     }

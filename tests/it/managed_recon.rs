@@ -204,3 +204,168 @@ fn a_run_killed_at_its_write_leaves_no_managed_target_without_a_link() {
     );
     assert_eq!(count(&s, "/openidm/system/dir/account", "true"), n - 1);
 }
+
+fn events(s: &Server, who: &str) -> Vec<Value> {
+    let q = s.query(
+        "/openidm/managed/event",
+        &format!("what eq \"synced\" and who eq \"{who}\""),
+    );
+    q["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// `onSync` runs after the implicit synchronization of each REST write, with `syncResults`
+/// (action, success, one detail per mapping), `oldObject` and `newObject`; the `onUpdate`
+/// hook's `require()` of a project module works over REST too.
+#[test]
+fn on_sync_sees_the_results_of_implicit_synchronization() {
+    let s = Server::start(CONFIG, &files());
+    let r = s.put(
+        "/openidm/managed/user/u1",
+        &json!({"userName": "ann", "givenName": "Ann", "sn": "Lee"}),
+        &[("If-None-Match", "*")],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["displayName"], "Ann Lee", "{}", r.body);
+    let e = events(&s, "managed/user/u1");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (
+            &e[0]["action"],
+            &e[0]["success"],
+            &e[0]["mappings"],
+            &e[0]["hadOld"],
+            &e[0]["newName"]
+        ),
+        (
+            &json!("notifyCreate"),
+            &json!(true),
+            &json!(["user_dir:SUCCESSFUL"]),
+            &json!(false),
+            &json!("ann")
+        ),
+        "{e:?}"
+    );
+    let r = s.put(
+        "/openidm/managed/user/u1",
+        &json!({"userName": "ann", "givenName": "Anne", "sn": "Lee"}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["displayName"], "Anne Lee", "{}", r.body);
+    let d = &s.query("/openidm/system/dir/account", "uid eq \"ann\"")["result"][0];
+    assert_eq!(d["cn"], "Anne Lee", "{d}");
+    assert_eq!(s.delete("/openidm/managed/user/u1").status, 200);
+    let e = events(&s, "managed/user/u1");
+    let mut seen: Vec<String> = e
+        .iter()
+        .map(|x| format!("{} old={} new={}", x["action"], x["hadOld"], x["newName"]))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            "\"notifyCreate\" old=false new=\"ann\"",
+            "\"notifyDelete\" old=true new=null",
+            "\"notifyUpdate\" old=true new=\"ann\""
+        ],
+        "{e:?}"
+    );
+    assert_eq!(
+        s.query("/openidm/system/dir/account", "true")["resultCount"],
+        0
+    );
+}
+
+/// IDM's stock `onSync` of roles and assignments (recond's own versions): changing an
+/// assignment, or a role's assignments, synchronizes the users holding it again, so what
+/// the users' `effectiveAssignments` give their accounts follows.
+#[test]
+fn stock_role_and_assignment_on_sync_resynchronize_the_members() {
+    let managed = r#"{"objects": [
+      {"name": "user", "schema": {"properties": {
+         "userName": {"type": "string"},
+         "roles": {"type": "array", "items": {"type": "relationship", "reversePropertyName": "members",
+                   "resourceCollection": [{"path": "managed/role"}]}},
+         "effectiveRoles": {"type": "array", "isVirtual": true, "returnByDefault": true,
+           "onRetrieve": {"type": "text/javascript",
+             "source": "require('roles/effectiveRoles').calculateEffectiveRoles(object, 'roles');"}},
+         "effectiveAssignments": {"type": "array", "isVirtual": true, "returnByDefault": true,
+           "onRetrieve": {"type": "text/javascript", "file": "roles/effectiveAssignments.js",
+                          "effectiveRolesPropName": "effectiveRoles"}}}}},
+      {"name": "role",
+       "onSync": {"type": "text/javascript",
+         "source": "require('roles/onSync-roles').syncUsersOfRoles(resourceName, oldObject, newObject, ['members']);"},
+       "schema": {"properties": {
+         "name": {"type": "string"},
+         "members": {"type": "array", "items": {"type": "relationship", "reversePropertyName": "roles",
+                     "resourceCollection": [{"path": "managed/user"}]}},
+         "assignments": {"type": "array", "items": {"type": "relationship", "reversePropertyName": "roles",
+                         "resourceCollection": [{"path": "managed/assignment"}]}}}}},
+      {"name": "assignment",
+       "onSync": {"type": "text/javascript",
+         "source": "require('roles/onSync-assignments').syncUsersOfRolesWithAssignment(resourceName, oldObject, newObject, ['roles']);"},
+       "schema": {"properties": {
+         "name": {"type": "string"},
+         "group": {"type": "string"},
+         "roles": {"type": "array", "items": {"type": "relationship", "reversePropertyName": "assignments",
+                   "resourceCollection": [{"path": "managed/role"}]}}}}}
+    ]}"#;
+    let config = r#"
+idm_conf_dir = "conf"
+
+[system.dir.account]
+connector = "store"
+
+[[mappings]]
+name = "user_dir"
+source = "managed/user"
+target = "system/dir/account"
+properties = [
+  { source = "userName", target = "uid" },
+  { source = "effectiveAssignments", target = "groups", transform = { type = "text/javascript", source = "source.map(function (a) { return a.group; }).sort()" } },
+]
+policies = [
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "CONFIRMED", action = "UPDATE" },
+]
+"#;
+    let s = Server::start(config, &[("conf/managed.json", managed)]);
+    let put = |path: &str, body: Value| {
+        let r = s.put(path, &body, &[]);
+        assert!(r.status == 200 || r.status == 201, "{path}: {}", r.body);
+    };
+    let groups = || {
+        let q = s.query("/openidm/system/dir/account", "uid eq \"bo\"");
+        q["result"][0]["groups"].clone()
+    };
+    put(
+        "/openidm/managed/assignment/a1",
+        json!({"name": "a1", "group": "g-old"}),
+    );
+    put(
+        "/openidm/managed/assignment/a2",
+        json!({"name": "a2", "group": "g-two"}),
+    );
+    put(
+        "/openidm/managed/role/r1",
+        json!({"name": "r1", "assignments": [{"_ref": "managed/assignment/a1"}]}),
+    );
+    put(
+        "/openidm/managed/user/u1",
+        json!({"userName": "bo", "roles": [{"_ref": "managed/role/r1"}]}),
+    );
+    assert_eq!(groups(), json!(["g-old"]));
+    // The assignment changes: its role's members are synchronized again.
+    put(
+        "/openidm/managed/assignment/a1",
+        json!({"name": "a1", "group": "g-new"}),
+    );
+    assert_eq!(groups(), json!(["g-new"]));
+    // The role gains an assignment: its members are synchronized again.
+    put(
+        "/openidm/managed/role/r1",
+        json!({"name": "r1", "assignments": [{"_ref": "managed/assignment/a1"},
+                                             {"_ref": "managed/assignment/a2"}]}),
+    );
+    assert_eq!(groups(), json!(["g-new", "g-two"]));
+}
