@@ -5,6 +5,8 @@
 //!
 //! * `onCreateUser`: `accountStatus` becomes `"active"` when the object has none.
 //! * `roles/onDelete-roles`: a role that still has `members` cannot be deleted.
+//! * `roles/conditionalRoles` `updateConditionalGrantsForUser` (a user's onCreate/onUpdate):
+//!   see `conditional`; the role's own calls (`roleCreate`, `roleUpdate`) do nothing yet.
 //! * `roles/onSync-roles` (a role's `onSync`): unless the only change is in the role's
 //!   `members`, every member is synchronized again (its `effectiveRoles` /
 //!   `effectiveAssignments` may have changed with the role). `roles/onSync-assignments`: the
@@ -27,6 +29,8 @@ pub enum Bundled {
     SyncRoleMembers,
     /// `onSync` of an assignment: synchronize the members of its roles again.
     SyncAssignmentMembers,
+    /// A user's `onCreate` / `onUpdate`: conditional roles granted and taken away.
+    ConditionalGrants,
     Nothing(&'static str),
 }
 
@@ -62,7 +66,13 @@ const KNOWN: &[(&str, &str, Bundled)] = &[
         "*",
         Bundled::SyncAssignmentMembers,
     ),
-    // Conditional roles are not evaluated yet: granting by condition does nothing.
+    (
+        "roles/conditionalRoles",
+        "updateConditionalGrantsForUser",
+        Bundled::ConditionalGrants,
+    ),
+    // A role's own calls (roleCreate, roleUpdate): its users are evaluated at their next
+    // write (see `conditional`).
     (
         "roles/conditionalRoles",
         "*",
@@ -135,9 +145,11 @@ impl Bundled {
                 }
             }
             // The onSync ones act after synchronization (`ManagedSet::on_synced`), not here.
-            Bundled::SyncRoleMembers | Bundled::SyncAssignmentMembers | Bundled::Nothing(_) => {
-                Ok(object.clone())
-            }
+            // ConditionalGrants needs the roles: `ManagedSet::hook` applies it.
+            Bundled::SyncRoleMembers
+            | Bundled::SyncAssignmentMembers
+            | Bundled::ConditionalGrants
+            | Bundled::Nothing(_) => Ok(object.clone()),
         }
     }
 }
@@ -161,7 +173,7 @@ mod tests {
             Some(vec![
                 Bundled::SetDefaultFields,
                 Bundled::Nothing("onCreateUser"),
-                Bundled::Nothing("roles/conditionalRoles")
+                Bundled::ConditionalGrants
             ])
         );
         assert_eq!(

@@ -127,6 +127,14 @@ pub struct Hook {
     pub origin: String,
 }
 
+impl Hook {
+    /// Whether the hook is (or includes) recond's own `updateConditionalGrantsForUser`.
+    pub fn grants_conditional_roles(&self) -> bool {
+        matches!(&self.action, Action::Bundled(steps) if steps.contains(&Bundled::ConditionalGrants))
+            && matches!(self.kind, HookKind::OnCreate | HookKind::OnUpdate)
+    }
+}
+
 /// What a script evaluation needs: the limits and the host of `openidm.*`.
 #[derive(Clone)]
 pub struct Runner {

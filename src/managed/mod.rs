@@ -4,6 +4,7 @@
 //!
 //! * `schema`: managed.json's types, parsed and their scripts compiled at startup.
 //! * `set`: the write and read pipelines (defaults, `required`, hooks, `$crypto`, `_fields`).
+//! * `conditional`: conditional roles granted and taken away on a user's create and update.
 //! * `staged`: a reconciliation's writes staged into its store batch (target + link in one
 //!   atomic commit), and what follows the commit.
 //! * `fields`: `returnByDefault` and `_fields`.
@@ -21,6 +22,7 @@
 //! [`StoreSet`]s: no schema, nothing to apply.
 
 mod bundled;
+mod conditional;
 pub mod crypto;
 mod fields;
 mod hooks;

@@ -86,6 +86,7 @@ impl ManagedSet {
         };
         let resource = format!("{}/{id}", self.schema.set);
         match self.runner.run_hook(hook, &resource, object, old, new) {
+            Ok(v) if hook.grants_conditional_roles() => self.conditional_grants(v).map(Some),
             Ok(v) => Ok(Some(v)),
             Err(e) => {
                 tracing::warn!(set = %self.schema.set, id, hook = kind.key(), error = %e, "managed object hook failed");

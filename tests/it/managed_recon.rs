@@ -1,7 +1,8 @@
 //! Reconciliation into a managed.json type and what follows a managed write: the target and
 //! its link are committed in one store batch (a SIGKILL at the write leaves both or
 //! neither), the managed hooks see the project's script folders (`require()`), and the
-//! type's `onSync` hook runs after implicit synchronization with `syncResults`.
+//! type's `onSync` hook runs after implicit synchronization with `syncResults`; recond's own
+//! role/assignment `onSync` and conditional roles.
 
 use std::time::{Duration, Instant};
 
@@ -368,4 +369,108 @@ policies = [
                                              {"_ref": "managed/assignment/a2"}]}),
     );
     assert_eq!(groups(), json!(["g-new", "g-two"]));
+}
+
+/// Conditional roles with IDM's stock user hooks: a role whose `condition` matches the user
+/// is granted on create and update (marked `_grantType: conditional`, with the role's
+/// `members` side), taken away when it stops matching; a role granted by hand stays.
+#[test]
+fn conditional_roles_follow_the_user_on_create_and_update() {
+    let managed = r#"{"objects": [
+      {"name": "user",
+       "onCreate": {"type": "text/javascript", "source": "require('onCreateUser').setDefaultFields(object);require('roles/conditionalRoles').updateConditionalGrantsForUser(object, 'roles');"},
+       "onUpdate": {"type": "text/javascript", "source": "require('roles/conditionalRoles').updateConditionalGrantsForUser(object, 'roles');"},
+       "schema": {"properties": {
+         "userName": {"type": "string"},
+         "city": {"type": "string"},
+         "roles": {"type": "array", "items": {"type": "relationship", "reversePropertyName": "members",
+                   "resourceCollection": [{"path": "managed/role"}]}},
+         "effectiveRoles": {"type": "array", "isVirtual": true, "returnByDefault": true,
+           "onRetrieve": {"type": "text/javascript",
+             "source": "require('roles/effectiveRoles').calculateEffectiveRoles(object, 'roles');"}}}}},
+      {"name": "role",
+       "onCreate": {"type": "text/javascript", "source": "require('roles/conditionalRoles').roleCreate(object);"},
+       "schema": {"properties": {
+         "name": {"type": "string"},
+         "condition": {"type": "string"},
+         "members": {"type": "array", "items": {"type": "relationship", "reversePropertyName": "roles",
+                     "resourceCollection": [{"path": "managed/user"}]}}}}}
+    ]}"#;
+    let s = Server::start(
+        "idm_conf_dir = \"conf\"\n",
+        &[("conf/managed.json", managed)],
+    );
+    let put = |path: &str, body: Value| {
+        let r = s.put(path, &body, &[]);
+        assert!(r.status == 200 || r.status == 201, "{path}: {}", r.body);
+        r.body
+    };
+    put(
+        "/openidm/managed/role/paris",
+        json!({"name": "paris", "condition": "/city eq \"Paris\""}),
+    );
+    put("/openidm/managed/role/manual", json!({"name": "manual"}));
+    let refs = |v: &Value| {
+        let mut r: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["_ref"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        r.sort();
+        r
+    };
+    let u = put(
+        "/openidm/managed/user/u1",
+        json!({"userName": "ines", "city": "Paris", "roles": [{"_ref": "managed/role/manual"}]}),
+    );
+    assert_eq!(u["accountStatus"], "active", "{u}");
+    assert_eq!(
+        refs(&u["effectiveRoles"]),
+        vec!["managed/role/manual", "managed/role/paris"],
+        "{u}"
+    );
+    let roles = s.get("/openidm/managed/user/u1?_fields=roles").body;
+    let granted = roles["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .find(|i| i["_ref"] == "managed/role/paris")
+        .cloned()
+        .expect("conditional grant");
+    assert_eq!(
+        granted["_refProperties"]["_grantType"], "conditional",
+        "{roles}"
+    );
+    let members = s.get("/openidm/managed/role/paris?_fields=members").body;
+    assert_eq!(
+        refs(&members["members"]),
+        vec!["managed/user/u1"],
+        "{members}"
+    );
+
+    // Moving away: the conditional grant goes, the manual one stays.
+    let u = put(
+        "/openidm/managed/user/u1",
+        json!({"userName": "ines", "city": "Lyon"}),
+    );
+    assert_eq!(
+        refs(&u["effectiveRoles"]),
+        vec!["managed/role/manual"],
+        "{u}"
+    );
+    let members = s.get("/openidm/managed/role/paris?_fields=members").body;
+    assert!(refs(&members["members"]).is_empty(), "{members}");
+    // And back.
+    let u = put(
+        "/openidm/managed/user/u1",
+        json!({"userName": "ines", "city": "Paris"}),
+    );
+    assert_eq!(
+        refs(&u["effectiveRoles"]),
+        vec!["managed/role/manual", "managed/role/paris"],
+        "{u}"
+    );
 }
