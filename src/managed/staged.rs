@@ -5,7 +5,8 @@
 //! The managed pipeline runs at staging (defaults, `onCreate` / `onUpdate` / `onDelete`,
 //! `required`, relationships, `onValidate`, `encryption` / `secureHash`); the write itself is
 //! a compare-and-swap in the batch (create: must not exist; update and delete: the revision
-//! the pipeline read). What must follow a committed write — the reverse side of
+//! the pipeline read). Each object is committed on its own (see `run_unit`), so the next one
+//! sees it. What must follow a committed write — the reverse side of
 //! relationships and `postCreate` / `postUpdate` / `postDelete` — is [`ManagedSet::finish`],
 //! which the runner calls once the batch committed. A batch the store refuses (a concurrent
 //! change) wrote nothing; the runner stages the object again, so pre-write hooks may run more
@@ -14,7 +15,7 @@
 use serde_json::{Map, Value};
 
 use super::set::{stored_value, ManagedSet};
-use crate::objects::{check_id, with_meta, ObjectError, ObjectErrorKind};
+use crate::objects::{check_id, with_meta, ObjectError};
 use crate::storage::DataBatch;
 
 /// One staged write of a managed object, and what its commit must be followed by.
@@ -25,13 +26,6 @@ pub struct Staged {
     pub old: Option<Value>,
     /// The object as the batch stores it (create, update), with `_id` and `_rev`.
     pub new: Option<Value>,
-}
-
-fn conflict(set: &str, id: &str) -> ObjectError {
-    ObjectError::new(
-        ObjectErrorKind::RevisionMismatch,
-        format!("{set}/{id} changed since this run read it; not applied (the next run assesses it again)"),
-    )
 }
 
 impl ManagedSet {
@@ -56,24 +50,37 @@ impl ManagedSet {
         })
     }
 
-    /// Stages the replacement of `id` by `body`. `read_rev` is the revision the run read the
-    /// target at: a target changed since is not overwritten (the object fails with a
-    /// revision conflict). `None` when the pipeline leaves the stored object unchanged.
+    /// Stages the replacement of `id` by `body`, which the run computed from `read` (the
+    /// target as the run read it). Only what the run changed is applied, onto the object as
+    /// stored now: a property someone else wrote since the run's read (the reverse side of a
+    /// relationship, a REST write) is kept, and what the read only presents (virtual
+    /// properties, `onRetrieve` additions) is not stored. `None` when nothing changes.
     pub fn stage_update(
         &self,
         batch: &mut DataBatch,
         id: &str,
-        read_rev: Option<&str>,
+        read: &Value,
         body: Map<String, Value>,
     ) -> Result<Option<Staged>, ObjectError> {
         let cur = self
             .inner
             .get(id)?
             .ok_or_else(|| ObjectError::not_found(&self.schema.set, id))?;
-        if read_rev.is_some_and(|r| r != cur.rev.to_string()) {
-            return Err(conflict(&self.schema.set, id));
+        let before = read.as_object();
+        let mut changed = cur.body.clone();
+        for (k, v) in &body {
+            if before.and_then(|b| b.get(k)) != Some(v) {
+                changed.insert(k.clone(), v.clone());
+            }
         }
-        let new = self.prepare_update(&cur, body)?;
+        if let Some(b) = before {
+            for k in b.keys() {
+                if k != "_id" && k != "_rev" && !body.contains_key(k) {
+                    changed.remove(k);
+                }
+            }
+        }
+        let new = self.prepare_update(&cur, changed)?;
         if new == cur.body {
             return Ok(None);
         }

@@ -474,3 +474,79 @@ fn conditional_roles_follow_the_user_on_create_and_update() {
         "{u}"
     );
 }
+
+/// A reconciliation that maps a relationship between objects of its own managed target: each
+/// object is committed with its link before the next is staged (so a reference to an object
+/// created earlier in the run is valid), and an update of a target whose reverse side was
+/// written after the run read it applies the run's change on top of it, keeping the reverse
+/// reference.
+#[test]
+fn a_run_mapping_a_relationship_within_its_managed_target() {
+    let managed = r#"{"objects": [
+      {"name": "user", "schema": {"properties": {
+         "userName": {"type": "string"},
+         "sn": {"type": "string"},
+         "manager": {"type": "relationship", "reversePropertyName": "reports",
+                     "resourceCollection": [{"path": "managed/user"}]},
+         "reports": {"type": "array", "items": {"type": "relationship",
+                     "reversePropertyName": "manager",
+                     "resourceCollection": [{"path": "managed/user"}]}}}}}
+    ]}"#;
+    let config = r#"
+idm_conf_dir = "conf"
+
+[system.hr.account]
+connector = "store"
+
+[[mappings]]
+name = "hr_user"
+source = "system/hr/account"
+target = "managed/user"
+properties = [
+  { source = "key", target = "_id" },
+  { source = "key", target = "userName" },
+  { source = "sn", target = "sn" },
+  { source = "", target = "manager", transform = { type = "text/javascript", source = "source.boss ? {_ref: 'managed/user/' + source.boss} : null" } },
+]
+policies = [
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "CONFIRMED", action = "UPDATE" },
+]
+"#;
+    let s = Server::start(config, &[("conf/managed.json", managed)]);
+    put_source(&s, "b", json!({"key": "b", "sn": "Boss"}));
+    put_source(&s, "w1", json!({"key": "w1", "sn": "One", "boss": "b"}));
+    let run = s.run("hr_user", "");
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+    assert_eq!(counts(&run)["ABSENT"], 2, "{run}");
+    let reports = |s: &Server| {
+        let b = s.get("/openidm/managed/user/b?_fields=sn,reports").body;
+        let mut r: Vec<String> = b["reports"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["_ref"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        r.sort();
+        (b["sn"].clone(), r)
+    };
+    assert_eq!(
+        reports(&s),
+        (json!("Boss"), vec!["managed/user/w1".to_string()])
+    );
+    // "a0" sorts before "b": it is created (adding itself to b's reports) after the run read
+    // b, and b is then updated from that read.
+    put_source(&s, "a0", json!({"key": "a0", "sn": "Zero", "boss": "b"}));
+    put_source(&s, "b", json!({"key": "b", "sn": "Chief"}));
+    let run = s.run("hr_user", "");
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+    assert_eq!(
+        reports(&s),
+        (
+            json!("Chief"),
+            vec!["managed/user/a0".to_string(), "managed/user/w1".to_string()]
+        )
+    );
+}

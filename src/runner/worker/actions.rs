@@ -238,9 +238,8 @@ pub(super) fn act(
                     }
                     Targets::Cache(_) => match ctx.target_set.managed() {
                         Some(m) => {
-                            let read_rev = old.get("_rev").and_then(Value::as_str);
                             let staged = m
-                                .stage_update(&mut unit.batch, &tid, read_rev, body)
+                                .stage_update(&mut unit.batch, &tid, &old, body)
                                 .map_err(|e| e.message)?;
                             unit.managed.extend(staged);
                         }

@@ -124,11 +124,18 @@ pub(super) fn run_unit<'a, T: ItemId>(
 ) -> Result<(), String> {
     let mut unit = Unit::new(ctx.claims.owner());
     let mut pending: Vec<&T> = Vec::with_capacity(items.len());
+    // A managed.json target commits each object with its link at once, so the objects after
+    // it see it (a relationship pointing at it, a correlation), as when it was written
+    // directly through the set.
+    let one_by_one = ctx.target_set.managed().is_some();
     for item in &items {
         if ctx.run.is_canceled() {
             break;
         }
         stage(ctx, w, &mut unit, &mut pending, item, process)?;
+        if one_by_one {
+            flush(ctx, w, &mut unit, &mut pending, process)?;
+        }
     }
     flush(ctx, w, &mut unit, &mut pending, process)
 }
