@@ -5,9 +5,17 @@
 //!
 //! * `onCreateUser`: `accountStatus` becomes `"active"` when the object has none.
 //! * `roles/onDelete-roles`: a role that still has `members` cannot be deleted.
+//! * `roles/conditionalRoles` `updateConditionalGrantsForUser` (a user's onCreate/onUpdate):
+//!   see `conditional`; the role's own calls (`roleCreate`, `roleUpdate`) do nothing yet.
+//! * `roles/onSync-roles` (a role's `onSync`): unless the only change is in the role's
+//!   `members`, every member is synchronized again (its `effectiveRoles` /
+//!   `effectiveAssignments` may have changed with the role). `roles/onSync-assignments`: the
+//!   same for the members of every role holding the assignment, unless only its `roles`
+//!   changed. The ignored property is IDM's default one; the list a stock file passes is
+//!   that one.
 //! * `onUpdateUser`, `onDelete-user-cleanup`, `postDelete-user-cleanup`,
-//!   `roles/postOperation-roles`, `roles/onSync-roles`: nothing recond needs to do (they keep
-//!   IDM's UI state, notifications or implicit synchronization, which recond does not have).
+//!   `roles/postOperation-roles`: nothing recond needs to do (they keep IDM's UI state and
+//!   notifications, which recond does not have).
 
 use serde_json::{json, Value};
 
@@ -17,6 +25,12 @@ use super::schema::ScriptPath;
 pub enum Bundled {
     SetDefaultFields,
     RoleDeleteGuard,
+    /// `onSync` of a role: synchronize its members again.
+    SyncRoleMembers,
+    /// `onSync` of an assignment: synchronize the members of its roles again.
+    SyncAssignmentMembers,
+    /// A user's `onCreate` / `onUpdate`: conditional roles granted and taken away.
+    ConditionalGrants,
     Nothing(&'static str),
 }
 
@@ -46,17 +60,19 @@ const KNOWN: &[(&str, &str, Bundled)] = &[
         "*",
         Bundled::Nothing("roles/postOperation-roles"),
     ),
-    (
-        "roles/onSync-roles",
-        "*",
-        Bundled::Nothing("roles/onSync-roles"),
-    ),
+    ("roles/onSync-roles", "*", Bundled::SyncRoleMembers),
     (
         "roles/onSync-assignments",
         "*",
-        Bundled::Nothing("roles/onSync-assignments"),
+        Bundled::SyncAssignmentMembers,
     ),
-    // Conditional roles are not evaluated yet: granting by condition does nothing.
+    (
+        "roles/conditionalRoles",
+        "updateConditionalGrantsForUser",
+        Bundled::ConditionalGrants,
+    ),
+    // A role's own calls (roleCreate, roleUpdate): its users are evaluated at their next
+    // write (see `conditional`).
     (
         "roles/conditionalRoles",
         "*",
@@ -128,7 +144,12 @@ impl Bundled {
                     Ok(object.clone())
                 }
             }
-            Bundled::Nothing(_) => Ok(object.clone()),
+            // The onSync ones act after synchronization (`ManagedSet::on_synced`), not here.
+            // ConditionalGrants needs the roles: `ManagedSet::hook` applies it.
+            Bundled::SyncRoleMembers
+            | Bundled::SyncAssignmentMembers
+            | Bundled::ConditionalGrants
+            | Bundled::Nothing(_) => Ok(object.clone()),
         }
     }
 }
@@ -136,13 +157,10 @@ impl Bundled {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     #[test]
     fn recognizes_files_and_require_calls() {
-        let p = ScriptPath {
-            project_dir: PathBuf::from("/nonexistent"),
-        };
+        let p = super::super::schema::test_path();
         assert_eq!(
             recognize(Some("ui/onCreateUser.js"), None, &p),
             Some(vec![Bundled::SetDefaultFields])
@@ -155,7 +173,7 @@ mod tests {
             Some(vec![
                 Bundled::SetDefaultFields,
                 Bundled::Nothing("onCreateUser"),
-                Bundled::Nothing("roles/conditionalRoles")
+                Bundled::ConditionalGrants
             ])
         );
         assert_eq!(

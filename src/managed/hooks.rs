@@ -4,7 +4,7 @@
 //! context is never shared), with `openidm.*` going to every object set through [`Registry`].
 //!
 //! Scope variables follow IDM's: `object`, `newObject`, `oldObject`, `request`, `context`,
-//! `resourceName`. Hooks that may change the object (`onCreate` → `object`, `onUpdate` →
+//! `resourceName`, and for `onSync` also `syncResults`. Hooks that may change the object (`onCreate` → `object`, `onUpdate` →
 //! `object` or `newObject`, the same new object, `onRetrieve` → `object`) are compiled with
 //! that variable appended as their completion value, so the object as the script left it
 //! comes back.
@@ -28,10 +28,11 @@ pub enum HookKind {
     PostDelete,
     OnValidate,
     OnRetrieve,
+    OnSync,
 }
 
 impl HookKind {
-    pub const ALL: [HookKind; 8] = [
+    pub const ALL: [HookKind; 9] = [
         HookKind::OnCreate,
         HookKind::OnUpdate,
         HookKind::OnDelete,
@@ -40,6 +41,7 @@ impl HookKind {
         HookKind::PostDelete,
         HookKind::OnValidate,
         HookKind::OnRetrieve,
+        HookKind::OnSync,
     ];
 
     /// The managed.json key.
@@ -53,6 +55,7 @@ impl HookKind {
             HookKind::PostDelete => "postDelete",
             HookKind::OnValidate => "onValidate",
             HookKind::OnRetrieve => "onRetrieve",
+            HookKind::OnSync => "onSync",
         }
     }
 
@@ -75,6 +78,7 @@ impl HookKind {
             HookKind::OnDelete | HookKind::PostDelete => "delete",
             HookKind::OnValidate => "update",
             HookKind::OnRetrieve => "read",
+            HookKind::OnSync => "action",
         }
     }
 }
@@ -86,16 +90,19 @@ pub struct Script {
 }
 
 impl Script {
+    /// `env`: the project's script environment (`require()`, `identityServer`, `config/`
+    /// reads), the same as mapping scripts see.
     pub fn compile(
         name: String,
         source: String,
         globals: Map<String, Value>,
+        env: Arc<script::ScriptEnv>,
     ) -> Result<Script, ScriptError> {
         script::compile(script::ScriptSpec {
             name,
             source,
             globals,
-            env: None,
+            env: Some(env),
         })
         .map(|compiled| Script { compiled })
     }
@@ -118,6 +125,14 @@ pub struct Hook {
     pub action: Action,
     /// managed.json and the type, for errors.
     pub origin: String,
+}
+
+impl Hook {
+    /// Whether the hook is (or includes) recond's own `updateConditionalGrantsForUser`.
+    pub fn grants_conditional_roles(&self) -> bool {
+        matches!(&self.action, Action::Bundled(steps) if steps.contains(&Bundled::ConditionalGrants))
+            && matches!(self.kind, HookKind::OnCreate | HookKind::OnUpdate)
+    }
 }
 
 /// What a script evaluation needs: the limits and the host of `openidm.*`.
@@ -164,6 +179,19 @@ impl Runner {
         old: Option<&Value>,
         new: Option<&Value>,
     ) -> Result<Value, ScriptError> {
+        self.run_hook_with(hook, resource, object, old, new, None)
+    }
+
+    /// As [`Runner::run_hook`], with `syncResults` bound (the `onSync` hook).
+    pub fn run_hook_with(
+        &self,
+        hook: &Hook,
+        resource: &str,
+        object: Option<&Value>,
+        old: Option<&Value>,
+        new: Option<&Value>,
+        sync_results: Option<&Value>,
+    ) -> Result<Value, ScriptError> {
         let null = Value::Null;
         let object = match (hook.kind, object) {
             (HookKind::OnUpdate, None) => new,
@@ -175,7 +203,7 @@ impl Runner {
         let request = json!({"method": hook.kind.method(), "resourcePath": resource});
         let context = json!({"security": {"authenticationId": "recond"}});
         let resource = Value::String(resource.to_string());
-        let scope: [(&str, &Value); 6] = [
+        let mut scope: Vec<(&str, &Value)> = vec![
             ("object", object),
             ("oldObject", old),
             ("newObject", new),
@@ -183,6 +211,9 @@ impl Runner {
             ("context", &context),
             ("resourceName", &resource),
         ];
+        if let Some(r) = sync_results {
+            scope.push(("syncResults", r));
+        }
         match &hook.action {
             Action::Script(s) if hook.kind == HookKind::OnUpdate => match self.eval(s, &scope)? {
                 Value::Array(mut both) if both.len() == 2 => {

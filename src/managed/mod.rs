@@ -4,11 +4,16 @@
 //!
 //! * `schema`: managed.json's types, parsed and their scripts compiled at startup.
 //! * `set`: the write and read pipelines (defaults, `required`, hooks, `$crypto`, `_fields`).
+//! * `conditional`: conditional roles granted and taken away on a user's create and update.
+//! * `staged`: a reconciliation's writes staged into its store batch (target + link in one
+//!   atomic commit), and what follows the commit.
 //! * `fields`: `returnByDefault` and `_fields`.
 //! * `crypto`: `encryption` / `secureHash` values and recond's key (public: the script host's
 //!   `openidm.encrypt/decrypt/isEncrypted/hash/isHashed` use it).
 //! * `hooks`: the type's script hooks and the thread-local script context they run in.
 //! * `bundled`: recond's own versions of the hook scripts IDM ships (stock managed.json).
+//! * `on_sync`: the `onSync` hook after implicit synchronization, and recond's own role and
+//!   assignment `onSync`.
 //! * `relations`: relationship properties, their reverse side and their REST endpoints.
 //! * `roles`: virtual properties (`effectiveRoles`, `effectiveAssignments`, `onRetrieve`).
 //! * `host`: the registry of sets a managed object reaches, and `openidm.*` over it.
@@ -17,20 +22,24 @@
 //! [`StoreSet`]s: no schema, nothing to apply.
 
 mod bundled;
+mod conditional;
 pub mod crypto;
 mod fields;
 mod hooks;
 mod host;
+mod on_sync;
 mod relations;
 mod roles;
 mod schema;
 mod set;
+mod staged;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub use set::ManagedSet;
+pub use staged::Staged;
 
 use crate::config::{Config, ConfigError};
 use crate::objects::{ObjectError, ObjectErrorKind, ObjectSet, StoreSet};
@@ -45,9 +54,7 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
     }
     if let Some(p) = &config.idm_project {
         if let Some((file, managed)) = &p.managed {
-            let scripts = schema::ScriptPath {
-                project_dir: p.project_dir.clone(),
-            };
+            let scripts = schema::ScriptPath::new(Arc::new(crate::mapping::project_env(config)?));
             schema::parse_all(file, managed, &scripts, false)
                 .map_err(|e| ConfigError::new(file, e.0))?;
         }
@@ -80,9 +87,9 @@ impl Builder {
         let schemas = match &config.idm_project {
             Some(p) => match &p.managed {
                 Some((file, managed)) => {
-                    let scripts = schema::ScriptPath {
-                        project_dir: p.project_dir.clone(),
-                    };
+                    let project =
+                        crate::mapping::project_env(config).map_err(|e| startup(e.to_string()))?;
+                    let scripts = schema::ScriptPath::new(Arc::new(project));
                     schema::parse_all(file, managed, &scripts, true)
                         .map_err(|e| startup(format!("{}: {}", file.display(), e.0)))?
                 }

@@ -3,8 +3,8 @@
 //! file of that name), and the project's own `onRetrieve` scripts.
 //!
 //! * effectiveRoles: one `{_ref, _refResourceCollection, _refResourceId}` per role granted
-//!   through the roles relationship property. Conditional roles (a role `condition` matched
-//!   against the user) and temporal constraints are not evaluated yet: every granted role is
+//!   through the roles relationship property (conditional roles are granted there too, see
+//!   `conditional`). Temporal constraints are not evaluated yet: every granted role is
 //!   effective.
 //! * effectiveAssignments: the assignment objects (as read, with `_id`) referenced by the
 //!   `assignments` relationship of every effective role, each once, in role order.

@@ -8,11 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::bundled;
 use super::hooks::{Action, Hook, HookKind, Script};
+use crate::script::{ProjectEnv, ScriptEnv};
 
 /// A startup error in managed.json: the file and what is wrong (with the type's name).
 #[derive(Debug, Clone)]
@@ -92,20 +94,26 @@ impl TypeSchema {
     }
 }
 
-/// Where the script files named by `file` are looked for, as IDM resolves them.
+/// The script environment of managed object hooks: the same project as the mapping scripts
+/// (`file` and `require()` resolve in the project folder, its `script/` folder, the conf
+/// folder, then recon.toml's folder), without a `mappingConfig`.
 pub struct ScriptPath {
-    pub project_dir: PathBuf,
+    pub env: Arc<ScriptEnv>,
 }
 
 impl ScriptPath {
-    /// The first of `<project>/<file>`, `<project>/script/<file>` that exists.
+    pub fn new(project: Arc<ProjectEnv>) -> ScriptPath {
+        ScriptPath {
+            env: Arc::new(ScriptEnv {
+                project,
+                mapping_config: None,
+            }),
+        }
+    }
+
+    /// The file `file` names, as mapping scripts resolve it.
     pub fn find(&self, file: &str) -> Option<PathBuf> {
-        [
-            self.project_dir.join(file),
-            self.project_dir.join("script").join(file),
-        ]
-        .into_iter()
-        .find(|p| p.is_file())
+        self.env.project.resolve_file(file)
     }
 }
 
@@ -232,7 +240,7 @@ impl Ctx<'_> {
                 virtual_: None,
             });
         }
-        for key in ["onRead", "onStore", "onSync"] {
+        for key in ["onRead", "onStore"] {
             let Some(v) = obj.get(key).filter(|v| !v.is_null()) else {
                 continue;
             };
@@ -467,6 +475,7 @@ impl Ctx<'_> {
             format!("{}, {}, {where_}", self.file.display(), self.at),
             source,
             globals,
+            self.scripts.env.clone(),
         )
         .map_err(|e| self.err(format!("{where_}: {e}")))
     }
@@ -481,15 +490,23 @@ fn second_string_arg(source: &str) -> Option<String> {
     inner.find(quote).map(|end| inner[..end].to_string())
 }
 
+/// A script path with no project files (unit tests).
+#[cfg(test)]
+pub(super) fn test_path() -> ScriptPath {
+    ScriptPath::new(Arc::new(ProjectEnv::new(
+        Path::new("/nonexistent"),
+        None,
+        crate::idm::Properties::default(),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn parse(v: Value) -> Result<BTreeMap<String, TypeSchema>, SchemaError> {
-        let scripts = ScriptPath {
-            project_dir: PathBuf::from("/nonexistent"),
-        };
+        let scripts = test_path();
         parse_all(Path::new("conf/managed.json"), &v, &scripts, false)
     }
 

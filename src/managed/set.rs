@@ -42,7 +42,7 @@ fn forbidden(m: impl Into<String>) -> ObjectError {
     ObjectError::new(ObjectErrorKind::Forbidden, m)
 }
 
-fn stored_value(o: StoredObject) -> Value {
+pub(super) fn stored_value(o: StoredObject) -> Value {
     with_meta(&o.id, &o.rev.to_string(), o.body)
 }
 
@@ -73,7 +73,7 @@ impl ManagedSet {
     }
 
     /// Runs a hook that may refuse the write; its thrown message becomes a 403.
-    fn hook(
+    pub(super) fn hook(
         &self,
         kind: HookKind,
         id: &str,
@@ -86,6 +86,7 @@ impl ManagedSet {
         };
         let resource = format!("{}/{id}", self.schema.set);
         match self.runner.run_hook(hook, &resource, object, old, new) {
+            Ok(v) if hook.grants_conditional_roles() => self.conditional_grants(v).map(Some),
             Ok(v) => Ok(Some(v)),
             Err(e) => {
                 tracing::warn!(set = %self.schema.set, id, hook = kind.key(), error = %e, "managed object hook failed");
@@ -96,7 +97,7 @@ impl ManagedSet {
 
     /// A post-operation hook: the write has happened, so a failure is logged and reported
     /// as an error of the request, as IDM does, without undoing the write.
-    fn post_hook(
+    pub(super) fn post_hook(
         &self,
         kind: HookKind,
         id: &str,
@@ -190,49 +191,59 @@ impl ManagedSet {
         Ok(())
     }
 
-    /// Runs the write pipeline on a new object and stores it.
-    fn create_object(&self, id: String, body: Value) -> Result<Value, ObjectError> {
-        check_id(&id)?;
+    /// The write pipeline of a new object, up to the store write: what to store.
+    pub(super) fn prepare_create(
+        &self,
+        id: &str,
+        body: Value,
+    ) -> Result<Map<String, Value>, ObjectError> {
+        check_id(id)?;
         let mut body = body_object(body)?;
         self.strip_virtual(&mut body);
         self.apply_defaults(&mut body);
-        let object = with_meta(&id, "0", body);
-        if let Some(out) = self.hook(HookKind::OnCreate, &id, Some(&object), None, Some(&object))? {
+        let object = with_meta(id, "0", body);
+        if let Some(out) = self.hook(HookKind::OnCreate, id, Some(&object), None, Some(&object))? {
             body = body_object(out).map_err(|_| forbidden("onCreate did not leave an object"))?;
         } else {
             body = body_object(object)?;
         }
         self.strip_virtual(&mut body);
         self.check_required(&body)?;
-        self.normalize_relationships(&id, &mut body, None)?;
-        let candidate = with_meta(&id, "0", body.clone());
+        self.normalize_relationships(id, &mut body, None)?;
+        let candidate = with_meta(id, "0", body.clone());
         self.hook(
             HookKind::OnValidate,
-            &id,
+            id,
             Some(&candidate),
             None,
             Some(&candidate),
         )?;
         self.protect(&mut body, None)?;
+        Ok(body)
+    }
+
+    /// What follows a committed create: the reverse side of relationships, `postCreate`.
+    pub(super) fn after_create(&self, id: &str, created: &Value) -> Result<(), ObjectError> {
+        self.record_old(id, None);
+        self.sync_reverse(id, None, Some(created))?;
+        self.post_hook(HookKind::PostCreate, id, Some(created), None, Some(created))
+    }
+
+    /// Runs the write pipeline on a new object and stores it.
+    fn create_object(&self, id: String, body: Value) -> Result<Value, ObjectError> {
+        let body = self.prepare_create(&id, body)?;
         let created = self.inner.create(Some(&id), Value::Object(body))?;
-        self.sync_reverse(&id, None, Some(&created))?;
-        self.post_hook(
-            HookKind::PostCreate,
-            &id,
-            Some(&created),
-            None,
-            Some(&created),
-        )?;
+        self.after_create(&id, &created)?;
         self.present(created, &Fields::Default, Audience::Client)
     }
 
-    /// Runs the write pipeline on a replacement of `cur` and stores it.
-    fn update_object(
+    /// The write pipeline of a replacement of `cur`, up to the store write: what to store.
+    pub(super) fn prepare_update(
         &self,
-        cur: StoredObject,
+        cur: &StoredObject,
         mut new: Map<String, Value>,
-    ) -> Result<Value, ObjectError> {
-        let id = cur.id.clone();
+    ) -> Result<Map<String, Value>, ObjectError> {
+        let id = cur.id.as_str();
         self.strip_virtual(&mut new);
         // What a client does not see it cannot be expected to send back: a property left out
         // by default (or private) keeps its value when the update omits it.
@@ -245,9 +256,9 @@ impl ManagedSet {
             }
         }
         let rev = cur.rev.to_string();
-        let old = with_meta(&id, &rev, cur.body.clone());
-        let proposed = with_meta(&id, &rev, new);
-        let mut new = match self.hook(HookKind::OnUpdate, &id, None, Some(&old), Some(&proposed))? {
+        let old = with_meta(id, &rev, cur.body.clone());
+        let proposed = with_meta(id, &rev, new);
+        let mut new = match self.hook(HookKind::OnUpdate, id, None, Some(&old), Some(&proposed))? {
             Some(out) => {
                 body_object(out).map_err(|_| forbidden("onUpdate did not leave an object"))?
             }
@@ -255,26 +266,57 @@ impl ManagedSet {
         };
         self.strip_virtual(&mut new);
         self.check_required(&new)?;
-        self.normalize_relationships(&id, &mut new, Some(&cur.body))?;
-        let candidate = with_meta(&id, &rev, new.clone());
+        self.normalize_relationships(id, &mut new, Some(&cur.body))?;
+        let candidate = with_meta(id, &rev, new.clone());
         self.hook(
             HookKind::OnValidate,
-            &id,
+            id,
             Some(&candidate),
             Some(&old),
             Some(&candidate),
         )?;
         self.protect(&mut new, Some(&cur.body))?;
+        Ok(new)
+    }
+
+    /// What follows a committed update: the reverse side of relationships, `postUpdate`.
+    pub(super) fn after_update(
+        &self,
+        id: &str,
+        old: &Value,
+        stored: &Value,
+    ) -> Result<(), ObjectError> {
+        self.record_old(id, Some(old));
+        self.sync_reverse(id, Some(old), Some(stored))?;
+        self.post_hook(
+            HookKind::PostUpdate,
+            id,
+            Some(stored),
+            Some(old),
+            Some(stored),
+        )
+    }
+
+    /// What follows a committed delete: the reverse side of relationships, `postDelete`.
+    pub(super) fn after_delete(&self, id: &str, deleted: &Value) -> Result<(), ObjectError> {
+        self.record_old(id, Some(deleted));
+        self.sync_reverse(id, Some(deleted), None)?;
+        self.post_hook(HookKind::PostDelete, id, Some(deleted), Some(deleted), None)
+    }
+
+    /// Runs the write pipeline on a replacement of `cur` and stores it.
+    fn update_object(
+        &self,
+        cur: StoredObject,
+        new: Map<String, Value>,
+    ) -> Result<Value, ObjectError> {
+        let id = cur.id.clone();
+        let rev = cur.rev.to_string();
+        let new = self.prepare_update(&cur, new)?;
+        let old = with_meta(&id, &rev, cur.body);
         let (stored, _) = self.inner.put(&id, Value::Object(new), Some(&rev), false)?;
         if stored != old {
-            self.sync_reverse(&id, Some(&old), Some(&stored))?;
-            self.post_hook(
-                HookKind::PostUpdate,
-                &id,
-                Some(&stored),
-                Some(&old),
-                Some(&stored),
-            )?;
+            self.after_update(&id, &old, &stored)?;
         }
         self.present(stored, &Fields::Default, Audience::Client)
     }
@@ -477,18 +519,15 @@ impl ObjectSet for ManagedSet {
         let old = stored_value(cur);
         self.hook(HookKind::OnDelete, id, Some(&old), Some(&old), None)?;
         let deleted = self.inner.delete(id, Some(&rev))?;
-        self.sync_reverse(id, Some(&deleted), None)?;
-        self.post_hook(
-            HookKind::PostDelete,
-            id,
-            Some(&deleted),
-            Some(&deleted),
-            None,
-        )?;
+        self.after_delete(id, &deleted)?;
         self.present(deleted, &Fields::Default, Audience::Client)
     }
 
     fn relation(&self, id: &str, property: &str, op: RelationOp<'_>) -> Result<Value, ObjectError> {
         self.relation_op(id, property, op)
+    }
+
+    fn managed(&self) -> Option<&ManagedSet> {
+        Some(self)
     }
 }

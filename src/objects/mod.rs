@@ -150,6 +150,11 @@ pub trait ObjectSet: Send + Sync {
     fn as_store(&self) -> Option<&StoreSet> {
         None
     }
+    /// The managed.json type behind this set: the engine stages a reconciliation's writes
+    /// into it through its pipeline and commits them with their links in one store batch.
+    fn managed(&self) -> Option<&crate::managed::ManagedSet> {
+        None
+    }
     /// Live synchronization (contract §7): the objects changed in the system behind this set
     /// since `token`, and the token that marks where this answer ends. `None` is the first
     /// call: answer the current token and no changes (IDM synchronizes nothing on the first

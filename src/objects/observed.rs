@@ -170,6 +170,9 @@ impl ObjectSet for Observed {
     fn as_store(&self) -> Option<&StoreSet> {
         self.inner.as_store()
     }
+    fn managed(&self) -> Option<&crate::managed::ManagedSet> {
+        self.inner.managed()
+    }
     fn count(&self) -> Result<u64, ObjectError> {
         self.inner.count()
     }

@@ -12,6 +12,9 @@
 //! Failures never undo the managed change: they are logged (WARN, naming mapping, object and
 //! reason) and the writer's answer is unchanged.
 //!
+//! After the synchronization, the managed type's `onSync` hook runs with its results
+//! (`crate::managed`); recond's own role `onSync` synchronizes the role's members again.
+//!
 //! Loops: a change made while this thread is already synchronizing (a script of the mapping
 //! writing a managed object, a target that is itself managed) is not synchronized again, so
 //! a bidirectional pair of mappings cannot ping-pong.
@@ -24,6 +27,8 @@ pub use live::{LiveSync, LiveSyncError, LiveSyncOutcome};
 
 use std::cell::Cell;
 use std::sync::Arc;
+
+use serde_json::{json, Value};
 
 use crate::objects::ChangeObserver;
 use crate::runner::Runner;
@@ -80,34 +85,53 @@ impl SyncService {
         service
     }
 
-    /// Synchronizes one object of `set` to every mapping whose source it is.
-    pub fn sync_object(&self, set: &str, id: &str) {
+    /// Synchronizes one object of `set` to every mapping whose source it is; one result per
+    /// mapping (`mapping`, `targetObjectSet`, `result`, `cause`), as IDM's `syncDetails`.
+    pub fn sync_object(&self, set: &str, id: &str) -> Vec<Value> {
         let set = set.trim_matches('/');
+        let mut details = Vec::new();
         for mapping in self.runner.mappings().values() {
             if mapping.source.trim_matches('/') != set || !mapping.enable_sync {
                 continue;
             }
-            match self.runner.sync_object(mapping, id, SYNC_USER) {
+            let failure = match self.runner.sync_object(mapping, id, SYNC_USER) {
                 Ok(o) if o.error.is_none() => {
-                    tracing::debug!(mapping = %mapping.name, object = id, ok = o.succeeded, failed = o.failed, "implicit sync")
+                    tracing::debug!(mapping = %mapping.name, object = id, ok = o.succeeded, failed = o.failed, "implicit sync");
+                    (o.failed > 0).then(|| format!("{} operation(s) failed", o.failed))
                 }
-                Ok(o) => tracing::warn!(
-                    mapping = %mapping.name,
-                    object = id,
-                    reason = o.error.as_deref().unwrap_or_default(),
-                    "implicit synchronization failed: mapping {}, object {set}/{id}: {}",
-                    mapping.name,
-                    o.error.as_deref().unwrap_or_default()
-                ),
-                Err(e) => tracing::warn!(
-                    mapping = %mapping.name,
-                    object = id,
-                    reason = %e,
-                    "implicit synchronization failed: mapping {}, object {set}/{id}: {e}",
-                    mapping.name
-                ),
+                Ok(o) => {
+                    let reason = o.error.unwrap_or_default();
+                    tracing::warn!(
+                        mapping = %mapping.name,
+                        object = id,
+                        reason = %reason,
+                        "implicit synchronization failed: mapping {}, object {set}/{id}: {reason}",
+                        mapping.name
+                    );
+                    Some(reason)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        mapping = %mapping.name,
+                        object = id,
+                        reason = %e,
+                        "implicit synchronization failed: mapping {}, object {set}/{id}: {e}",
+                        mapping.name
+                    );
+                    Some(e.to_string())
+                }
+            };
+            let mut d = json!({
+                "mapping": mapping.name,
+                "targetObjectSet": mapping.target,
+                "result": if failure.is_none() { "SUCCESSFUL" } else { "FAILED" },
+            });
+            if let Some(cause) = failure {
+                d["cause"] = json!(cause);
             }
+            details.push(d);
         }
+        details
     }
 }
 
@@ -121,6 +145,12 @@ impl ChangeObserver for SyncService {
             );
             return;
         };
-        self.sync_object(set, id);
+        let details = self.sync_object(set, id);
+        // The managed type's `onSync` follows the synchronization (see `managed::on_sync`).
+        if let Some(m) = self.runner.objects().get(set).and_then(|s| s.managed()) {
+            m.on_synced(id, details, &|set, id| {
+                self.sync_object(set, id);
+            });
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! table, keeping its object model) and a sample1-like flow whose scripts use
 //! `require('lodash')`, project modules, `identityServer.getProperty`,
 //! `openidm.read('config/...')`, `mappingConfig` and a CSV provisioner with
-//! headerUid/headerName, its own delimiter, quote and multi-valued delimiter.
+//! headerUid/headerName, its own delimiter, quote and multi-valued delimiter; and a
+//! managed-to-directory project for boot.properties / environment substitution,
+//! `openidm.decrypt`, `console` and `onRetrieve`.
 
 use serde_json::json;
 
@@ -242,5 +244,100 @@ indexed = ["userName"]
     assert!(
         text.starts_with("staffId;login;givenName;familyName;teams;active;level;secret;room\n"),
         "{text}"
+    );
+}
+
+/// A managed-to-directory project: `&{...}` from conf/boot/boot.properties and from the
+/// environment (IDM's `OPENIDM_...` form), `openidm.decrypt` of a managed password in a
+/// transform, `console.log` reaching the server log, and `onRetrieve` on queries.
+const BOOT_MANAGED: &str = r#"{"objects": [
+  {"name": "user",
+   "onRetrieve": {"type": "text/javascript", "source": "object.retrieved = true;"},
+   "schema": {"properties": {
+     "userName": {"type": "string"},
+     "password": {"type": "string", "encryption": {"purpose": "idm.password.encryption"},
+                  "scope": "private"}}}}
+]}"#;
+
+const BOOT_SYNC: &str = r#"{"mappings": [{
+  "name": "managedUser_directory",
+  "source": "managed/user",
+  "target": "system/directory/account",
+  "enableSync": false,
+  "properties": [
+    {"source": "userName", "target": "uid"},
+    {"source": "userName", "target": "dn", "transform": {"type": "text/javascript",
+      "source": "console.log('dn for', source); 'uid=' + source + ',&{directory.base}'"}},
+    {"source": "password", "target": "secret", "transform": {"type": "text/javascript",
+      "source": "openidm.isEncrypted(source) ? openidm.decrypt(source) : 'was not encrypted'"}},
+    {"source": "companyName", "target": "company", "default": "&{company.name}"}
+  ],
+  "policies": [{"situation": "ABSENT", "action": "CREATE"}]
+}]}"#;
+
+#[test]
+fn boot_properties_environment_decrypt_console_and_on_retrieve() {
+    let config = r#"idm_conf_dir = "project/conf"
+
+[system.directory.account]
+connector = "store"
+"#;
+    let s = Server::start_with_env(
+        config,
+        &[
+            ("project/conf/managed.json", BOOT_MANAGED),
+            ("project/conf/sync.json", BOOT_SYNC),
+            (
+                "project/conf/boot/boot.properties",
+                "# boot properties of the look-alike project\ndirectory.base=ou=people,dc=example\n",
+            ),
+        ],
+        &[("OPENIDM_COMPANY_NAME", "Acme Labs")],
+    );
+    let r = s.put(
+        "/openidm/managed/user/u1",
+        &json!({"userName": "rita", "password": "Clear-Pass-77"}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let q = s.query("/openidm/managed/user", "true");
+    assert_eq!(q["result"][0]["retrieved"], json!(true), "onRetrieve: {q}");
+    let run = s.run("managedUser_directory", "");
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+    let d = &s.query("/openidm/system/directory/account", "uid eq \"rita\"")["result"][0];
+    assert_eq!(d["dn"], json!("uid=rita,ou=people,dc=example"), "{d}");
+    assert_eq!(d["secret"], json!("Clear-Pass-77"), "{d}");
+    assert_eq!(d["company"], json!("Acme Labs"), "{d}");
+    let log = s.log();
+    assert!(
+        log.contains("dn for rita"),
+        "console.log reaches the log:\n{log}"
+    );
+}
+
+/// A `&{name}` that nothing resolves (here: no boot.properties) is a startup error naming
+/// the file and the name.
+#[test]
+fn an_unresolved_property_is_a_startup_error_naming_file_and_key() {
+    let dir = TempDir::new("idm-unresolved");
+    std::fs::create_dir_all(dir.0.join("project/conf")).expect("mkdir");
+    std::fs::write(dir.0.join("project/conf/sync.json"), BOOT_SYNC).expect("write");
+    std::fs::write(dir.0.join("project/conf/managed.json"), BOOT_MANAGED).expect("write");
+    std::fs::write(
+        dir.0.join("recon.toml"),
+        format!(
+            "idm_conf_dir = \"project/conf\"\n\n[system.directory.account]\nconnector = \"store\"\n{USERS}"
+        ),
+    )
+    .expect("write");
+    let (code, out) = run_binary(
+        &["--config", "recon.toml", "--listen", "127.0.0.1:0"],
+        &dir.0,
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("sync.json") && out.contains("directory.base"),
+        "{out}"
     );
 }

@@ -16,6 +16,7 @@ mod json_shape;
 mod ldap;
 mod livesync;
 mod managed;
+mod managed_recon;
 mod metrics;
 mod model;
 mod objects;

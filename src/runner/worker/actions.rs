@@ -142,17 +142,39 @@ pub(super) fn act(
                     }
                     id
                 }
-                Targets::Cache(_) => {
-                    let created = ctx
-                        .target_set
-                        .create(id.as_deref(), Value::Object(body))
-                        .map_err(|e| e.message)?;
-                    created
-                        .get("_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                }
+                Targets::Cache(_) => match ctx.target_set.managed() {
+                    // A managed.json type: its pipeline makes the body, the unit's batch
+                    // stores it with the link (see `managed::staged`).
+                    Some(m) => {
+                        // Two sources of one unit creating the same id: the second fails,
+                        // as it would once the first is stored.
+                        if let Some(id) = id.as_deref().filter(|id| {
+                            unit.managed.iter().any(|s| s.id == *id && s.new.is_some())
+                        }) {
+                            return Err(format!(
+                                "target object already exists: {}/{id}",
+                                mapping.target
+                            ));
+                        }
+                        let staged = m
+                            .stage_create(&mut unit.batch, id, body)
+                            .map_err(|e| e.message)?;
+                        let tid = staged.id.clone();
+                        unit.managed.push(staged);
+                        tid
+                    }
+                    None => {
+                        let created = ctx
+                            .target_set
+                            .create(id.as_deref(), Value::Object(body))
+                            .map_err(|e| e.message)?;
+                        created
+                            .get("_id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    }
+                },
             };
             unit.touched.push(id_hash(&ctx.norm_target(&tid)));
             op.target_id = Some(tid.clone());
@@ -230,11 +252,19 @@ pub(super) fn act(
                             ctx.claim_target_terms(unit, &Value::Object(body.clone()));
                         }
                     }
-                    Targets::Cache(_) => {
-                        ctx.target_set
-                            .put(&tid, Value::Object(body), None, false)
-                            .map_err(|e| e.message)?;
-                    }
+                    Targets::Cache(_) => match ctx.target_set.managed() {
+                        Some(m) => {
+                            let staged = m
+                                .stage_update(&mut unit.batch, &tid, &old, body)
+                                .map_err(|e| e.message)?;
+                            unit.managed.extend(staged);
+                        }
+                        None => {
+                            ctx.target_set
+                                .put(&tid, Value::Object(body), None, false)
+                                .map_err(|e| e.message)?;
+                        }
+                    },
                 }
                 unit.tally
                     .time("updateTargetObject", start.elapsed().as_nanos() as u64);
@@ -275,10 +305,21 @@ pub(super) fn act(
                             op.target_deleted = true;
                         }
                     }
-                    Targets::Cache(_) => match ctx.target_set.delete(&tid, None) {
-                        Ok(_) => op.target_deleted = true,
-                        Err(e) if e.kind == crate::objects::ObjectErrorKind::NotFound => {}
-                        Err(e) => return Err(e.message),
+                    Targets::Cache(_) => match ctx.target_set.managed() {
+                        Some(m) => {
+                            if let Some(staged) = m
+                                .stage_delete(&mut unit.batch, &tid)
+                                .map_err(|e| e.message)?
+                            {
+                                unit.managed.push(staged);
+                                op.target_deleted = true;
+                            }
+                        }
+                        None => match ctx.target_set.delete(&tid, None) {
+                            Ok(_) => op.target_deleted = true,
+                            Err(e) if e.kind == crate::objects::ObjectErrorKind::NotFound => {}
+                            Err(e) => return Err(e.message),
+                        },
                     },
                 }
                 unit.tally

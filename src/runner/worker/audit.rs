@@ -42,9 +42,9 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
         // operator's `performAction` is a write like a run's.
         && (!ctx.run.options.implicit || ctx.run.options.explicit.is_some())
         && ctx.mapping.target.starts_with("managed/")
-        // Only store-batch writes bypass the managed set's change observer; a target written
-        // through the set (a managed.json type) has already been reported by the observer.
-        && matches!(ctx.targets, Targets::Store(_))
+        // Store-batch writes (a plain store set, or a managed.json type's staged writes)
+        // bypass the managed set's change observer, so they are reported at commit.
+        && (matches!(ctx.targets, Targets::Store(_)) || ctx.target_set.managed().is_some())
     {
         if let Some(tid) = &op.target_id {
             unit.changed.push(tid.clone());

@@ -304,6 +304,9 @@ struct Unit {
     /// once the unit committed (see `objects::ChangeHook::hold`). Never dropped with an
     /// object's staged work: those writes happened regardless.
     observed: Vec<(String, String)>,
+    /// Writes staged through a managed.json target's pipeline: finished (reverse
+    /// relationships, post hooks) once the unit committed.
+    managed: Vec<crate::managed::Staged>,
     /// A throw-away unit of the guard's counting pass: `act` decides and counts, never
     /// stages a write (see `guard`).
     counting: bool,
@@ -321,6 +324,7 @@ struct Mark {
     keys: usize,
     failures: usize,
     changed: usize,
+    managed: usize,
 }
 
 impl Mark {
@@ -335,6 +339,7 @@ impl Mark {
             keys: 0,
             failures: 0,
             changed: 0,
+            managed: 0,
         }
     }
 }
@@ -354,6 +359,7 @@ impl Unit {
             failures: Vec::new(),
             changed: Vec::new(),
             observed: Vec::new(),
+            managed: Vec::new(),
             counting: false,
             guarded: 0,
         }
@@ -377,6 +383,7 @@ impl Unit {
             keys: self.keys.len(),
             failures: self.failures.len(),
             changed: self.changed.len(),
+            managed: self.managed.len(),
         }
     }
 
@@ -390,6 +397,7 @@ impl Unit {
         self.keys.truncate(m.keys);
         self.failures.truncate(m.failures);
         self.changed.truncate(m.changed);
+        self.managed.truncate(m.managed);
     }
 
     /// Turns the operations staged since `m` into failures with `message`: their writes are
@@ -400,6 +408,7 @@ impl Unit {
         self.batch.truncate(&m.batch);
         self.keys.truncate(m.keys);
         self.changed.truncate(m.changed);
+        self.managed.truncate(m.managed);
         for o in &mut self.outcomes[m.outcomes..] {
             o.success = false;
             o.executed = false;

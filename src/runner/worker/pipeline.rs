@@ -124,11 +124,18 @@ pub(super) fn run_unit<'a, T: ItemId>(
 ) -> Result<(), String> {
     let mut unit = Unit::new(ctx.claims.owner());
     let mut pending: Vec<&T> = Vec::with_capacity(items.len());
+    // A managed.json target commits each object with its link at once, so the objects after
+    // it see it (a relationship pointing at it, a correlation), as when it was written
+    // directly through the set.
+    let one_by_one = ctx.target_set.managed().is_some();
     for item in &items {
         if ctx.run.is_canceled() {
             break;
         }
         stage(ctx, w, &mut unit, &mut pending, item, process)?;
+        if one_by_one {
+            flush(ctx, w, &mut unit, &mut pending, process)?;
+        }
     }
     flush(ctx, w, &mut unit, &mut pending, process)
 }
@@ -330,6 +337,7 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, Stri
             .extend(unit.failures.iter().map(|(_, r)| r.clone()));
     }
     run.stats.merge(&unit.tally);
+    finish_managed(ctx, &unit.managed);
     // A reconciliation into a managed set synchronizes the objects it changed to their own
     // mappings (implicit synchronization), once their unit committed.
     for id in &unit.changed {
@@ -352,4 +360,21 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, Stri
             .map_err(|e| format!("writing the run record: {e}"))?;
     }
     Ok(Ok(()))
+}
+
+/// What follows the committed writes staged through a managed.json target (reverse
+/// relationships, post hooks): the writes stay, a failure is logged naming the object.
+fn finish_managed(ctx: &Ctx<'_>, staged: &[crate::managed::Staged]) {
+    if staged.is_empty() {
+        return;
+    }
+    let Some(m) = ctx.target_set.managed() else {
+        tracing::error!(set = %ctx.mapping.target, "writes were staged through a managed set that is not one");
+        return;
+    };
+    for s in staged {
+        if let Err(e) = m.finish(s) {
+            tracing::warn!(run = %ctx.run.id, mapping = %ctx.mapping.name, object = %s.id, error = %e, "after writing {}/{}: {e}", ctx.mapping.target, s.id);
+        }
+    }
 }
