@@ -564,7 +564,7 @@ fn a_bidirectional_pair_with_links_is_steady() {
 }
 
 /// The set as the engine sees it, in this process: the provisioner above, for `ldap`.
-fn open_accounts(ldap: &Slapd) -> std::sync::Arc<dyn recond::objects::ObjectSet> {
+pub(crate) fn open_accounts(ldap: &Slapd) -> std::sync::Arc<dyn recond::objects::ObjectSet> {
     let text = PROVISIONER
         .replace("&{ldap.port}", &ldap.port.to_string())
         .replace("&{ldap.password|secret}", crate::slapd::ROOT_PW);

@@ -142,6 +142,7 @@ directory {db}
 index objectClass eq
 index uid eq
 index entryUUID eq
+index modifyTimestamp eq
 ",
             d = dir.0.display(),
             db = db.display()

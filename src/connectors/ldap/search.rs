@@ -40,7 +40,19 @@ pub fn search(
             .map(|b| (b.as_str(), Scope::Subtree))
             .collect(),
     };
-    for (b, scope) in bases {
+    search_in(pool, cfg, &bases, filter, attrs, f)
+}
+
+/// Runs `filter` under each of `bases` in turn (liveSync searches `baseContextsToSynchronize`).
+pub fn search_in(
+    pool: &Pool,
+    cfg: &TypeConfig,
+    bases: &[(&str, Scope)],
+    filter: &str,
+    attrs: &[String],
+    f: &mut dyn FnMut(Entry) -> ControlFlow<()>,
+) -> Result<(), Failure> {
+    for &(b, scope) in bases {
         let retry = pool.has_idle();
         let mut delivered = false;
         let first = search_one(pool, cfg, b, scope, filter, attrs, &mut |e| {
