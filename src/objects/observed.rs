@@ -123,6 +123,9 @@ impl ObjectSet for Observed {
     fn as_store(&self) -> Option<&StoreSet> {
         self.inner.as_store()
     }
+    fn evaluates_queries(&self) -> bool {
+        self.inner.evaluates_queries()
+    }
     fn count(&self) -> Result<u64, ObjectError> {
         self.inner.count()
     }

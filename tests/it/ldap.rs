@@ -424,7 +424,7 @@ fn managed_to_ldap_creates_updates_renames_and_deletes() {
 
 #[test]
 fn correlation_by_uid_finds_existing_entries() {
-    let Some(ldap) = Slapd::start(&people_ldif(3, 1)) else {
+    let Some(ldap) = Slapd::start_logged(&people_ldif(3, 1)) else {
         return;
     };
     let corr = r#""correlationQuery": {"type": "text/javascript",
@@ -439,6 +439,16 @@ fn correlation_by_uid_finds_existing_entries() {
     let run = s.run("managedUser_systemLdapAccounts", "");
     assert_eq!(run["state"], "SUCCESS", "{run}");
     assert_eq!(counts(&run), map(&[("FOUND", 3), ("ABSENT", 1)]), "{run}");
+    // Each correlation query went to the directory as an LDAP filter (evaluated on its uid
+    // index), not to a copy of the target set in recond's memory.
+    let log = ldap.log();
+    for i in 1..=4 {
+        let asked = log
+            .lines()
+            .filter(|l| l.contains(" SRCH base=") && l.contains(&format!("(uid=user{i}))\"")))
+            .count();
+        assert_eq!(asked, 1, "user{i}'s correlation query: {log}");
+    }
     let all = s.query("/openidm/system/ldap/account", "true");
     assert_eq!(all["resultCount"], 4, "no duplicate entries: {all}");
     let run = s.run("managedUser_systemLdapAccounts", "");

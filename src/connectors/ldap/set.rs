@@ -286,6 +286,10 @@ impl ObjectSet for LdapSet {
         Ok(out)
     }
 
+    fn evaluates_queries(&self) -> bool {
+        true
+    }
+
     fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {
         if let Some(id) = id {
             check_id(id)?;
