@@ -36,12 +36,16 @@ impl Entry {
     /// bytes the directory sent (UTF-8 or binary is decided by the model when mapping). A
     /// malformed entry is an error, never a panic.
     pub fn decode(re: ldap3::ResultEntry) -> Result<Entry, String> {
+        Entry::decode_tag(re.0)
+    }
+
+    fn decode_tag(tag: ldap3::asn1::StructureTag) -> Result<Entry, String> {
         let bad = |what: &str| format!("the directory sent a malformed search entry ({what})");
-        let mut parts =
-            re.0.match_id(4)
-                .and_then(|t| t.expect_constructed())
-                .ok_or_else(|| bad("not an entry"))?
-                .into_iter();
+        let mut parts = tag
+            .match_id(4)
+            .and_then(|t| t.expect_constructed())
+            .ok_or_else(|| bad("not an entry"))?
+            .into_iter();
         let dn = parts
             .next()
             .and_then(|t| t.expect_primitive())
@@ -405,6 +409,89 @@ mod tests {
         assert!(to_object(&entry(&[]), &c, None)
             .expect_err("no uid")
             .contains("entryUUID"));
+    }
+
+    fn prim(b: &[u8]) -> ldap3::asn1::StructureTag {
+        ldap3::asn1::StructureTag {
+            class: ldap3::asn1::TagClass::Universal,
+            id: 4,
+            payload: ldap3::asn1::PL::P(b.to_vec()),
+        }
+    }
+
+    fn cons(
+        id: u64,
+        class: ldap3::asn1::TagClass,
+        items: Vec<ldap3::asn1::StructureTag>,
+    ) -> ldap3::asn1::StructureTag {
+        ldap3::asn1::StructureTag {
+            class,
+            id,
+            payload: ldap3::asn1::PL::C(items),
+        }
+    }
+
+    #[test]
+    fn search_entries_decode_without_panicking_on_bad_input() {
+        use ldap3::asn1::TagClass::{Application, Universal};
+        let attr = |name: &str, vals: &[&[u8]]| {
+            cons(
+                16,
+                Universal,
+                vec![
+                    prim(name.as_bytes()),
+                    cons(17, Universal, vals.iter().map(|v| prim(v)).collect()),
+                ],
+            )
+        };
+        let tag = cons(
+            4,
+            Application,
+            vec![
+                prim(b"uid=a,dc=x"),
+                cons(
+                    16,
+                    Universal,
+                    vec![
+                        attr("uid", &[b"a"]),
+                        attr("jpegPhoto", &[&[0, 255]]),
+                        attr("UID", &[b"b"]),
+                    ],
+                ),
+            ],
+        );
+        let e = Entry::decode_tag(tag).expect("decodes");
+        assert_eq!(e.dn, "uid=a,dc=x");
+        assert_eq!(
+            e.values("Uid"),
+            &[b"a".to_vec(), b"b".to_vec()],
+            "names merge case-insensitively"
+        );
+        assert_eq!(
+            e.values("jpegphoto"),
+            &[vec![0u8, 255]],
+            "binary values are kept as sent"
+        );
+        assert!(e.values("mail").is_empty());
+        // What ldap3's own SearchEntry::construct would panic on is an error here.
+        for bad in [
+            cons(5, Application, vec![]),
+            cons(4, Application, vec![]),
+            cons(4, Application, vec![prim(b"uid=a")]),
+            cons(
+                4,
+                Application,
+                vec![prim(&[0xff]), cons(16, Universal, vec![])],
+            ),
+            cons(
+                4,
+                Application,
+                vec![prim(b"uid=a"), cons(16, Universal, vec![prim(b"x")])],
+            ),
+        ] {
+            let e = Entry::decode_tag(bad).expect_err("malformed");
+            assert!(e.contains("malformed"), "{e}");
+        }
     }
 
     #[test]

@@ -23,9 +23,10 @@
 //! Limits, as with IDM's connector reading `modifyTimestamp`: a deleted entry (or one renamed
 //! out of the synchronized bases) leaves no timestamp behind, so deletes are not reported (IDM
 //! reads the directory's changelog for them; reconciliation finds them); a group membership
-//! change modifies the group, not the member; a change that leaves every mapped attribute as it
-//! was within the already answered second is not reported again (there is nothing new to
-//! synchronize).
+//! change modifies the group, not the member; in a multi-master directory a change replicated
+//! late keeps its origin's (older) timestamp, so liveSync reads one server; a change that
+//! leaves every mapped attribute as it was within the already answered second is not reported
+//! again (there is nothing new to synchronize).
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
