@@ -155,6 +155,12 @@ pub trait ObjectSet: Send + Sync {
     fn managed(&self) -> Option<&crate::managed::ManagedSet> {
         None
     }
+    /// Whether the system behind the set evaluates filters itself (a directory's indexes):
+    /// a reconciliation then sends correlation queries to it instead of matching them
+    /// against its in-memory copy of the target set.
+    fn evaluates_queries(&self) -> bool {
+        false
+    }
     /// Live synchronization (contract §7): the objects changed in the system behind this set
     /// since `token`, and the token that marks where this answer ends. `None` is the first
     /// call: answer the current token and no changes (IDM synchronizes nothing on the first

@@ -173,6 +173,9 @@ impl ObjectSet for Observed {
     fn managed(&self) -> Option<&crate::managed::ManagedSet> {
         self.inner.managed()
     }
+    fn evaluates_queries(&self) -> bool {
+        self.inner.evaluates_queries()
+    }
     fn count(&self) -> Result<u64, ObjectError> {
         self.inner.count()
     }

@@ -424,7 +424,7 @@ fn managed_to_ldap_creates_updates_renames_and_deletes() {
 
 #[test]
 fn correlation_by_uid_finds_existing_entries() {
-    let Some(ldap) = Slapd::start(&people_ldif(3, 1)) else {
+    let Some(ldap) = Slapd::start_logged(&people_ldif(3, 1)) else {
         return;
     };
     let corr = r#""correlationQuery": {"type": "text/javascript",
@@ -439,6 +439,16 @@ fn correlation_by_uid_finds_existing_entries() {
     let run = s.run("managedUser_systemLdapAccounts", "");
     assert_eq!(run["state"], "SUCCESS", "{run}");
     assert_eq!(counts(&run), map(&[("FOUND", 3), ("ABSENT", 1)]), "{run}");
+    // Each correlation query went to the directory as an LDAP filter (evaluated on its uid
+    // index), not to a copy of the target set in recond's memory.
+    let log = ldap.log();
+    for i in 1..=4 {
+        let asked = log
+            .lines()
+            .filter(|l| l.contains(" SRCH base=") && l.contains(&format!("(uid=user{i}))\"")))
+            .count();
+        assert_eq!(asked, 1, "user{i}'s correlation query: {log}");
+    }
     let all = s.query("/openidm/system/ldap/account", "true");
     assert_eq!(all["resultCount"], 4, "no duplicate entries: {all}");
     let run = s.run("managedUser_systemLdapAccounts", "");
@@ -524,6 +534,85 @@ fn a_stopped_or_frozen_directory_fails_the_run_clearly_and_recovers() {
     assert_eq!(counts(&run), map(&[("CONFIRMED", 3)]), "{run}");
 }
 
+/// The directory stops in the middle of a managed → LDAP run, at a known point (the test
+/// hook holds the run after the first entry was written): the remaining entries fail, each
+/// naming the directory, the run ends promptly, and the next run after a restart completes.
+#[test]
+fn a_directory_stopped_mid_run_fails_the_remaining_entries() {
+    let Some(mut ldap) = Slapd::start("") else {
+        return;
+    };
+    let hold = TempDir::new("hold");
+    let sync = format!(
+        r#"{{"mappings": [{}]}}"#,
+        managed_to_ldap("managedUser_systemLdapAccounts", "")
+    );
+    let s = Server::start_with_env(
+        &format!(
+            "idm_conf_dir = \"conf\"\n\n[recon]\nbatch_size = 1\n\n\
+             [idm_properties]\n\"ldap.port\" = \"{}\"\n\n[managed.user]\n",
+            ldap.port
+        ),
+        &[
+            ("conf/provisioner.openicf-ldap.json", PROVISIONER),
+            ("conf/sync.json", &sync),
+        ],
+        &[("RECOND_TEST_HOLD_DIR", &hold.0.to_string_lossy())],
+    );
+    for i in 1..=4 {
+        user(&s, &format!("m{i}"), person(i));
+    }
+    std::fs::write(hold.0.join("gate"), "").expect("gate");
+    let r = s.post(
+        "/openidm/recon?_action=recon&mapping=managedUser_systemLdapAccounts\
+         &persistAssociations=true",
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hold.0.join("held").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the hold point"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // m1's entry is in the directory; the run waits before recording it. Stop the directory.
+    assert!(ldap.search("(uid=user1)", &["uid"]).contains("uid: user1"));
+    ldap.stop();
+    let t = Instant::now();
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let run = s.wait_run(&rid);
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(
+        run["statusSummary"],
+        json!({"SUCCESS": 1, "FAILURE": 3}),
+        "{run}"
+    );
+    let failed = s.query(
+        &format!("/openidm/recon/assoc/{rid}/entry"),
+        "status eq \"FAILURE\"",
+    );
+    let failed = failed["result"].as_array().expect("entries");
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for e in failed {
+        let msg = e["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(&ldap.url()), "{e}");
+    }
+    ldap.resume();
+    let run = s.run("managedUser_systemLdapAccounts", "");
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+    assert_eq!(
+        counts(&run),
+        map(&[("CONFIRMED", 1), ("ABSENT", 3)]),
+        "the first entry was linked before the outage: {run}"
+    );
+    let all = s.query("/openidm/system/ldap/account", "true");
+    assert_eq!(all["resultCount"], 4, "{all}");
+}
+
 #[test]
 fn recond_starts_while_the_directory_is_down() {
     let Some(mut ldap) = Slapd::start("") else {
@@ -564,7 +653,7 @@ fn a_bidirectional_pair_with_links_is_steady() {
 }
 
 /// The set as the engine sees it, in this process: the provisioner above, for `ldap`.
-fn open_accounts(ldap: &Slapd) -> std::sync::Arc<dyn recond::objects::ObjectSet> {
+pub(crate) fn open_accounts(ldap: &Slapd) -> std::sync::Arc<dyn recond::objects::ObjectSet> {
     let text = PROVISIONER
         .replace("&{ldap.port}", &ldap.port.to_string())
         .replace("&{ldap.password|secret}", crate::slapd::ROOT_PW);

@@ -14,6 +14,7 @@ mod idm_projects;
 mod integrity;
 mod json_shape;
 mod ldap;
+mod ldap_sync;
 mod livesync;
 mod managed;
 mod managed_recon;

@@ -67,6 +67,8 @@ pub struct Slapd {
     pub port: u16,
     /// The LDAPS port, when started with TLS ([`Slapd::start_tls`]).
     pub tls_port: Option<u16>,
+    /// slapd's `-d` level: 0, or 256 (stats: one log line per operation, see [`Slapd::log`]).
+    debug: u32,
     child: Option<Child>,
 }
 
@@ -92,20 +94,31 @@ impl Slapd {
     /// Starts a directory holding the base entries and `ldif`; None when slapd is absent
     /// (outside CI).
     pub fn start(ldif: &str) -> Option<Slapd> {
-        Slapd::launch(ldif, false)
+        Slapd::launch(ldif, false, 0)
+    }
+
+    /// Like [`Slapd::start`], logging every operation (searches with their filters) to
+    /// [`Slapd::log`], for tests that check what reached the directory.
+    pub fn start_logged(ldif: &str) -> Option<Slapd> {
+        Slapd::launch(ldif, false, 256)
+    }
+
+    /// What slapd wrote to its log since it was last (re)started.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("slapd.log")).unwrap_or_default()
     }
 
     /// Like [`Slapd::start`], with a certificate for 127.0.0.1 signed by a test CA
     /// (`ca_file()`), StartTLS on the plain port and LDAPS on `tls_port`.
     pub fn start_tls(ldif: &str) -> Option<Slapd> {
-        Slapd::launch(ldif, true)
+        Slapd::launch(ldif, true, 0)
     }
 
     pub fn ca_file(&self) -> PathBuf {
         self.dir.0.join("ca.pem")
     }
 
-    fn launch(ldif: &str, tls: bool) -> Option<Slapd> {
+    fn launch(ldif: &str, tls: bool, debug: u32) -> Option<Slapd> {
         if !available() {
             return None;
         }
@@ -142,6 +155,7 @@ directory {db}
 index objectClass eq
 index uid eq
 index entryUUID eq
+index modifyTimestamp eq
 ",
             d = dir.0.display(),
             db = db.display()
@@ -164,6 +178,7 @@ index entryUUID eq
             dir,
             port: free_port(),
             tls_port: tls.then(free_port),
+            debug,
             child: None,
         };
         s.resume();
@@ -190,7 +205,7 @@ index entryUUID eq
                 None => format!("ldap://127.0.0.1:{}/", self.port),
             })
             .arg("-d")
-            .arg("0")
+            .arg(self.debug.to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -12,8 +12,6 @@
 //! * Passwords are write-only: never requested, never returned.
 //! * `_rev` is a hash of the object's content, so it changes only when the data does.
 
-use std::collections::HashMap;
-
 use base64::Engine;
 use serde_json::{Map, Value};
 
@@ -24,32 +22,73 @@ use crate::idm::{PropType, Property};
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-/// One search result: its dn and attribute values by lower-cased attribute name.
+/// One search result: its dn and attribute values, by attribute name as the directory sent
+/// it (looked up case-insensitively: an entry has a dozen attributes, so a scan beats a map
+/// and needs no lower-cased copy of every name).
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
     pub dn: String,
-    pub attrs: HashMap<String, Vec<Vec<u8>>>,
+    pub attrs: Vec<(String, Vec<Vec<u8>>)>,
 }
 
 impl Entry {
-    pub fn from_search(e: ldap3::SearchEntry) -> Entry {
-        let mut attrs: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-        for (k, vs) in e.attrs {
-            attrs
-                .entry(k.to_ascii_lowercase())
-                .or_default()
-                .extend(vs.into_iter().map(String::into_bytes));
+    /// Decodes a SearchResultEntry (RFC 4511 §4.5.2) without copying values: they stay the
+    /// bytes the directory sent (UTF-8 or binary is decided by the model when mapping). A
+    /// malformed entry is an error, never a panic.
+    pub fn decode(re: ldap3::ResultEntry) -> Result<Entry, String> {
+        Entry::decode_tag(re.0)
+    }
+
+    fn decode_tag(tag: ldap3::asn1::StructureTag) -> Result<Entry, String> {
+        let bad = |what: &str| format!("the directory sent a malformed search entry ({what})");
+        let mut parts = tag
+            .match_id(4)
+            .and_then(|t| t.expect_constructed())
+            .ok_or_else(|| bad("not an entry"))?
+            .into_iter();
+        let dn = parts
+            .next()
+            .and_then(|t| t.expect_primitive())
+            .ok_or_else(|| bad("no dn"))?;
+        let dn = String::from_utf8(dn).map_err(|_| bad("dn not UTF-8"))?;
+        let list = parts
+            .next()
+            .and_then(|t| t.expect_constructed())
+            .ok_or_else(|| bad("no attribute list"))?;
+        let mut attrs: Vec<(String, Vec<Vec<u8>>)> = Vec::with_capacity(list.len());
+        for a in list {
+            let mut pa = a
+                .expect_constructed()
+                .ok_or_else(|| bad("attribute"))?
+                .into_iter();
+            let name = pa
+                .next()
+                .and_then(|t| t.expect_primitive())
+                .and_then(|n| String::from_utf8(n).ok())
+                .ok_or_else(|| bad("attribute name"))?;
+            let vals = pa
+                .next()
+                .and_then(|t| t.expect_constructed())
+                .ok_or_else(|| bad("attribute values"))?
+                .into_iter()
+                .map(|v| v.expect_primitive().ok_or_else(|| bad("attribute value")))
+                .collect::<Result<Vec<Vec<u8>>, String>>()?;
+            match attrs
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            {
+                Some((_, vs)) => vs.extend(vals),
+                None => attrs.push((name, vals)),
+            }
         }
-        for (k, vs) in e.bin_attrs {
-            attrs.entry(k.to_ascii_lowercase()).or_default().extend(vs);
-        }
-        Entry { dn: e.dn, attrs }
+        Ok(Entry { dn, attrs })
     }
 
     pub fn values(&self, attr: &str) -> &[Vec<u8>] {
         self.attrs
-            .get(&attr.to_ascii_lowercase())
-            .map(Vec::as_slice)
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(attr))
+            .map(|(_, v)| v.as_slice())
             .unwrap_or(&[])
     }
 
@@ -156,17 +195,37 @@ pub fn revision(obj: &Map<String, Value>) -> String {
         if k == "_rev" {
             continue;
         }
-        for b in k
-            .bytes()
-            .chain([0])
-            .chain(v.to_string().into_bytes())
-            .chain([0])
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(FNV_PRIME);
-        }
+        let mut w = Fnv(h);
+        w.feed(k.as_bytes());
+        w.feed(&[0]);
+        // The value's JSON text, hashed as it is written (no string per value).
+        serde_json::to_writer(&mut w, v).expect("writing JSON into a hash cannot fail");
+        w.feed(&[0]);
+        h = w.0;
     }
     format!("{h:016x}")
+}
+
+/// FNV-1a over whatever is written into it.
+struct Fnv(u64);
+
+impl Fnv {
+    fn feed(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(FNV_PRIME);
+        }
+    }
+}
+
+impl std::io::Write for Fnv {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.feed(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A property value as the attribute values to write (`null` and `[]` are none).
@@ -350,6 +409,89 @@ mod tests {
         assert!(to_object(&entry(&[]), &c, None)
             .expect_err("no uid")
             .contains("entryUUID"));
+    }
+
+    fn prim(b: &[u8]) -> ldap3::asn1::StructureTag {
+        ldap3::asn1::StructureTag {
+            class: ldap3::asn1::TagClass::Universal,
+            id: 4,
+            payload: ldap3::asn1::PL::P(b.to_vec()),
+        }
+    }
+
+    fn cons(
+        id: u64,
+        class: ldap3::asn1::TagClass,
+        items: Vec<ldap3::asn1::StructureTag>,
+    ) -> ldap3::asn1::StructureTag {
+        ldap3::asn1::StructureTag {
+            class,
+            id,
+            payload: ldap3::asn1::PL::C(items),
+        }
+    }
+
+    #[test]
+    fn search_entries_decode_without_panicking_on_bad_input() {
+        use ldap3::asn1::TagClass::{Application, Universal};
+        let attr = |name: &str, vals: &[&[u8]]| {
+            cons(
+                16,
+                Universal,
+                vec![
+                    prim(name.as_bytes()),
+                    cons(17, Universal, vals.iter().map(|v| prim(v)).collect()),
+                ],
+            )
+        };
+        let tag = cons(
+            4,
+            Application,
+            vec![
+                prim(b"uid=a,dc=x"),
+                cons(
+                    16,
+                    Universal,
+                    vec![
+                        attr("uid", &[b"a"]),
+                        attr("jpegPhoto", &[&[0, 255]]),
+                        attr("UID", &[b"b"]),
+                    ],
+                ),
+            ],
+        );
+        let e = Entry::decode_tag(tag).expect("decodes");
+        assert_eq!(e.dn, "uid=a,dc=x");
+        assert_eq!(
+            e.values("Uid"),
+            &[b"a".to_vec(), b"b".to_vec()],
+            "names merge case-insensitively"
+        );
+        assert_eq!(
+            e.values("jpegphoto"),
+            &[vec![0u8, 255]],
+            "binary values are kept as sent"
+        );
+        assert!(e.values("mail").is_empty());
+        // What ldap3's own SearchEntry::construct would panic on is an error here.
+        for bad in [
+            cons(5, Application, vec![]),
+            cons(4, Application, vec![]),
+            cons(4, Application, vec![prim(b"uid=a")]),
+            cons(
+                4,
+                Application,
+                vec![prim(&[0xff]), cons(16, Universal, vec![])],
+            ),
+            cons(
+                4,
+                Application,
+                vec![prim(b"uid=a"), cons(16, Universal, vec![prim(b"x")])],
+            ),
+        ] {
+            let e = Entry::decode_tag(bad).expect_err("malformed");
+            assert!(e.contains("malformed"), "{e}");
+        }
     }
 
     #[test]

@@ -9,8 +9,7 @@
 //!
 //! Opening a set only parses configuration: the directory is first contacted by the first
 //! operation, so recond starts while a directory is down and a run against it fails clearly.
-//! Live synchronization (by `modifyTimestamp`) is not implemented yet: it needs the
-//! synchronization framework of issue #14.
+//! [`sync`] answers liveSync (`ObjectSet::changes_since`) by `modifyTimestamp`.
 
 pub mod config;
 pub mod entry;
@@ -18,6 +17,7 @@ pub mod filter;
 pub mod pool;
 pub mod search;
 pub mod set;
+pub mod sync;
 pub mod write;
 
 use std::sync::Arc;

@@ -246,6 +246,23 @@ impl Conn<'_> {
         self.check(res)
     }
 
+    /// Starts a task on the connector's runtime (a search reading ahead of its caller).
+    pub fn spawn<F>(&self, fut: F) -> Result<tokio::task::JoinHandle<()>, Failure>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        Ok(runtime()?.spawn(fut))
+    }
+
+    /// An error a task met on this connection, classified as `run` does (a transport failure
+    /// drops the connection).
+    pub fn fail(&mut self, e: LdapError) -> Failure {
+        match self.check::<()>(Err(e)) {
+            Err(f) => f,
+            Ok(()) => Failure::Other("an error that was not one".into()),
+        }
+    }
+
     /// A handle for a search stream, with the operation timeout set.
     pub fn handle(&self) -> Result<Ldap, Failure> {
         let mut h = self.ldap.clone().ok_or_else(|| {

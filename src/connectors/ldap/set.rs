@@ -17,9 +17,10 @@ use super::entry::{norm_dn, to_object};
 use super::filter::{self, escape, Plan};
 use super::pool::{Failure, Pool};
 use super::search;
+use super::sync::{self, SyncError};
 use super::write::{self, WriteError};
 use crate::objects::paging::{self, QueryRequest, QueryResult};
-use crate::objects::{body_object, check_id, ObjectError, ObjectErrorKind, ObjectSet};
+use crate::objects::{body_object, check_id, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet};
 use crate::query::Filter;
 
 /// An object as read and its entry's dn.
@@ -285,6 +286,10 @@ impl ObjectSet for LdapSet {
         Ok(out)
     }
 
+    fn evaluates_queries(&self) -> bool {
+        true
+    }
+
     fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {
         if let Some(id) = id {
             check_id(id)?;
@@ -327,5 +332,17 @@ impl ObjectSet for LdapSet {
         let (current, dn) = self.check_rev(id, if_match)?;
         write::delete(&self.pool, &self.cfg, &dn).map_err(|e| self.write_fail(e))?;
         Ok(Value::Object(current))
+    }
+
+    /// By `modifyTimestamp` under `baseContextsToSynchronize` (see `sync`); deletes are not
+    /// reported. The token holds all the state, so `token_committed` keeps the default.
+    fn changes_since(&self, token: Option<&Value>) -> Result<ChangeBatch, ObjectError> {
+        sync::changes_since(&self.pool, &self.cfg, token).map_err(|e| match e {
+            SyncError::BadToken(m) => ObjectError::bad_request(format!("{}: {m}", self.name)),
+            SyncError::BadEntry(m) => {
+                ObjectError::new(ObjectErrorKind::Internal, format!("{}: {m}", self.name))
+            }
+            SyncError::Directory(f) => self.fail("reading changes for liveSync", f),
+        })
     }
 }

@@ -205,6 +205,10 @@ impl Ctx<'_> {
             }
             match &self.targets {
                 Targets::Store(s) => s.find(&filter).map_err(|e| e.to_string())?,
+                // A directory answers from its own indexes, and sees targets this run wrote.
+                Targets::Cache(_) if self.target_set.evaluates_queries() => {
+                    self.target_set.find(&filter).map_err(|e| e.to_string())?
+                }
                 Targets::Cache(c) => c.find(&filter),
             }
         };
