@@ -71,9 +71,12 @@ pub(super) fn act(
         return Ok(());
     }
     let diffs = ctx.run.options.diffs();
+    // Attributes masked beyond what `diff` masks by name and value: the target set's secret
+    // attributes, whose values before the set encrypts or hashes them are clear text.
+    let masked = |attribute: &str| ctx.secret_attributes.iter().any(|s| s == attribute);
     if ctx.run.options.analyze {
         if diffs {
-            op.changes = planned_changes(mapping, ws, source, target.as_ref(), q, action);
+            op.changes = planned_changes(mapping, ws, source, target.as_ref(), q, action, &masked);
         }
         return Ok(());
     }
@@ -323,16 +326,10 @@ pub(super) fn act(
     Ok(())
 }
 
-/// Attributes masked beyond the names `diff` always masks. The managed model's `encryption`
-/// and `secureHash` declarations are not known to the runner; their stored values are
-/// `$crypto` objects, which `diff` masks by value.
-fn masked(_attribute: &str) -> bool {
-    false
-}
-
 /// What an analysis would change (contract §8): the mapping's property rules applied to the
 /// source (onCreate/onUpdate scripts are not run in an analysis, as no action is). A rule
 /// that fails leaves the entry without `changes` (the analysis itself does not fail on it).
+#[allow(clippy::too_many_arguments)]
 fn planned_changes(
     mapping: &Mapping,
     ws: &mut WorkerScripts,
@@ -340,6 +337,7 @@ fn planned_changes(
     target: Option<&Value>,
     q: &str,
     action: Action,
+    masked: &dyn Fn(&str) -> bool,
 ) -> Option<diff::Changes> {
     match (action, target) {
         (Action::Create, _) if !source.is_null() => {
@@ -348,14 +346,14 @@ fn planned_changes(
             if let Some(m) = t.as_object_mut() {
                 m.remove("_rev");
             }
-            Some(diff::changes(None, t.as_object(), &masked))
+            Some(diff::changes(None, t.as_object(), masked))
         }
         (Action::Update, Some(old)) if !source.is_null() => {
             let new = engine::apply_properties_changed(mapping, source, old, q, ws).ok()?;
             let after = new.as_ref().unwrap_or(old);
-            Some(diff::changes(old.as_object(), after.as_object(), &masked))
+            Some(diff::changes(old.as_object(), after.as_object(), masked))
         }
-        (Action::Delete, Some(old)) => Some(diff::changes(old.as_object(), None, &masked)),
+        (Action::Delete, Some(old)) => Some(diff::changes(old.as_object(), None, masked)),
         _ => None,
     }
 }
