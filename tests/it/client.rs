@@ -280,8 +280,8 @@ fn client_in_a_terminal_draws_a_progress_bar_then_the_table() {
         eprintln!("tmux not installed: skipping the terminal test outside CI");
         return;
     }
-    // Each entry takes a deliberate 150 ms in a transform script, so the run lasts well past
-    // the client's first poll whatever the machine's speed.
+    // The run is held at its first write (RECOND_TEST_HOLD_DIR) until the bar has been seen,
+    // so the test never depends on the run being slow enough.
     let config = r#"
 [managed.user]
 [system.lab.account]
@@ -290,9 +290,11 @@ connector = "store"
 name = "slow"
 source = "system/lab/account"
 target = "managed/user"
-properties = [ { source = "userName", target = "userName", transform = { type = "text/javascript", source = "var t = Date.now(); while (Date.now() - t < 150) {} source;" } } ]
+properties = [ { source = "userName", target = "userName" } ]
 "#;
-    let s = Server::start(config, &[]);
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.display().to_string();
+    let s = Server::start_with_env(config, &[], &[("RECOND_TEST_HOLD_DIR", &hold_dir)]);
     for i in 0..12 {
         let r = s.put(
             &format!("/openidm/system/lab/account/s{i}"),
@@ -301,6 +303,8 @@ properties = [ { source = "userName", target = "userName", transform = { type = 
         );
         assert_eq!(r.status, 201);
     }
+    let gate = hold.0.join("gate");
+    std::fs::write(&gate, "").expect("gate");
     let session = format!("recond-it-{}", std::process::id());
     let done = s.path("client.exit");
     let cmd = format!(
@@ -324,11 +328,18 @@ properties = [ { source = "userName", target = "userName", transform = { type = 
     ]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut saw_bar = false;
+    let mut saw_percent = false;
     while !done.exists() {
         let screen = tmux(&["capture-pane", "-p", "-t", &session]);
         // The bar's own words: "N entries (rate)" or, once the total is known, "ETA".
         if screen.contains(" entries (") || screen.contains(" ETA ") {
             saw_bar = true;
+            // The source total (a store count) is known while the run is held: once the
+            // bar shows a percentage and an ETA, the run may go on.
+            if gate.exists() && hold.0.join("held").exists() && screen.contains("% (") {
+                saw_percent = true;
+                std::fs::remove_file(&gate).expect("open the gate");
+            }
         }
         assert!(
             Instant::now() < deadline,
@@ -336,6 +347,10 @@ properties = [ { source = "userName", target = "userName", transform = { type = 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        saw_percent,
+        "the bar never showed a percentage while the run was held"
+    );
     std::thread::sleep(Duration::from_millis(200));
     let screen = tmux(&["capture-pane", "-p", "-t", &session]);
     tmux(&["kill-session", "-t", &session]);
