@@ -270,6 +270,8 @@ properties = [
   { source = "userName", target = "userName" },
   { source = "note", target = "note" },
 ]
+onCreate = { type = "text/javascript", source = "target.origin = 'hr';" }
+onUpdate = { type = "text/javascript", source = "target.updates = (oldTarget.updates || 0) + 1;" }
 policies = [
   { situation = "ABSENT", action = "CREATE" },
   { situation = "FOUND", action = "UPDATE" },
@@ -360,6 +362,9 @@ fn progress_totals_are_known_when_the_source_phase_starts() {
         "sourceLinkQuery",
         "correlationQuery",
         "auditLog",
+        "onCreateScript",
+        "onUpdateScript",
+        "updateTargetObject",
         "sourcePhase",
         "targetPhase",
     ] {
@@ -372,5 +377,7 @@ fn progress_totals_are_known_when_the_source_phase_starts() {
     }
     assert_eq!(d["sourceQuery"]["count"], 2, "the count and the read: {d}");
     assert_eq!(d["auditLog"]["count"], 9, "one event per entry: {d}");
+    assert_eq!(d["onCreateScript"]["count"], 3, "{d}");
+    assert_eq!(d["onUpdateScript"]["count"], 6, "{d}");
     assert!(d.get("sourceObjectQuery").is_none(), "{d}");
 }

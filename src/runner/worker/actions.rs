@@ -93,7 +93,10 @@ pub(super) fn act(
             let mut t = Value::Object(Map::new());
             engine::apply_properties(mapping, source, &mut t, q, ws)?;
             if let Some(s) = &mapping.on_create {
+                let start = Instant::now();
                 run_target_script(ws, s, source, &mut t, None, situation, q)?;
+                unit.tally
+                    .time("onCreateScript", start.elapsed().as_nanos() as u64);
             }
             let Value::Object(mut body) = t else {
                 return Err("onCreate left a target that is not an object".into());
@@ -174,7 +177,10 @@ pub(super) fn act(
                 Some(script) => {
                     let mut t = old.clone();
                     engine::apply_properties(mapping, source, &mut t, q, ws)?;
+                    let start = Instant::now();
                     run_target_script(ws, script, source, &mut t, Some(&old), situation, q)?;
+                    unit.tally
+                        .time("onUpdateScript", start.elapsed().as_nanos() as u64);
                     (t != old).then_some(t)
                 }
             };
@@ -243,6 +249,7 @@ pub(super) fn act(
                     op.changes = Some(diff::changes(t.as_object(), None, &masked));
                 }
                 if let Some(s) = &mapping.on_delete {
+                    let start = Instant::now();
                     let sit = Value::String(situation.as_str().to_string());
                     ws.eval(
                         s,
@@ -253,6 +260,8 @@ pub(super) fn act(
                             ("linkQualifier", &lq),
                         ],
                     )?;
+                    unit.tally
+                        .time("onDeleteScript", start.elapsed().as_nanos() as u64);
                 }
                 let start = Instant::now();
                 match &ctx.targets {
