@@ -3,9 +3,13 @@
 //! the action already holds, so it costs no read.
 //!
 //! Attributes are the target object's top-level properties (`/mail`), `_id` and `_rev`
-//! left out. Secrets never leave as values: encrypted or hashed values (objects with
-//! `$crypto`) and attributes named like a password or a secret show as `"***"`. The array is
-//! bounded by [`MAX_BYTES`] of JSON; a cut is reported.
+//! left out. Secrets never leave as values (contract §8), on either side, at any depth:
+//! * attributes the caller names (the target's managed.json `encryption` / `secureHash`
+//!   properties, whose values are clear text until the managed set protects them);
+//! * encrypted or hashed values (objects with `$crypto`, as IDM stores them);
+//! * attributes and nested keys named like a password or a secret ([`secret_name`]).
+//!
+//! Each shows as `"***"`. The array is bounded by [`MAX_BYTES`] of JSON; a cut is reported.
 
 use serde_json::{Map, Value};
 
@@ -21,17 +25,48 @@ pub struct Changes {
     pub truncated: bool,
 }
 
-/// True for attribute names that hold secrets (case-insensitive).
+/// True for attribute names that hold secrets (case-insensitive): `password`,
+/// `userPassword`, `passwd`, `unicodePwd`, `secret`, `clientSecret`...
 pub fn secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.contains("password") || n.contains("secret")
+    n.contains("password") || n.contains("passwd") || n.contains("secret") || n == "unicodepwd"
 }
 
 fn shown(name: &str, v: Option<&Value>, masked: &dyn Fn(&str) -> bool) -> Value {
     match v {
         None | Some(Value::Null) => Value::Null,
         Some(v) if masked(name) || secret_name(name) || is_protected(v) => Value::from(MASK),
-        Some(v) => v.clone(),
+        Some(v) => redacted(v),
+    }
+}
+
+/// `v` with every nested secret (a `$crypto` value, a key named like a secret) masked.
+fn redacted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if secret_name(k) || is_protected(v) {
+                        Value::from(MASK)
+                    } else {
+                        redacted(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| {
+                    if is_protected(v) {
+                        Value::from(MASK)
+                    } else {
+                        redacted(v)
+                    }
+                })
+                .collect(),
+        ),
+        v => v.clone(),
     }
 }
 
@@ -152,6 +187,31 @@ mod tests {
                 json!([{"attribute": "/a~1b", "before": "***", "after": null}, {"attribute": "/Secret", "before": "***", "after": null}])
             )
         );
+    }
+
+    #[test]
+    fn declared_and_nested_secrets_are_masked_on_both_sides() {
+        // `pin` is declared encrypted: its clear value (before the managed set encrypts it)
+        // never shows; nested secrets in other attributes are masked in place.
+        let before = obj(json!({"pin": {"$crypto": {"type": "x"}}, "creds": {"user": "u"}}));
+        let after = obj(json!({
+            "pin": "1234",
+            "creds": {"user": "u", "passwd": "p", "token": {"$crypto": {}}},
+            "keys": [{"$crypto": {}}, "k"],
+            "unicodePwd": "x",
+        }));
+        let c = changes(Some(&before), Some(&after), &|n| n == "pin");
+        assert_eq!(
+            parse(&c),
+            sorted(json!([
+                {"attribute": "/pin", "before": "***", "after": "***"},
+                {"attribute": "/creds", "before": {"user": "u"},
+                 "after": {"user": "u", "passwd": "***", "token": "***"}},
+                {"attribute": "/keys", "before": null, "after": ["***", "k"]},
+                {"attribute": "/unicodePwd", "before": null, "after": "***"},
+            ]))
+        );
+        assert!(!c.json.contains("1234"), "{}", c.json);
     }
 
     #[test]

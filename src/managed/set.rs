@@ -473,6 +473,19 @@ impl ObjectSet for ManagedSet {
         self.inner.count()
     }
 
+    fn quick_count(&self) -> Option<Result<u64, ObjectError>> {
+        self.inner.quick_count()
+    }
+
+    fn secret_attributes(&self) -> Vec<String> {
+        self.schema
+            .properties
+            .iter()
+            .filter(|(_, p)| p.encrypted || p.hash.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {
         let id = id.map(str::to_string).unwrap_or_else(crate::ids::new_uuid);
         self.create_object(id, body)

@@ -181,6 +181,18 @@ pub trait ObjectSet: Send + Sync {
         let _ = token;
         Ok(())
     }
+    /// Top-level attributes whose values are secrets (managed.json's `encryption` and
+    /// `secureHash` properties): reports of values (a run's attribute changes) mask them
+    /// whatever their value looks like, clear text included. None by default.
+    fn secret_attributes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The number of objects, when the set can tell it without reading them (a CSV record
+    /// count, a store's key count, a database `count(*)`): a run's progress total before its
+    /// source phase. None when counting would mean a second full read.
+    fn quick_count(&self) -> Option<Result<u64, ObjectError>> {
+        None
+    }
     /// The number of objects in the set (a full scan unless the set knows better).
     fn count(&self) -> Result<u64, ObjectError> {
         let mut n = 0;

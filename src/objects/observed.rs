@@ -179,6 +179,12 @@ impl ObjectSet for Observed {
     fn count(&self) -> Result<u64, ObjectError> {
         self.inner.count()
     }
+    fn quick_count(&self) -> Option<Result<u64, ObjectError>> {
+        self.inner.quick_count()
+    }
+    fn secret_attributes(&self) -> Vec<String> {
+        self.inner.secret_attributes()
+    }
     fn changes_since(&self, token: Option<&Value>) -> Result<ChangeBatch, ObjectError> {
         self.inner.changes_since(token)
     }

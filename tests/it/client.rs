@@ -280,8 +280,8 @@ fn client_in_a_terminal_draws_a_progress_bar_then_the_table() {
         eprintln!("tmux not installed: skipping the terminal test outside CI");
         return;
     }
-    // Each entry takes a deliberate 150 ms in a transform script, so the run lasts well past
-    // the client's first poll whatever the machine's speed.
+    // The run is held at its first write (RECOND_TEST_HOLD_DIR) until the bar has been seen,
+    // so the test never depends on the run being slow enough.
     let config = r#"
 [managed.user]
 [system.lab.account]
@@ -290,9 +290,11 @@ connector = "store"
 name = "slow"
 source = "system/lab/account"
 target = "managed/user"
-properties = [ { source = "userName", target = "userName", transform = { type = "text/javascript", source = "var t = Date.now(); while (Date.now() - t < 150) {} source;" } } ]
+properties = [ { source = "userName", target = "userName" } ]
 "#;
-    let s = Server::start(config, &[]);
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.display().to_string();
+    let s = Server::start_with_env(config, &[], &[("RECOND_TEST_HOLD_DIR", &hold_dir)]);
     for i in 0..12 {
         let r = s.put(
             &format!("/openidm/system/lab/account/s{i}"),
@@ -301,6 +303,8 @@ properties = [ { source = "userName", target = "userName", transform = { type = 
         );
         assert_eq!(r.status, 201);
     }
+    let gate = hold.0.join("gate");
+    std::fs::write(&gate, "").expect("gate");
     let session = format!("recond-it-{}", std::process::id());
     let done = s.path("client.exit");
     let cmd = format!(
@@ -324,11 +328,18 @@ properties = [ { source = "userName", target = "userName", transform = { type = 
     ]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut saw_bar = false;
+    let mut saw_percent = false;
     while !done.exists() {
         let screen = tmux(&["capture-pane", "-p", "-t", &session]);
         // The bar's own words: "N entries (rate)" or, once the total is known, "ETA".
         if screen.contains(" entries (") || screen.contains(" ETA ") {
             saw_bar = true;
+            // The source total (a store count) is known while the run is held: once the
+            // bar shows a percentage and an ETA, the run may go on.
+            if gate.exists() && hold.0.join("held").exists() && screen.contains("% (") {
+                saw_percent = true;
+                std::fs::remove_file(&gate).expect("open the gate");
+            }
         }
         assert!(
             Instant::now() < deadline,
@@ -336,6 +347,10 @@ properties = [ { source = "userName", target = "userName", transform = { type = 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        saw_percent,
+        "the bar never showed a percentage while the run was held"
+    );
     std::thread::sleep(Duration::from_millis(200));
     let screen = tmux(&["capture-pane", "-p", "-t", &session]);
     tmux(&["kill-session", "-t", &session]);
@@ -351,4 +366,194 @@ properties = [ { source = "userName", target = "userName", transform = { type = 
         !screen.contains("COMPLETED_SUCCESS SUCCESS source"),
         "{screen}"
     );
+}
+
+const HR_DIFF: &str = r#"
+[managed.user]
+indexed = ["userName"]
+
+[system.hr.account]
+connector = "csv"
+file = "data/hr.csv"
+id_column = "uid"
+
+[[mappings]]
+name = "hr_user"
+source = "system/hr/account"
+target = "managed/user"
+correlationQuery = { expressionTree = { all = ["userName"] } }
+properties = [
+  { source = "userName", target = "userName" },
+  { source = "mail", target = "mail" },
+  { source = "password", target = "password" },
+]
+policies = [
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "CONFIRMED", action = "UPDATE" },
+]
+"#;
+
+const HR_HEAD: &str = "uid,userName,mail,password\n";
+
+/// The run id out of `recon run`'s first line (`started run <id> of <mapping>`).
+fn started_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("started run "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run id in:\n{out}"))
+        .to_string()
+}
+
+/// `recond recon assoc <id> --diff` on an analysis of changed data (contract §8, issue 21):
+/// the exact before/after of `mail`, the password masked, through a pipe (table, CSV) and in
+/// a real terminal; `recond recon run --record-changes` makes a real run record the same.
+#[test]
+fn the_client_prints_the_attribute_changes_of_a_run() {
+    let s = Server::start(
+        HR_DIFF,
+        &[(
+            "data/hr.csv",
+            &format!("{HR_HEAD}u1,ann,ann@old.example,pw-one\nu2,bob,bob@example.com,pw-two\n"),
+        )],
+    );
+    let url = format!("http://{}", s.addr);
+    let cwd = &s.dir.0;
+    let (code, out, err) = client(
+        &["recon", "--url", &url, "run", "hr_user", "--follow"],
+        &ADMIN,
+        cwd,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    s.write(
+        "data/hr.csv",
+        &format!("{HR_HEAD}u1,ann,ann@new.example,pw-one\nu2,bob,bob@example.com,pw-changed\n"),
+    );
+    let (code, out, err) = client(
+        &[
+            "recon",
+            "--url",
+            &url,
+            "run",
+            "hr_user",
+            "--analyze",
+            "--persist-associations",
+            "--follow",
+        ],
+        &ADMIN,
+        cwd,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let analysis = started_id(&out);
+
+    let mail = r#"/mail: "ann@old.example" -> "ann@new.example""#;
+    let password = r#"/password: "***" -> "***""#;
+    let (code, out, err) = client(
+        &["recon", "--url", &url, "assoc", &analysis, "--diff"],
+        &ADMIN,
+        cwd,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(mail), "{out}");
+    assert!(out.contains(password), "{out}");
+    for secret in ["pw-one", "pw-two", "pw-changed"] {
+        assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+    }
+    // Without --diff, no changes.
+    let (_, plain, _) = client(&["recon", "--url", &url, "assoc", &analysis], &ADMIN, cwd);
+    assert!(!plain.contains("/mail"), "{plain}");
+    // CSV: a changes column holding the entry's changes as JSON.
+    let (code, csv, _) = client(
+        &[
+            "recon", "--url", &url, "assoc", &analysis, "--diff", "--format", "csv",
+        ],
+        &ADMIN,
+        cwd,
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        csv.lines().next().is_some_and(|h| h.ends_with(",changes")),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(r#"{""attribute"":""/mail"",""before"":""ann@old.example"",""after"":""ann@new.example""}"#),
+        "{csv}"
+    );
+
+    // The same in a real terminal.
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        let session = format!("recond-diff-{}", std::process::id());
+        let done = s.path("diff.exit");
+        let cmd = format!(
+            "RECOND_USER=openidm-admin RECOND_PASSWORD=openidm-admin {} recon --url {url} assoc {analysis} --diff; echo $? > {}",
+            binary().display(),
+            done.display()
+        );
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "200",
+            "-y",
+            "50",
+            "sh",
+            "-c",
+            &format!("{cmd}; sleep 30"),
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done.exists() {
+            assert!(Instant::now() < deadline, "the client did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let screen = tmux(&["capture-pane", "-p", "-t", &session]);
+        tmux(&["kill-session", "-t", &session]);
+        assert_eq!(
+            std::fs::read_to_string(&done).unwrap_or_default().trim(),
+            "0",
+            "{screen}"
+        );
+        assert!(screen.contains(mail), "{screen}");
+        assert!(screen.contains(password), "{screen}");
+        assert!(!screen.contains("pw-changed"), "{screen}");
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "tmux is required under CI (see .ci/run)"
+        );
+        eprintln!("tmux not installed: skipping the terminal part outside CI");
+    }
+
+    // --record-changes: a real run records what it changed.
+    let (code, out, err) = client(
+        &[
+            "recon",
+            "--url",
+            &url,
+            "run",
+            "hr_user",
+            "--persist-associations",
+            "--record-changes",
+            "--follow",
+        ],
+        &ADMIN,
+        cwd,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let real = started_id(&out);
+    assert_eq!(
+        s.get(&format!("/openidm/recon/{real}")).body["parameters"]["recordChanges"],
+        true
+    );
+    let (code, out, _) = client(
+        &["recon", "--url", &url, "assoc", &real, "--diff"],
+        &ADMIN,
+        cwd,
+    );
+    assert_eq!(code, Some(0));
+    assert!(out.contains(mail) && out.contains(password), "{out}");
+    let user = &s.query("/openidm/managed/user", "userName eq \"ann\"")["result"][0];
+    assert_eq!(user["mail"], "ann@new.example", "the real run wrote it");
 }

@@ -217,3 +217,55 @@ fn malformed_guards_are_startup_errors_naming_mapping_and_key() {
         );
     }
 }
+
+/// A scheduled run is guarded like any other (nobody watches it: the point of the guard), and
+/// its `parameters` show the limits beside the schedule's name.
+#[test]
+fn scheduled_runs_are_guarded_and_show_it_in_parameters() {
+    let config = format!(
+        "{CONFIG}\n[[schedules]]\nname = \"nightly\"\nschedule = \"0 0 3 * * ?\"\nmapping = \"hr_user\"\n"
+    );
+    let s = Server::start(
+        &config,
+        &[
+            ("data/hr.csv", &rows(0..20)),
+            ("conf/sync.json", &sync(json!({"maxDeletePercent": 10}))),
+        ],
+    );
+    let trigger = || {
+        let r = s.post("/openidm/scheduler/job/nightly?_action=trigger", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        s.wait_run(r.body["reconId"].as_str().expect("run id"))
+    };
+    let run = trigger();
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(users(&s), 20);
+
+    // The export came out truncated: half the rows.
+    s.write("data/hr.csv", &rows(0..10));
+    let run = trigger();
+    assert_eq!(run["state"], "FAILED", "{run}");
+    assert_eq!(run["stage"], "COMPLETED_FAILED");
+    assert_eq!(run["parameters"]["schedule"], "nightly");
+    assert_eq!(
+        run["parameters"]["reconGuard"],
+        json!({"maxDeletePercent": 10})
+    );
+    assert_eq!(run["parameters"]["ignoreGuard"], false);
+    let m = run["message"].as_str().expect("a message");
+    for needle in [
+        "reconGuard.maxDeletePercent",
+        "10 of the 20",
+        "limit of 10 %",
+        "ignoreGuard=true",
+    ] {
+        assert!(m.contains(needle), "{needle} in {m}");
+    }
+    assert_eq!(users(&s), 20, "nothing deleted");
+    assert_eq!(
+        run["situationSummary"]["SOURCE_MISSING"], 0,
+        "no guarded situation was acted on: {run}"
+    );
+    let job = s.get("/openidm/scheduler/job/nightly").body;
+    assert_eq!(job["lastRunId"], run["_id"], "{job}");
+}

@@ -1,7 +1,10 @@
 //! IDM's JSON as IDM writes it (issue 17, contract §8): key order of run summaries, start
 //! responses, errors, query envelopes and objects (also after a store round trip and a
 //! restart); association entries shaped as reference §1.8 and typed as contract §4; side
-//! filters as IDM's admin UI sends them; the `Content-API-Version` header.
+//! filters as IDM's admin UI sends them; the `Content-API-Version` header; progress totals
+//! known when the query stage ends, and `durationSummary` with IDM's task names.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -207,4 +210,174 @@ fn association_entries_are_shaped_as_idm_and_side_filters_work_as_the_ui_sends_t
         "{}",
         bad.body
     );
+}
+
+/// IDM's duration metric names (reference §1.5: OSS's list and the ones Ping's examples add).
+const IDM_DURATIONS: &[&str] = &[
+    "activePolicyPostActionScript",
+    "activePolicyScript",
+    "auditLog",
+    "correlationQuery",
+    "correlationScript",
+    "defaultMappingScript",
+    "deleteLinkObject",
+    "deleteTargetObject",
+    "linkQualifiersScript",
+    "linkQuery",
+    "onCreateScript",
+    "onDeleteScript",
+    "onLinkScript",
+    "onReconScript",
+    "onUnlinkScript",
+    "onUpdateScript",
+    "postMappingScript",
+    "propertyMappingScript",
+    "resultScript",
+    "sourceLinkQuery",
+    "sourceObjectQuery",
+    "sourcePhase",
+    "sourceQuery",
+    "targetLinkQuery",
+    "targetObjectQuery",
+    "targetPhase",
+    "targetQuery",
+    "updateTargetObject",
+    "validSourceScript",
+    "validTargetScript",
+    "onMappingScript",
+    "defaultPropertyMapping",
+    "updateLastSync",
+];
+
+const CSV_LAB: &str = r#"
+[audit]
+recon = "all"
+
+[managed.user]
+indexed = ["userName"]
+
+[system.hr.account]
+connector = "csv"
+file = "data/hr.csv"
+id_column = "uid"
+
+[[mappings]]
+name = "hr"
+source = "system/hr/account"
+target = "managed/user"
+correlationQuery = { expressionTree = { all = ["userName"] } }
+properties = [
+  { source = "userName", target = "userName" },
+  { source = "note", target = "note" },
+]
+onCreate = { type = "text/javascript", source = "target.origin = 'hr';" }
+onUpdate = { type = "text/javascript", source = "target.updates = (oldTarget.updates || 0) + 1;" }
+policies = [
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "FOUND", action = "UPDATE" },
+  { situation = "CONFIRMED", action = "UPDATE" },
+]
+"#;
+
+/// `n` CSV rows from `start`; every third has a note spanning two lines (a quoted newline, so
+/// a line count would be wrong) and every fifth a quoted comma.
+fn csv_rows(start: usize, n: usize) -> String {
+    let mut s = String::from("uid,userName,note\n");
+    for i in start..start + n {
+        let note = match i {
+            i if i % 3 == 0 => format!("\"first line\nsecond \"\"line\"\" {i}\""),
+            i if i % 5 == 0 => format!("\"a, b {i}\""),
+            i => format!("plain {i}"),
+        };
+        s.push_str(&format!("u{i},user{i},{note}\n"));
+    }
+    s
+}
+
+/// Contract §8 (issue 17): the source total (and the target and link totals) are numbers as
+/// soon as the query stage ends — here read while the run is held, deterministically, at its
+/// first write in the source phase, before any entry was processed. The CSV source is counted
+/// by records, not lines (quoted newlines).
+#[test]
+fn progress_totals_are_known_when_the_source_phase_starts() {
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.display().to_string();
+    let s = Server::start_with_env(
+        CSV_LAB,
+        &[("data/hr.csv", &csv_rows(0, 6))],
+        &[("RECOND_TEST_HOLD_DIR", &hold_dir)],
+    );
+    let first = s.run("hr", "");
+    assert_eq!(counts(&first), map(&[("ABSENT", 6)]), "{first}");
+    assert_eq!(first["progress"]["source"]["existing"]["total"], "6");
+
+    s.write("data/hr.csv", &csv_rows(0, 9));
+    std::fs::write(hold.0.join("gate"), "").expect("gate");
+    let r = s.post("/openidm/recon?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hold.0.join("held").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the hold point"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let live = s.get(&format!("/openidm/recon/{rid}")).body;
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    assert_eq!(live["stage"], "ACTIVE_RECONCILING_SOURCE", "{live}");
+    let p = &live["progress"];
+    assert_eq!(p["source"]["existing"]["processed"], 0, "{live}");
+    assert_eq!(p["source"]["existing"]["total"], "9", "{live}");
+    assert_eq!(p["target"]["existing"]["total"], "6", "{live}");
+    assert_eq!(p["links"]["existing"]["total"], "6", "{live}");
+
+    let done = s.wait_run(&rid);
+    assert_eq!(done["state"], "SUCCESS", "{done}");
+    assert_eq!(
+        counts(&done),
+        map(&[("ABSENT", 3), ("CONFIRMED", 6)]),
+        "{done}"
+    );
+    let p = &done["progress"];
+    assert_eq!(p["source"]["existing"]["total"], "9", "{done}");
+    assert_eq!(p["target"]["existing"]["total"], "6", "{done}");
+    assert_eq!(p["links"]["existing"]["total"], "6", "{done}");
+
+    // durationSummary names the tasks as IDM does, where they happen: the source read
+    // (`sourceQuery`), the target and link counts (`targetQuery`, `linkQuery`), the per-object
+    // link lookups and audit events; a full-entry source has no per-object source read.
+    let d = &done["durationSummary"];
+    for name in keys(d) {
+        assert!(
+            IDM_DURATIONS.contains(&name.as_str()),
+            "{name} is not an IDM duration metric: {d}"
+        );
+    }
+    for name in [
+        "sourceQuery",
+        "targetQuery",
+        "linkQuery",
+        "sourceLinkQuery",
+        "correlationQuery",
+        "auditLog",
+        "onCreateScript",
+        "onUpdateScript",
+        "updateTargetObject",
+        "sourcePhase",
+        "targetPhase",
+    ] {
+        assert!(d.get(name).is_some(), "{name} missing: {d}");
+        assert_eq!(
+            keys(&d[name]),
+            ["min", "max", "mean", "count", "sum", "stdDev"],
+            "{d}"
+        );
+    }
+    assert_eq!(d["sourceQuery"]["count"], 2, "the count and the read: {d}");
+    assert_eq!(d["auditLog"]["count"], 9, "one event per entry: {d}");
+    assert_eq!(d["onCreateScript"]["count"], 3, "{d}");
+    assert_eq!(d["onUpdateScript"]["count"], 6, "{d}");
+    assert!(d.get("sourceObjectQuery").is_none(), "{d}");
 }

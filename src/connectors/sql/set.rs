@@ -452,6 +452,11 @@ impl ObjectSet for SqlSet {
             Ok(n)
         })
     }
+
+    /// A `count(*)` is the database's own cheap count.
+    fn quick_count(&self) -> Option<Result<u64, ObjectError>> {
+        Some(self.count())
+    }
 }
 
 fn same_key(a: &Param, b: &Param) -> bool {

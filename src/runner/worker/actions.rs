@@ -87,9 +87,12 @@ pub(super) fn act(
         return Ok(());
     }
     let diffs = ctx.run.options.diffs();
+    // Attributes masked beyond what `diff` masks by name and value: the target set's secret
+    // attributes, whose values before the set encrypts or hashes them are clear text.
+    let masked = |attribute: &str| ctx.secret_attributes.iter().any(|s| s == attribute);
     if ctx.run.options.analyze {
         if diffs {
-            op.changes = planned_changes(mapping, ws, source, target.as_ref(), q, action);
+            op.changes = planned_changes(mapping, ws, source, target.as_ref(), q, action, &masked);
         }
         return Ok(());
     }
@@ -106,7 +109,10 @@ pub(super) fn act(
             let mut t = Value::Object(Map::new());
             engine::apply_properties(mapping, source, &mut t, q, ws)?;
             if let Some(s) = &mapping.on_create {
+                let start = Instant::now();
                 run_target_script(ws, s, source, &mut t, None, situation, q)?;
+                unit.tally
+                    .time("onCreateScript", start.elapsed().as_nanos() as u64);
             }
             let Value::Object(mut body) = t else {
                 return Err("onCreate left a target that is not an object".into());
@@ -209,7 +215,10 @@ pub(super) fn act(
                 Some(script) => {
                     let mut t = old.clone();
                     engine::apply_properties(mapping, source, &mut t, q, ws)?;
+                    let start = Instant::now();
                     run_target_script(ws, script, source, &mut t, Some(&old), situation, q)?;
+                    unit.tally
+                        .time("onUpdateScript", start.elapsed().as_nanos() as u64);
                     (t != old).then_some(t)
                 }
             };
@@ -286,6 +295,7 @@ pub(super) fn act(
                     op.changes = Some(diff::changes(t.as_object(), None, &masked));
                 }
                 if let Some(s) = &mapping.on_delete {
+                    let start = Instant::now();
                     let sit = Value::String(situation.as_str().to_string());
                     ws.eval(
                         s,
@@ -296,6 +306,8 @@ pub(super) fn act(
                             ("linkQualifier", &lq),
                         ],
                     )?;
+                    unit.tally
+                        .time("onDeleteScript", start.elapsed().as_nanos() as u64);
                 }
                 let start = Instant::now();
                 match &ctx.targets {
@@ -387,16 +399,10 @@ pub(super) fn act(
     Ok(())
 }
 
-/// Attributes masked beyond the names `diff` always masks. The managed model's `encryption`
-/// and `secureHash` declarations are not known to the runner; their stored values are
-/// `$crypto` objects, which `diff` masks by value.
-fn masked(_attribute: &str) -> bool {
-    false
-}
-
 /// What an analysis would change (contract §8): the mapping's property rules applied to the
 /// source (onCreate/onUpdate scripts are not run in an analysis, as no action is). A rule
 /// that fails leaves the entry without `changes` (the analysis itself does not fail on it).
+#[allow(clippy::too_many_arguments)]
 fn planned_changes(
     mapping: &Mapping,
     ws: &mut WorkerScripts,
@@ -404,6 +410,7 @@ fn planned_changes(
     target: Option<&Value>,
     q: &str,
     action: Action,
+    masked: &dyn Fn(&str) -> bool,
 ) -> Option<diff::Changes> {
     match (action, target) {
         (Action::Create, _) if !source.is_null() => {
@@ -412,14 +419,14 @@ fn planned_changes(
             if let Some(m) = t.as_object_mut() {
                 m.remove("_rev");
             }
-            Some(diff::changes(None, t.as_object(), &masked))
+            Some(diff::changes(None, t.as_object(), masked))
         }
         (Action::Update, Some(old)) if !source.is_null() => {
             let new = engine::apply_properties_changed(mapping, source, old, q, ws).ok()?;
             let after = new.as_ref().unwrap_or(old);
-            Some(diff::changes(old.as_object(), after.as_object(), &masked))
+            Some(diff::changes(old.as_object(), after.as_object(), masked))
         }
-        (Action::Delete, Some(old)) => Some(diff::changes(old.as_object(), None, &masked)),
+        (Action::Delete, Some(old)) => Some(diff::changes(old.as_object(), None, masked)),
         _ => None,
     }
 }

@@ -73,6 +73,8 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
         });
     }
     if ctx.audit_all && op.action != Some(Action::NoReport) && (op.action.is_some() || !success) {
+        // `auditLog`: building the event; it is written with the unit's batch.
+        let start = Instant::now();
         let m = ctx.mapping;
         unit.audits.push(json!({
             "_id": ids::new_uuid(),
@@ -97,6 +99,8 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
             "entryType": "entry",
             "reconId": ctx.run.id,
         }));
+        unit.tally
+            .time("auditLog", start.elapsed().as_nanos() as u64);
     } else if ctx.run.options.implicit
         && op.action != Some(Action::NoReport)
         && (op.action.is_some() || !success)

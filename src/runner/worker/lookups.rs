@@ -212,8 +212,13 @@ impl Ctx<'_> {
                 Targets::Cache(c) => c.find(&filter),
             }
         };
-        unit.tally
-            .time("correlationQuery", start.elapsed().as_nanos() as u64);
+        // IDM names the task by how the mapping correlates.
+        let metric = if self.mapping.correlation_script.is_some() {
+            "correlationScript"
+        } else {
+            "correlationQuery"
+        };
+        unit.tally.time(metric, start.elapsed().as_nanos() as u64);
         Ok(Some(result))
     }
 

@@ -143,6 +143,9 @@ struct Ctx<'a> {
     failure_log: FailureLog,
     /// Target attributes compared by correlation (their values are claim keys of writes).
     correlation_fields: Vec<crate::query::Pointer>,
+    /// Target attributes whose values are secrets (managed.json's `encryption` and
+    /// `secureHash`): masked in attribute changes whatever their value.
+    secret_attributes: Vec<String>,
 }
 
 /// One WARN line per failed object, rate-limited per run: at most `FAILURE_LINES` lines per

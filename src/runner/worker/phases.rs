@@ -102,25 +102,12 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         claims: Claims::new(threads.max(1)),
         failure_log: FailureLog::new(),
         correlation_fields: correlation_fields(mapping),
+        secret_attributes: target_set.secret_attributes(),
     };
 
-    // The source total is known when the query stage ends (contract §8) where it is cheap:
-    // the ids of a by-id run, the id count of a whole store-backed set; otherwise it follows
-    // at the phase end.
-    let known_total = match &run.kind {
-        ReconKind::ById(ids) => Some(ids.len() as u64),
-        // Store-backed sources count their ids without decoding; a connector source would
-        // need a second full read, so its total follows at the phase end.
-        ReconKind::Full if ctx.full_source && ctx.source_set.as_store().is_some() => Some(
-            ctx.source_set
-                .count()
-                .map_err(|e| format!("counting the source {}: {e}", ctx.source_set.name()))?,
-        ),
-        ReconKind::Full => None,
-    };
-    if let Some(n) = known_total {
-        run.stats.source_total.store(n as i64, Ordering::Relaxed);
-    }
+    // Totals are known when the query stage ends (contract §8) wherever they are cheap, so a
+    // client can show a percentage during the source phase (see `query_stage_totals`).
+    query_stage_totals(&ctx)?;
 
     // The deletion guard (see `guard`): a by-id run meets its guarded situations in the
     // source phase, so that phase is counted before anything is written.
@@ -156,11 +143,22 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                 &ctx,
                 threads,
                 &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
-                    src.scan(&mut |obj| match obj.get("_id").and_then(Value::as_str) {
-                        Some(id) if filter.matches(&obj) => emit(id.to_string()),
-                        _ => ControlFlow::Continue(()),
-                    })
-                    .map_err(|e| format!("reading the source {}: {e}", src.name()))
+                    let read = Instant::now();
+                    let mut processing = 0u128;
+                    let r = src
+                        .scan(&mut |obj| match obj.get("_id").and_then(Value::as_str) {
+                            Some(id) if filter.matches(&obj) => {
+                                let t = Instant::now();
+                                let flow = emit(id.to_string());
+                                processing += t.elapsed().as_nanos();
+                                flow
+                            }
+                            _ => ControlFlow::Continue(()),
+                        })
+                        .map_err(|e| format!("reading the source {}: {e}", src.name()));
+                    let ns = read.elapsed().as_nanos().saturating_sub(processing);
+                    run.stats.time("sourceQuery", ns as u64);
+                    r
                 },
                 &|c, ws, unit, id: &String| {
                     let start = Instant::now();
@@ -183,14 +181,25 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                 &ctx,
                 threads,
                 &mut |emit: &mut dyn FnMut(Value) -> ControlFlow<()>| {
-                    src.scan(&mut |obj| {
-                        if filter.matches(&obj) {
-                            emit(obj)
-                        } else {
-                            ControlFlow::Continue(())
-                        }
-                    })
-                    .map_err(|e| format!("reading the source {}: {e}", src.name()))
+                    // `sourceQuery`: the time the source scan spends reading, without the
+                    // time its objects spend being reconciled.
+                    let read = Instant::now();
+                    let mut processing = 0u128;
+                    let r = src
+                        .scan(&mut |obj| {
+                            if filter.matches(&obj) {
+                                let t = Instant::now();
+                                let flow = emit(obj);
+                                processing += t.elapsed().as_nanos();
+                                flow
+                            } else {
+                                ControlFlow::Continue(())
+                            }
+                        })
+                        .map_err(|e| format!("reading the source {}: {e}", src.name()));
+                    let ns = read.elapsed().as_nanos().saturating_sub(processing);
+                    run.stats.time("sourceQuery", ns as u64);
+                    r
                 },
                 &|c, ws, unit, obj: &Value| source_object(c, ws, unit, Some(obj), None),
             )?
@@ -377,6 +386,81 @@ fn target_id(
     id: &String,
 ) -> Result<(), String> {
     target_object(c, ws, unit, id)
+}
+
+/// Sets the progress totals known before the source phase (contract §8; reference §1.5's
+/// rules): the source's from the by-id ids or, for a full run over the whole source, from the
+/// set's cheap count (`ObjectSet::quick_count`: a CSV record count, the store's key count, a
+/// database count; timed as `sourceQuery`); the target's when the target phase will run over
+/// the whole target set (timed with `targetQuery`); the links' when the mapping's links can be
+/// counted per qualifier, as IDM reports prefetched links (`linkQuery`, only when some
+/// exist). A total left unknown here is set when its phase ends.
+fn query_stage_totals(ctx: &Ctx<'_>) -> Result<(), String> {
+    let run = ctx.run;
+    let full = run.kind == ReconKind::Full;
+    let source = match &run.kind {
+        ReconKind::ById(ids) => Some(ids.len() as u64),
+        ReconKind::Full if ctx.full_source => {
+            let start = Instant::now();
+            let n = ctx
+                .source_set
+                .quick_count()
+                .transpose()
+                .map_err(|e| format!("counting the source {}: {e}", ctx.source_set.name()))?;
+            if n.is_some() {
+                run.stats
+                    .time("sourceQuery", start.elapsed().as_nanos() as u64);
+            }
+            n
+        }
+        ReconKind::Full => None,
+    };
+    if let Some(n) = source {
+        run.stats.source_total.store(n as i64, Ordering::Relaxed);
+    }
+
+    let whole_target = QueryRequest::from_json(&run.options.target_query)
+        .is_ok_and(|q| matches!(q.filter, Filter::True));
+    if full && run.options.run_target_phase && whole_target {
+        let n = match &ctx.targets {
+            // Loaded whole by the target query above.
+            Targets::Cache(c) => Some(c.objects.len() as u64),
+            Targets::Store(_) => {
+                let start = Instant::now();
+                let n =
+                    ctx.target_set.quick_count().transpose().map_err(|e| {
+                        format!("counting the target {}: {e}", ctx.target_set.name())
+                    })?;
+                run.stats
+                    .time("targetQuery", start.elapsed().as_nanos() as u64);
+                n
+            }
+        };
+        if let Some(n) = n {
+            run.stats.target_total.store(n as i64, Ordering::Relaxed);
+        }
+    }
+
+    let mapping = ctx.mapping;
+    if let (true, true, Qualifiers::Static(qualifiers)) =
+        (full, mapping.enable_linking, &mapping.qualifiers)
+    {
+        let mut links = 0u64;
+        for q in qualifiers {
+            let start = Instant::now();
+            links += ctx
+                .inner
+                .store
+                .count_links(&mapping.link_type, q)
+                .map_err(|e| format!("counting the links of {}: {e}", mapping.name))?;
+            run.stats
+                .time("linkQuery", start.elapsed().as_nanos() as u64);
+        }
+        if links > 0 {
+            run.stats.links_total.store(links as i64, Ordering::Relaxed);
+        }
+    }
+    Ok(())
 }
 
 /// Ends the run as stopped by the guard (COMPLETED_FAILED with the message, like the

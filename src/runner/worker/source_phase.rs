@@ -68,7 +68,10 @@ pub(super) fn assess_and_act_source(
     q: &str,
     op: &mut Op,
 ) -> Result<(), String> {
+    let start = Instant::now();
     let link = ctx.link_for_source(q, sid)?;
+    unit.tally
+        .time("sourceLinkQuery", start.elapsed().as_nanos() as u64);
     let mut target: Option<Value> = None;
     if let Some(l) = &link {
         let tid = ctx.link_target(l).to_string();
@@ -112,7 +115,10 @@ pub(super) fn assess_and_act_source(
                         } else {
                             ctx.read_target(unit, &tid)?
                         };
+                        let start = Instant::now();
                         already_linked = ctx.link_for_target(q, &tid)?.is_some();
+                        unit.tally
+                            .time("targetLinkQuery", start.elapsed().as_nanos() as u64);
                         op.target_id = Some(tid);
                     }
                     _ => {

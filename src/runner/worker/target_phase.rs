@@ -57,7 +57,10 @@ pub(super) fn assess_and_act_target(
     q: &str,
     op: &mut Op,
 ) -> Result<(), String> {
+    let start = Instant::now();
     let link = ctx.link_for_target(q, tid)?;
+    unit.tally
+        .time("targetLinkQuery", start.elapsed().as_nanos() as u64);
     let valid = ctx.valid(ws, &ctx.mapping.valid_target, "target", target, q)?;
     let mut source = Value::Null;
     let source_state = match (&link, valid) {
