@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::engine::diff;
+use crate::objects::WriteOp;
 
 // ---- actions ---------------------------------------------------------------------------------
 
@@ -127,15 +128,25 @@ pub(super) fn act(
                     id
                 }
                 Targets::Cache(_) => {
-                    let created = ctx
-                        .target_set
-                        .create(id.as_deref(), Value::Object(body))
-                        .map_err(|e| e.message)?;
-                    created
-                        .get("_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
+                    let body = Value::Object(body);
+                    match ctx.planned_create(id.as_deref(), &body) {
+                        // Written with the unit's batch (see `batched`).
+                        Some(tid) => {
+                            unit.plan_write(WriteOp::Create { id, body }, &tid);
+                            tid
+                        }
+                        None => {
+                            let created = ctx
+                                .target_set
+                                .create(id.as_deref(), body)
+                                .map_err(|e| e.message)?;
+                            created
+                                .get("_id")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string()
+                        }
+                    }
                 }
             };
             unit.touched.push(id_hash(&ctx.norm_target(&tid)));
@@ -214,6 +225,16 @@ pub(super) fn act(
                             ctx.claim_target_terms(unit, &Value::Object(body.clone()));
                         }
                     }
+                    Targets::Cache(_) if ctx.batched_writes() => {
+                        let body = Value::Object(body);
+                        unit.plan_write(
+                            WriteOp::Update {
+                                id: tid.clone(),
+                                body,
+                            },
+                            &tid,
+                        );
+                    }
                     Targets::Cache(_) => {
                         ctx.target_set
                             .put(&tid, Value::Object(body), None, false)
@@ -258,6 +279,10 @@ pub(super) fn act(
                             s.stage_delete(&mut unit.batch, &tid, current.rev, &current.body);
                             op.target_deleted = true;
                         }
+                    }
+                    Targets::Cache(_) if ctx.batched_writes() => {
+                        unit.plan_write(WriteOp::Delete { id: tid.clone() }, &tid);
+                        op.target_deleted = true;
                     }
                     Targets::Cache(_) => match ctx.target_set.delete(&tid, None) {
                         Ok(_) => op.target_deleted = true,
