@@ -166,8 +166,9 @@ pub trait ObjectSet: Send + Sync {
     /// Applies `ops` in order, as one unit of work where the set can (a database transaction).
     /// The outer error is an infrastructure failure (the system is unreachable, the unit could
     /// not be committed): nothing of the batch may be assumed written. Otherwise one result per
-    /// op, in order: an `Err` is that object's own failure (a constraint the system refused,
-    /// with its message) and the others are written. By default, one write after the other.
+    /// op, in order: the written object (a set may answer only its `_id` for a create), or
+    /// that object's own failure (a constraint the system refused, with its message), the
+    /// others being written. By default, one write after the other.
     fn write_batch(
         &self,
         ops: Vec<WriteOp>,

@@ -2,7 +2,8 @@
 //!
 //! * First try, the fast way: PostgreSQL inserts consecutive creates with the same columns in
 //!   multi-row `INSERT ... VALUES (...), (...) RETURNING ...` statements (one round trip for up
-//!   to [`MAX_ROWS`] rows); updates and deletes are one statement each. SQLite runs in-process,
+//!   to [`MAX_ROWS`] rows, returning only the keys: a batched create's result is `{_id}`);
+//!   updates and deletes are one statement each. SQLite runs in-process,
 //!   so a statement per row costs no round trip and its multi-row `RETURNING` order is not
 //!   promised: it goes straight to the second way.
 //! * When a statement fails for a reason of its rows (a NOT NULL, unique or check violation,
@@ -17,7 +18,7 @@
 use serde_json::{Map, Value};
 
 use super::db::{Column, Conn, DbError, DbErrorKind, Dialect, Param};
-use super::model::Model;
+use super::model::{id_text, Model};
 use super::rows;
 
 /// Rows per multi-row INSERT (the engine's default unit is 1,000 objects).
@@ -180,33 +181,47 @@ fn fast(
     Ok(results)
 }
 
-/// Inserts `group` (rows of the same columns) in one statement; the stored objects in the
-/// group's order.
+/// Inserts `group` (rows of the same columns) in one statement; `{_id}` of each row in the
+/// group's order. Only the key comes back: rendering and parsing every column of every row
+/// would double the statement's cost for what the engine never reads (it needs the id for
+/// the link).
 fn insert_many(
     conn: &mut dyn Conn,
     m: &Model,
     cols: &[&Column],
     group: &[Vec<(Column, Param)>],
 ) -> Result<Vec<Value>, DbError> {
-    let sql = rows::insert_sql(m, conn.dialect(), cols, group.len());
+    let d = conn.dialect();
+    let full = rows::insert_sql(m, d, cols, group.len());
+    let sql = match full.rfind(" RETURNING ") {
+        Some(at) => format!("{} RETURNING {}", &full[..at], d.select_expr(&m.key, "")),
+        None => full,
+    };
     let params: Vec<Param> = group
         .iter()
         .flat_map(|row| row.iter().map(|(_, p)| p.clone()))
         .collect();
-    let mut returned = Vec::with_capacity(group.len());
-    let mut failed = None;
-    conn.query(&sql, &params, &mut |row| match m.object(row) {
-        Ok(o) => {
-            returned.push(o);
-            std::ops::ControlFlow::Continue(())
-        }
-        Err(e) => {
-            failed = Some(e);
-            std::ops::ControlFlow::Break(())
-        }
-    })?;
-    if let Some(e) = failed {
-        return Err(e);
+    let mut returned: Vec<String> = Vec::with_capacity(group.len());
+    let mut null_key = false;
+    conn.query(
+        &sql,
+        &params,
+        &mut |row| match row.into_iter().next().flatten() {
+            Some(key) => {
+                returned.push(id_text(&key));
+                std::ops::ControlFlow::Continue(())
+            }
+            None => {
+                null_key = true;
+                std::ops::ControlFlow::Break(())
+            }
+        },
+    )?;
+    if null_key {
+        return Err(DbError::new(
+            DbErrorKind::Other,
+            format!("a row inserted into {} has a NULL key column", m.table),
+        ));
     }
     if returned.len() != group.len() {
         return Err(DbError::new(
@@ -229,13 +244,15 @@ fn insert_many(
                 _ => None,
             })
     };
-    let mut by_id: std::collections::HashMap<String, Value> = returned
+    let mut unmatched: std::collections::HashSet<&str> =
+        returned.iter().map(String::as_str).collect();
+    let matched = group
         .iter()
-        .filter_map(|o| Some((o.get("_id")?.as_str()?.to_string(), o.clone())))
-        .collect();
-    let matched: Option<Vec<Value>> = group
-        .iter()
-        .map(|row| key_text(row).and_then(|k| by_id.remove(&k)))
-        .collect();
-    Ok(matched.unwrap_or(returned))
+        .map(|row| key_text(row).filter(|k| unmatched.remove(k.as_str())))
+        .collect::<Option<Vec<String>>>();
+    Ok(matched
+        .unwrap_or(returned)
+        .into_iter()
+        .map(|id| serde_json::json!({ "_id": id }))
+        .collect())
 }

@@ -252,7 +252,7 @@ impl Model {
 }
 
 /// The `_id` text of a key value.
-fn id_text(v: &Value) -> String {
+pub fn id_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),

@@ -166,7 +166,9 @@ fn absorb(ctx: &Ctx<'_>, unit: &mut Unit, mut own: Unit) {
     unit.failures.append(&mut own.failures);
     unit.changed.append(&mut own.changed);
     // Only timings are counted while an object is assessed; outcomes are counted at commit.
-    ctx.run.stats.merge(&own.tally);
+    if !own.tally.durations.is_empty() {
+        ctx.run.stats.merge(&own.tally);
+    }
 }
 
 impl Staged {
