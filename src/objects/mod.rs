@@ -161,6 +161,38 @@ pub trait ObjectSet: Send + Sync {
     fn evaluates_queries(&self) -> bool {
         false
     }
+    /// Whether [`ObjectSet::write_batch`] does better than one write at a time (one
+    /// transaction, statements covering many objects). The engine then hands a unit of work's
+    /// writes over together instead of writing each object as it is assessed.
+    fn batches_writes(&self) -> bool {
+        false
+    }
+    /// The `_id` a create of `body` (with the id the caller gave, if any) will have, when the
+    /// set knows it before writing (a key taken from the body). `None`: the set assigns it, so
+    /// the engine writes that create on its own to learn it.
+    fn planned_id(&self, id: Option<&str>, body: &Value) -> Option<String> {
+        let _ = (id, body);
+        None
+    }
+    /// Applies `ops` in order, as one unit of work where the set can (a database transaction).
+    /// The outer error is an infrastructure failure (the system is unreachable, the unit could
+    /// not be committed): nothing of the batch may be assumed written. Otherwise one result per
+    /// op, in order: the written object (a set may answer only its `_id` for a create), or
+    /// that object's own failure (a constraint the system refused, with its message), the
+    /// others being written. By default, one write after the other.
+    fn write_batch(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<Value, ObjectError>>, ObjectError> {
+        Ok(ops
+            .into_iter()
+            .map(|op| match op {
+                WriteOp::Create { id, body } => self.create(id.as_deref(), body),
+                WriteOp::Update { id, body } => self.put(&id, body, None, false).map(|(v, _)| v),
+                WriteOp::Delete { id } => self.delete(&id, None),
+            })
+            .collect())
+    }
     /// Live synchronization (contract §7): the objects changed in the system behind this set
     /// since `token`, and the token that marks where this answer ends. `None` is the first
     /// call: answer the current token and no changes (IDM synchronizes nothing on the first
@@ -202,6 +234,17 @@ pub trait ObjectSet: Send + Sync {
         })?;
         Ok(n)
     }
+}
+
+/// One write of a batch ([`ObjectSet::write_batch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Create with this id, or one the set assigns.
+    Create { id: Option<String>, body: Value },
+    /// Write `body`'s attributes over the existing object (a PUT without If-Match).
+    Update { id: String, body: Value },
+    /// Delete the object (a missing object is a `NotFound` result).
+    Delete { id: String },
 }
 
 /// One object changed in a system since a liveSync token.

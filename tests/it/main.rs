@@ -28,4 +28,5 @@ mod scheduler;
 mod scripts;
 mod slapd;
 mod sql;
+mod sql_set;
 mod sync;

@@ -40,6 +40,8 @@ pub struct Pg {
     bin: PathBuf,
     child: Option<Child>,
     as_postgres: bool,
+    /// With TLS: the server's self-signed certificate (PEM).
+    tls_cert: Option<PathBuf>,
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb`, or `PG_BIN`.
@@ -86,6 +88,25 @@ impl Pg {
     /// authentication on loopback), or None (with a message) when PostgreSQL is not installed
     /// and this is not CI.
     pub fn start() -> Option<Pg> {
+        Pg::start_with(false)
+    }
+
+    /// A server with TLS on (`ssl=on`, a self-signed certificate for 127.0.0.1 made here with
+    /// `openssl req`) and a role `tlsonly` that may log in over TLS only (pg_hba
+    /// `hostnossl ... reject`), so a client that got in as it used TLS.
+    #[allow(dead_code)]
+    pub fn start_tls() -> Option<Pg> {
+        let pg = Pg::start_with(true)?;
+        pg.exec("CREATE ROLE tlsonly LOGIN SUPERUSER;");
+        Some(pg)
+    }
+
+    #[allow(dead_code)]
+    pub fn tls_cert(&self) -> Option<PathBuf> {
+        self.tls_cert.clone()
+    }
+
+    fn start_with(tls: bool) -> Option<Pg> {
         let Some(bin) = bin_dir() else {
             let msg = "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); \
                        apt-get install postgresql";
@@ -111,6 +132,7 @@ impl Pg {
             bin,
             child: None,
             as_postgres,
+            tls_cert: None,
         };
         let data = pg.data();
         let out = pg
@@ -134,8 +156,62 @@ impl Pg {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        if tls {
+            pg.make_certificate();
+        }
         pg.launch();
         Some(pg)
+    }
+
+    fn make_certificate(&mut self) {
+        let data = self.data();
+        let (crt, key) = (data.join("server.crt"), data.join("server.key"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .expect("run openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostnossl all tlsonly 127.0.0.1/32 reject\n\
+             host all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        // The server reads its key only when it is private to the server's user.
+        let ok = Command::new("chmod")
+            .arg("600")
+            .arg(&key)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chmod of the key failed");
+        if self.as_postgres {
+            let ok = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&key)
+                .arg(&crt)
+                .arg(data.join("pg_hba.conf"))
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown of the key failed");
+        }
+        self.tls_cert = Some(crt);
     }
 
     fn data(&self) -> PathBuf {
@@ -172,6 +248,18 @@ impl Pg {
                 "listen_addresses=127.0.0.1",
             ])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(if self.tls_cert.is_some() {
+                &[
+                    "-c",
+                    "ssl=on",
+                    "-c",
+                    "ssl_cert_file=server.crt",
+                    "-c",
+                    "ssl_key_file=server.key",
+                ][..]
+            } else {
+                &[][..]
+            })
             .arg("-k")
             .arg(&self.dir.0)
             .stdout(Stdio::null())

@@ -2,7 +2,7 @@
 //! (see `pg`) and SQLite files made here: provisioner files in a temporary IDM conf folder,
 //! PostgreSQL → managed (first load and steady run), managed → PostgreSQL (create, update,
 //! delete), a SQLite source, filters with quotes and injection attempts, a NOT NULL violation
-//! failing one entry, and a database that is down.
+//! failing one entry, a database that is down, and one stopped while a run holds a unit.
 
 use std::time::{Duration, Instant};
 
@@ -390,6 +390,65 @@ fn a_lost_connection_fails_fast_and_recovers_when_the_database_returns() {
     assert_eq!(r.status, 200, "the set reconnects: {}", r.body);
     let run = s.run("hrdb", "");
     assert_eq!(run["state"], "SUCCESS", "{run}");
+}
+
+/// The database goes away while a run holds a unit it has assessed (the test hook holds the
+/// worker before its writes): the run fails, naming the database, without hanging; nothing of
+/// the unit was written or linked, so the run after the database is back creates every row.
+#[test]
+fn the_database_stopped_mid_run_fails_the_run_clearly() {
+    let Some(mut pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    let hold = TempDir::new("pghold");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let s = Server::start_with_env(
+        TO_DB,
+        &[(
+            "conf/provisioner.openicf-hrdb.json",
+            &provisioner("hrdb", &pg.url(), "people", "uid"),
+        )],
+        &[("RECOND_TEST_HOLD_DIR", &hold_dir)],
+    );
+    for i in 0..3 {
+        let body = json!({"userName": format!("u{i}"), "mail": format!("u{i}@example.com")});
+        let r = s.put(&format!("/openidm/managed/user/m{i}"), &body, &[]);
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    std::fs::write(hold.0.join("gate"), "").expect("gate");
+    let r = s.post("/openidm/recon?_action=recon&mapping=out", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("run id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hold.0.join("held").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached its writes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pg.stop();
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let released = Instant::now();
+    let run = s.wait_run(&rid);
+    assert!(released.elapsed() < Duration::from_secs(20), "{run}");
+    assert_eq!(run["state"], "FAILED", "{run}");
+    let text = run.to_string();
+    assert!(text.contains("PostgreSQL at 127.0.0.1"), "{text}");
+
+    pg.restart();
+    let rows: i64 = pg
+        .client()
+        .query_one("SELECT count(*) FROM people", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "nothing of the held unit was written");
+    let run = s.run("out", "");
+    assert_eq!(
+        counts(&run),
+        pairs(&[("ABSENT", 3)]),
+        "no link was kept: {run}"
+    );
+    assert_eq!(run["statusSummary"]["SUCCESS"], 3, "{run}");
 }
 
 #[test]

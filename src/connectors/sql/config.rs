@@ -4,7 +4,8 @@
 //! The database comes from `url` when it is set, else from `jdbcUrlTemplate` with `%h`, `%p`
 //! and `%d` replaced by `host`, `port` and `database`, as IDM's connector builds it. Two JDBC
 //! URL forms are understood: `jdbc:postgresql://host[:port]/database[?params]` (params
-//! `user`, `password`, `sslmode`, `ssl`, `connectTimeout`, `socketTimeout`, `currentSchema`)
+//! `user`, `password`, `sslmode`, `ssl`, `sslfactory`, `sslrootcert`, `connectTimeout`,
+//! `socketTimeout`, `currentSchema`)
 //! and `jdbc:sqlite:<path>`. Anything else is a configuration error naming the URL, so a
 //! provisioner for a database recond cannot reach fails at startup, never mid-run.
 
@@ -30,6 +31,31 @@ pub struct PgTarget {
     pub schema: Option<String>,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
+    pub tls: Tls,
+}
+
+/// Whether and how the connection is encrypted, from the URL's `sslmode` / `ssl` /
+/// `sslfactory` / `sslrootcert`, with pgjdbc's meanings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: SslMode,
+    /// PEM file of the certificate authority to trust (`sslrootcert`), besides the system's.
+    pub root_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// `disable`, `allow`: plain TCP.
+    Disable,
+    /// `prefer` (pgjdbc's default): TLS when the server offers it, certificate not checked.
+    Prefer,
+    /// `require`: TLS or no connection; the certificate is checked only against a given
+    /// `sslrootcert` (libpq's rule), never its host name.
+    Require,
+    /// `verify-ca`: TLS with a certificate signed by a trusted authority.
+    VerifyCa,
+    /// `verify-full` (and `ssl=true` without `sslmode`): also for this host name.
+    VerifyFull,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +220,12 @@ fn parse_url(
         schema: None,
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+        tls: Tls {
+            mode: SslMode::Prefer,
+            root_cert: None,
+        },
     };
+    let (mut sslmode, mut ssl, mut non_validating) = (None, false, false);
     let seconds = |k: &str, v: &str| -> Result<Duration, String> {
         v.parse::<u64>()
             .map(Duration::from_secs)
@@ -209,18 +240,37 @@ fn parse_url(
             "currentSchema" => t.schema = Some(v),
             "connectTimeout" if v != "0" => t.connect_timeout = seconds(k, &v)?,
             "socketTimeout" if v != "0" => t.statement_timeout = seconds(k, &v)?,
-            "sslmode" if matches!(v.as_str(), "disable" | "allow" | "prefer") => {}
-            "ssl" if v == "false" => {}
-            "sslmode" | "ssl" => {
-                return Err(format!(
-                    "\"{url}\": TLS ({k}={v}) is not supported by recond's PostgreSQL client \
-                     yet; reach the server over a loopback or a tunnel, or use sslmode=disable"
-                ))
+            "sslmode" => {
+                sslmode = Some(match v.as_str() {
+                    "disable" | "allow" => SslMode::Disable,
+                    "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    other => {
+                        return Err(format!(
+                            "\"{url}\": sslmode={other} is not one of disable, allow, prefer, \
+                             require, verify-ca, verify-full"
+                        ))
+                    }
+                })
             }
+            "ssl" => ssl = v.is_empty() || v == "true",
+            "sslfactory" => non_validating = v.ends_with(".NonValidatingFactory"),
+            "sslrootcert" if !v.is_empty() => t.tls.root_cert = Some(PathBuf::from(v)),
             // Driver tuning (prepareThreshold, ApplicationName, loginTimeout, ...) has no
             // effect on what recond does.
             _ => {}
         }
+    }
+    // pgjdbc: `ssl=true` alone means verify-full; the non-validating factory checks nothing.
+    t.tls.mode = match (sslmode, ssl) {
+        (Some(m), _) => m,
+        (None, true) => SslMode::VerifyFull,
+        (None, false) => SslMode::Prefer,
+    };
+    if non_validating && t.tls.mode != SslMode::Disable {
+        t.tls.mode = SslMode::Require;
     }
     if t.database.is_empty() {
         return Err(format!("\"{url}\": no database name"));
@@ -343,6 +393,35 @@ mod tests {
     }
 
     #[test]
+    fn tls_follows_pgjdbc() {
+        let mode = |q: &str| {
+            let c = parse(&prov(json!({
+                "url": format!("jdbc:postgresql://h/db{q}"), "user": "u", "table": "t",
+                "keyColumn": "k",
+            })))
+            .expect("valid");
+            let Backend::Postgres(t) = c.backend else {
+                panic!("not postgres")
+            };
+            t.tls
+        };
+        assert_eq!(mode("").mode, SslMode::Prefer);
+        assert_eq!(mode("?ssl=true").mode, SslMode::VerifyFull);
+        assert_eq!(mode("?ssl=false").mode, SslMode::Prefer);
+        assert_eq!(mode("?sslmode=require").mode, SslMode::Require);
+        assert_eq!(mode("?ssl=true&sslmode=verify-ca").mode, SslMode::VerifyCa);
+        assert_eq!(mode("?sslmode=disable").mode, SslMode::Disable);
+        assert_eq!(
+            mode("?ssl=true&sslfactory=org.postgresql.ssl.NonValidatingFactory").mode,
+            SslMode::Require
+        );
+        assert_eq!(
+            mode("?sslmode=verify-full&sslrootcert=/etc/ca.pem").root_cert,
+            Some(PathBuf::from("/etc/ca.pem"))
+        );
+    }
+
+    #[test]
     fn sqlite_relative_to_the_project() {
         let c = parse(&prov(json!({
             "url": "jdbc:sqlite:data/app.db", "table": "t", "keyColumn": "id",
@@ -359,8 +438,8 @@ mod tests {
                 "jdbc:mysql",
             ),
             (
-                json!({"url": "jdbc:postgresql://h/db?sslmode=require", "user": "u", "table": "t", "keyColumn": "k"}),
-                "sslmode=require",
+                json!({"url": "jdbc:postgresql://h/db?sslmode=sometimes", "user": "u", "table": "t", "keyColumn": "k"}),
+                "sslmode=sometimes",
             ),
             (
                 json!({"url": "jdbc:postgresql://h/db", "user": "u", "keyColumn": "k"}),

@@ -64,6 +64,8 @@ pub enum DbErrorKind {
     Constraint,
     /// A statement timed out.
     Timeout,
+    /// No row has the key (a batch's update or delete of a row that is gone).
+    NotFound,
     Other,
 }
 
@@ -148,6 +150,10 @@ pub trait Conn: Send {
     ) -> Result<(), DbError>;
     /// Runs a statement; the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError>;
+    /// Runs fixed SQL without parameters (`BEGIN`, `SAVEPOINT ...`) in one round trip.
+    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.execute(sql, &[]).map(|_| ())
+    }
     /// Whether the connection is unusable and must not go back to the pool.
     fn is_broken(&self) -> bool;
 }

@@ -6,16 +6,20 @@
 //! * `pg` / `sqlite`: the two databases behind [`db::Conn`].
 //! * `model`: rows ↔ objects (attribute ↔ column, value conversion, `_rev`).
 //! * `filter`: CREST filters → SQL with bound parameters.
+//! * `rows`: the single-row statements (read, insert, update, delete by key).
+//! * `batch`: a unit of work's writes in one transaction.
 //! * `set`: [`set::SqlSet`], the `ObjectSet`.
 //!
-//! Live synchronization by `changeLogColumn` needs the synchronization framework, which does
-//! not exist yet: the column is read from the configuration and otherwise unused.
+//! * `changes`: liveSync by `changeLogColumn` (`ObjectSet::changes_since`).
 
+mod batch;
+mod changes;
 pub mod config;
 mod db;
 mod filter;
 mod model;
 mod pg;
+mod rows;
 pub mod set;
 mod sqlite;
 

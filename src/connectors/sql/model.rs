@@ -42,6 +42,8 @@ pub struct Model {
     /// What [`Model::select_list`] selects: the key first, then each readable column once.
     pub selected: Vec<Column>,
     pub enable_empty_string: bool,
+    /// The `changeLogColumn` (liveSync), when configured.
+    pub change_log: Option<Column>,
 }
 
 fn find_column<'a>(info: &'a TableInfo, name: &str) -> Option<&'a Column> {
@@ -75,6 +77,10 @@ impl Model {
         let key = column("keyColumn", &cfg.key_column)?;
         let password = match &cfg.password_column {
             Some(p) => Some(column("passwordColumn", p)?),
+            None => None,
+        };
+        let change_log = match &cfg.change_log_column {
+            Some(c) => Some(column("changeLogColumn", c)?),
             None => None,
         };
         let is_password_col = |c: &Column| password.as_ref().is_some_and(|p| p.name == c.name);
@@ -136,6 +142,7 @@ impl Model {
             attrs,
             selected,
             enable_empty_string: cfg.enable_empty_string,
+            change_log,
         })
     }
 
@@ -245,7 +252,7 @@ impl Model {
 }
 
 /// The `_id` text of a key value.
-fn id_text(v: &Value) -> String {
+pub fn id_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),

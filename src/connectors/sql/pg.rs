@@ -10,6 +10,7 @@
 //! * The client runs its own small runtime: call it from OS threads (the engine's workers,
 //!   `spawn_blocking`), never from an async task.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -18,16 +19,36 @@ use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{Format, IsNull, ToSql, Type};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 use serde_json::Value;
 
-use super::config::PgTarget;
+use super::config::{PgTarget, SslMode, Tls};
 use super::db::{
     quote_ident, ColKind, Column, Conn, DbError, DbErrorKind, Dialect, Param, Row, TableInfo,
 };
 
 pub struct PgConn {
     client: Client,
+    /// Statements prepared on this connection, by text: a statement run again (a scan's next
+    /// page, a unit's next insert) costs one round trip instead of two.
+    statements: HashMap<String, Statement>,
+}
+
+/// Prepared statements kept per connection before the cache starts over.
+const MAX_STATEMENTS: usize = 256;
+
+impl PgConn {
+    fn prepared(&mut self, sql: &str) -> Result<Statement, DbError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(error)?;
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
 }
 
 /// Connects, with the target's timeouts.
@@ -48,7 +69,30 @@ pub fn connect(t: &PgTarget) -> Result<Box<dyn Conn>, DbError> {
     if let Some(p) = &t.password {
         cfg.password(p);
     }
-    let client = cfg.connect(NoTls).map_err(|e| {
+    let cannot = |why: String| {
+        DbError::new(
+            DbErrorKind::Connect,
+            format!(
+                "cannot connect to PostgreSQL at {}:{} (database {}, user {}): {why}",
+                t.host, t.port, t.database, t.user
+            ),
+        )
+    };
+    let connected = match t.tls.mode {
+        SslMode::Disable => {
+            cfg.ssl_mode(postgres::config::SslMode::Disable);
+            cfg.connect(NoTls)
+        }
+        mode => {
+            cfg.ssl_mode(if mode == SslMode::Prefer {
+                postgres::config::SslMode::Prefer
+            } else {
+                postgres::config::SslMode::Require
+            });
+            cfg.connect(tls_connector(&t.tls).map_err(cannot)?)
+        }
+    };
+    let client = connected.map_err(|e| {
         DbError::new(
             DbErrorKind::Connect,
             format!(
@@ -61,7 +105,10 @@ pub fn connect(t: &PgTarget) -> Result<Box<dyn Conn>, DbError> {
             ),
         )
     })?;
-    let mut conn = PgConn { client };
+    let mut conn = PgConn {
+        client,
+        statements: HashMap::new(),
+    };
     if let Some(schema) = &t.schema {
         // search_path is set through a bound value so the schema name is never SQL text.
         conn.execute(
@@ -70,6 +117,32 @@ pub fn connect(t: &PgTarget) -> Result<Box<dyn Conn>, DbError> {
         )?;
     }
     Ok(Box::new(conn))
+}
+
+/// The TLS client for `tls` (native-tls: the system's OpenSSL on Linux, as the LDAP
+/// connector's). `require` and `prefer` check no certificate unless an `sslrootcert` is given
+/// (libpq's rule); `verify-ca` checks the chain; `verify-full` also the host name.
+fn tls_connector(tls: &Tls) -> Result<postgres_native_tls::MakeTlsConnector, String> {
+    let mut b = native_tls::TlsConnector::builder();
+    let check_chain = match tls.mode {
+        SslMode::VerifyCa | SslMode::VerifyFull => true,
+        _ => tls.root_cert.is_some(),
+    };
+    if let Some(path) = &tls.root_cert {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
+        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+            format!(
+                "sslrootcert {} is not a PEM certificate: {e}",
+                path.display()
+            )
+        })?;
+        b.add_root_certificate(cert);
+    }
+    b.danger_accept_invalid_certs(!check_chain)
+        .danger_accept_invalid_hostnames(tls.mode != SslMode::VerifyFull);
+    let connector = b.build().map_err(|e| format!("cannot set up TLS: {e}"))?;
+    Ok(postgres_native_tls::MakeTlsConnector::new(connector))
 }
 
 /// A parameter in PostgreSQL's text format, accepted for any type.
@@ -247,9 +320,10 @@ impl Conn for PgConn {
         f: &mut dyn FnMut(Row) -> ControlFlow<()>,
     ) -> Result<(), DbError> {
         let params = text_params(params);
+        let statement = self.prepared(sql)?;
         let mut rows = self
             .client
-            .query_raw(sql, params.iter().map(|p| p as &dyn ToSql))
+            .query_raw(&statement, params.iter().map(|p| p as &dyn ToSql))
             .map_err(error)?;
         while let Some(row) = rows.next().map_err(error)? {
             let mut cells = Vec::with_capacity(row.len());
@@ -277,7 +351,12 @@ impl Conn for PgConn {
         let params = text_params(params);
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        self.client.execute(sql, &refs).map_err(error)
+        let statement = self.prepared(sql)?;
+        self.client.execute(&statement, &refs).map_err(error)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.client.batch_execute(sql).map_err(error)
     }
 
     fn is_broken(&self) -> bool {

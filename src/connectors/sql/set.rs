@@ -6,10 +6,11 @@
 //! * Reads stream: scans and unsorted queries page by key (`WHERE key > last ORDER BY key
 //!   LIMIT n`), so neither side holds a large table in memory and page n costs what page 1
 //!   costs. Filters run in the database (see `filter`).
-//! * Each write is one statement in autocommit, returning the stored row (`RETURNING`): the
-//!   `ObjectSet` trait hands over one object at a time, so there is no unit of work to wrap
-//!   in a transaction here, and a failed write (a NOT NULL or unique violation) fails that
-//!   one entry with the database's message while the others go on.
+//! * A single write (REST, scripts) is one statement in autocommit, returning the stored row
+//!   (`RETURNING`). A reconciliation hands over each unit of work's writes together
+//!   (`write_batch`): one transaction, multi-row inserts (see `batch`); a failed row (a NOT
+//!   NULL or unique violation) fails that one entry with the database's message while the
+//!   others are written.
 //! * `_rev` is a hash of the returned object; `If-Match` is checked against it before the
 //!   write (the database has no revision column to compare in the statement).
 
@@ -19,13 +20,18 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use super::batch::{self, Write};
+use super::changes;
 use super::config::{Backend, DbConfig};
 use super::db::{quote_ident, Conn, DbError, DbErrorKind, Dialect, Param, Pool};
 use super::filter::translate;
 use super::model::Model;
+use super::rows;
 use crate::idm::ObjectType;
 use crate::objects::paging::{self, QueryRequest, QueryResult};
-use crate::objects::{body_object, check_id, ObjectError, ObjectErrorKind, ObjectSet};
+use crate::objects::{
+    body_object, check_id, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, WriteOp,
+};
 use crate::query::Filter;
 
 /// Rows fetched per round trip when scanning.
@@ -59,6 +65,9 @@ impl SqlSet {
             DbErrorKind::Duplicate => ObjectErrorKind::AlreadyExists,
             DbErrorKind::Constraint => ObjectErrorKind::BadRequest,
             DbErrorKind::Connect | DbErrorKind::Timeout => ObjectErrorKind::Unavailable,
+            DbErrorKind::NotFound => {
+                return ObjectError::not_found(&self.name, &e.message);
+            }
             DbErrorKind::Schema | DbErrorKind::Other => ObjectErrorKind::Internal,
         };
         let context = match e.kind {
@@ -94,16 +103,6 @@ impl SqlSet {
         Ok(m)
     }
 
-    fn select(m: &Model, d: Dialect) -> String {
-        let cols: Vec<String> = m.selected.iter().map(|c| d.select_expr(c, "t.")).collect();
-        format!("SELECT {} FROM {} AS t", cols.join(", "), m.table)
-    }
-
-    fn returning(m: &Model, d: Dialect) -> String {
-        let cols: Vec<String> = m.selected.iter().map(|c| d.select_expr(c, "")).collect();
-        format!(" RETURNING {}", cols.join(", "))
-    }
-
     /// Objects matching `filter` with keys after `after`, in key order, up to `limit` rows
     /// (0: no limit).
     fn page(
@@ -133,7 +132,7 @@ impl SqlSet {
             }
             let mut sql = format!(
                 "{} WHERE {cond} ORDER BY t.{}",
-                Self::select(m, d),
+                rows::select(m, d),
                 quote_ident(&m.key.name)
             );
             if limit > 0 {
@@ -219,64 +218,8 @@ impl SqlSet {
         current: &Value,
         body: Map<String, Value>,
     ) -> Result<Value, ObjectError> {
-        let empty = Map::new();
-        let cur = current.as_object().unwrap_or(&empty);
-        self.with(|conn, m| {
-            let values = m
-                .write_values(&body, Some(cur))
-                .map_err(|e| DbError::new(DbErrorKind::Constraint, e))?;
-            if values.is_empty() {
-                return Ok(current.clone());
-            }
-            let d = conn.dialect();
-            let mut params = Vec::new();
-            let mut sets = Vec::new();
-            for (col, p) in values {
-                params.push(p);
-                sets.push(format!(
-                    "{} = {}",
-                    quote_ident(&col.name),
-                    d.placeholder(params.len())
-                ));
-            }
-            let key = m.key_param(id).ok_or_else(|| {
-                DbError::new(
-                    DbErrorKind::Other,
-                    format!("{id} is not a key of the table"),
-                )
-            })?;
-            params.push(key);
-            let sql = format!(
-                "UPDATE {} AS t SET {} WHERE t.{} = {}{}",
-                m.table,
-                sets.join(", "),
-                quote_ident(&m.key.name),
-                d.placeholder(params.len()),
-                Self::returning(m, d)
-            );
-            one_row(conn, m, &sql, &params)?.ok_or_else(|| {
-                DbError::new(
-                    DbErrorKind::Other,
-                    format!("the row {id} disappeared during the update"),
-                )
-            })
-        })
+        self.with(|conn, m| rows::update_row(conn, m, id, current, &body))
     }
-}
-
-/// Runs a statement that returns at most one row (`RETURNING`) and makes it an object.
-fn one_row(
-    conn: &mut dyn Conn,
-    m: &Model,
-    sql: &str,
-    params: &[Param],
-) -> Result<Option<Value>, DbError> {
-    let mut row = None;
-    conn.query(sql, params, &mut |r| {
-        row = Some(r);
-        ControlFlow::Continue(())
-    })?;
-    row.map(|r| m.object(r)).transpose()
 }
 
 impl ObjectSet for SqlSet {
@@ -285,19 +228,7 @@ impl ObjectSet for SqlSet {
     }
 
     fn read(&self, id: &str) -> Result<Option<Value>, ObjectError> {
-        self.with(|conn, m| {
-            let Some(key) = m.key_param(id) else {
-                return Ok(None);
-            };
-            let d = conn.dialect();
-            let sql = format!(
-                "{} WHERE t.{} = {}",
-                Self::select(m, d),
-                quote_ident(&m.key.name),
-                d.placeholder(1)
-            );
-            one_row(conn, m, &sql, &[key])
-        })
+        self.with(|conn, m| rows::read_row(conn, m, id))
     }
 
     fn query(&self, q: &QueryRequest) -> Result<QueryResult, ObjectError> {
@@ -326,54 +257,7 @@ impl ObjectSet for SqlSet {
         if let Some(id) = id {
             check_id(id)?;
         }
-        self.with(|conn, m| {
-            let mut values = m
-                .write_values(&body, None)
-                .map_err(|e| DbError::new(DbErrorKind::Constraint, e))?;
-            if let Some(id) = id {
-                let key = m.key_param(id).ok_or_else(|| {
-                    DbError::new(
-                        DbErrorKind::Constraint,
-                        format!(
-                            "\"{id}\" is not a valid value for the key column {} ({})",
-                            m.key.name, m.key.sql_type
-                        ),
-                    )
-                })?;
-                match values.iter().find(|(c, _)| c.name == m.key.name) {
-                    Some((_, p)) if !same_key(p, &key) => {
-                        return Err(DbError::new(
-                            DbErrorKind::Constraint,
-                            format!("the id {id} differs from the key column's value in the body"),
-                        ))
-                    }
-                    Some(_) => {}
-                    None => values.push((m.key.clone(), key)),
-                }
-            }
-            let d = conn.dialect();
-            let (cols, params): (Vec<_>, Vec<_>) = values.into_iter().unzip();
-            let sql = if cols.is_empty() {
-                format!(
-                    "INSERT INTO {} AS t DEFAULT VALUES{}",
-                    m.table,
-                    Self::returning(m, d)
-                )
-            } else {
-                let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
-                let phs: Vec<String> = (1..=params.len()).map(|i| d.placeholder(i)).collect();
-                format!(
-                    "INSERT INTO {} AS t ({}) VALUES ({}){}",
-                    m.table,
-                    names.join(", "),
-                    phs.join(", "),
-                    Self::returning(m, d)
-                )
-            };
-            one_row(conn, m, &sql, &params)?.ok_or_else(|| {
-                DbError::new(DbErrorKind::Other, "the insert returned no row".to_string())
-            })
-        })
+        self.with(|conn, m| rows::create_row(conn, m, id, &body))
     }
 
     fn put(
@@ -434,6 +318,136 @@ impl ObjectSet for SqlSet {
         Ok(current)
     }
 
+    /// liveSync by `changeLogColumn` (see `changes`); deletes are not seen.
+    fn changes_since(&self, token: Option<&Value>) -> Result<ChangeBatch, ObjectError> {
+        if self.cfg.change_log_column.is_none() {
+            return Err(ObjectError::new(
+                ObjectErrorKind::NotSupported,
+                format!(
+                    "{}: liveSync needs a changeLogColumn in the provisioner's \
+                     configurationProperties",
+                    self.name
+                ),
+            ));
+        }
+        let token = token
+            .map(changes::Token::parse)
+            .transpose()
+            .map_err(|e| ObjectError::bad_request(format!("{}: {e}", self.name)))?;
+        self.with(|conn, m| {
+            let col = m.change_log.clone().ok_or_else(|| {
+                DbError::new(DbErrorKind::Schema, "no changeLogColumn".to_string())
+            })?;
+            match &token {
+                None => Ok(ChangeBatch {
+                    changes: Vec::new(),
+                    token: changes::first(conn, m, &col)?,
+                }),
+                Some(t) => {
+                    let (changes, token) = changes::since(conn, m, &col, t)?;
+                    Ok(ChangeBatch { changes, token })
+                }
+            }
+        })
+    }
+
+    fn batches_writes(&self) -> bool {
+        true
+    }
+
+    /// The key the body (or `id`) gives, as the database will return it; None when the
+    /// database could return it differently (padded `character(n)`, a uuid spelled another
+    /// way, a key it generates).
+    fn planned_id(&self, id: Option<&str>, body: &Value) -> Option<String> {
+        let m = self.model.lock().clone()?;
+        let t = m.key.sql_type.as_str();
+        if t == "bpchar" || t == "character" || t.starts_with("character(") {
+            return None;
+        }
+        let text = match id {
+            Some(id) => id.to_string(),
+            None => {
+                let obj = body.as_object()?;
+                let v = m
+                    .attrs
+                    .iter()
+                    .filter(|a| a.is_key)
+                    .find_map(|a| obj.get(&a.name).filter(|v| !v.is_null()))?;
+                match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+                    _ => return None,
+                }
+            }
+        };
+        match m.key.kind {
+            super::db::ColKind::Int => text.parse::<i64>().ok().map(|i| i.to_string()),
+            super::db::ColKind::Text if !text.is_empty() => Some(text),
+            _ => None,
+        }
+    }
+
+    fn write_batch(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<Value, ObjectError>>, ObjectError> {
+        // Checks that need no database fail their op alone, before the transaction.
+        let mut results: Vec<Option<Result<Value, ObjectError>>> = Vec::with_capacity(ops.len());
+        let mut writes = Vec::with_capacity(ops.len());
+        for op in ops {
+            let checked = match op {
+                WriteOp::Create { id, body } => id
+                    .as_deref()
+                    .map_or(Ok(()), check_id)
+                    .and_then(|()| body_object(body))
+                    .map(|body| Write::Create { id, body }),
+                WriteOp::Update { id, body } => check_id(&id)
+                    .and_then(|()| body_object(body))
+                    .map(|body| Write::Update { id, body }),
+                WriteOp::Delete { id } => check_id(&id).map(|()| Write::Delete { id }),
+            };
+            match checked {
+                Ok(w) => {
+                    writes.push(w);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if writes.is_empty() {
+            return Ok(results.into_iter().flatten().collect());
+        }
+        // The pool runs the closure again on a fresh connection when an idle one turns out
+        // dead; once the transaction began, part of it may have reached the server, so the
+        // batch fails instead.
+        let mut began = false;
+        let mut lost: Option<DbError> = None;
+        let written = self.with(|conn, m| {
+            if let Some(e) = lost.clone().filter(|_| began) {
+                return Err(e);
+            }
+            let r = batch::run(conn, m, &writes, &mut began);
+            if let Err(e) = &r {
+                lost = Some(e.clone());
+            }
+            r
+        })?;
+        let mut written = written.into_iter();
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Some(r) => r,
+                None => match written.next() {
+                    Some(w) => w.map_err(|e| self.err(e)),
+                    None => Err(ObjectError::new(
+                        ObjectErrorKind::Internal,
+                        format!("{}: a batch returned fewer results than writes", self.name),
+                    )),
+                },
+            })
+            .collect())
+    }
+
     fn count(&self) -> Result<u64, ObjectError> {
         self.with(|conn, m| {
             let expr = match conn.dialect() {
@@ -457,13 +471,4 @@ impl ObjectSet for SqlSet {
     fn quick_count(&self) -> Option<Result<u64, ObjectError>> {
         Some(self.count())
     }
-}
-
-fn same_key(a: &Param, b: &Param) -> bool {
-    let text = |p: &Param| match p {
-        Param::Text(s) => Some(s.clone()),
-        Param::Int(i) => Some(i.to_string()),
-        _ => None,
-    };
-    text(a) == text(b)
 }

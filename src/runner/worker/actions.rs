@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::engine::diff;
+use crate::objects::WriteOp;
 
 // ---- actions ---------------------------------------------------------------------------------
 
@@ -170,15 +171,25 @@ pub(super) fn act(
                         tid
                     }
                     None => {
-                        let created = ctx
-                            .target_set
-                            .create(id.as_deref(), Value::Object(body))
-                            .map_err(|e| e.message)?;
-                        created
-                            .get("_id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string()
+                        let body = Value::Object(body);
+                        match ctx.planned_create(id.as_deref(), &body) {
+                            // Written with the unit's batch (see `batched`).
+                            Some(tid) => {
+                                unit.plan_write(WriteOp::Create { id, body }, &tid);
+                                tid
+                            }
+                            None => {
+                                let created = ctx
+                                    .target_set
+                                    .create(id.as_deref(), body)
+                                    .map_err(|e| e.message)?;
+                                created
+                                    .get("_id")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_string()
+                            }
+                        }
                     }
                 },
             };
@@ -268,6 +279,16 @@ pub(super) fn act(
                                 .map_err(|e| e.message)?;
                             unit.managed.extend(staged);
                         }
+                        None if ctx.batched_writes() => {
+                            let body = Value::Object(body);
+                            unit.plan_write(
+                                WriteOp::Update {
+                                    id: tid.clone(),
+                                    body,
+                                },
+                                &tid,
+                            );
+                        }
                         None => {
                             ctx.target_set
                                 .put(&tid, Value::Object(body), None, false)
@@ -326,6 +347,10 @@ pub(super) fn act(
                                 unit.managed.push(staged);
                                 op.target_deleted = true;
                             }
+                        }
+                        None if ctx.batched_writes() => {
+                            unit.plan_write(WriteOp::Delete { id: tid.clone() }, &tid);
+                            op.target_deleted = true;
                         }
                         None => match ctx.target_set.delete(&tid, None) {
                             Ok(_) => op.target_deleted = true,

@@ -44,6 +44,7 @@ use crate::storage::{DataBatch, EntryRecord, Expect, ItemBatch, Link, StoreError
 
 mod actions;
 mod audit;
+mod batched;
 mod guard;
 mod lookups;
 mod options;
@@ -55,6 +56,7 @@ mod target_phase;
 use actions::*;
 use audit::*;
 pub(super) use audit::{audit_event, audit_summary};
+use batched::*;
 use guard::*;
 pub(super) use options::effective_options;
 use phases::*;
@@ -315,6 +317,10 @@ struct Unit {
     counting: bool,
     /// Guarded deletes/unlinks decided in counting mode.
     guarded: u64,
+    /// Writes to a connector-backed target waiting for the unit's batch (see `batched`).
+    planned: Vec<PlannedWrite>,
+    /// Objects staged on their own until their unit's batch is written (see `batched`).
+    staged: Vec<Staged>,
 }
 
 /// Where a unit stood before one object was staged (to drop that object's work).
@@ -365,6 +371,8 @@ impl Unit {
             managed: Vec::new(),
             counting: false,
             guarded: 0,
+            planned: Vec::new(),
+            staged: Vec::new(),
         }
     }
 

@@ -80,11 +80,12 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                 .unwrap_or(2),
         )
         .max(usize::from(mapping.task_threads > 0));
-    // Writes to a connector-backed target are immediate, not staged: one thread, in order.
+    // A connector-backed target is written by its set, not through the store batch: one
+    // thread assesses and writes, in order (beside the thread reading the source).
     let threads = if matches!(targets, Targets::Store(_)) {
         threads
     } else {
-        0
+        threads.min(1)
     };
     let ctx = Ctx {
         inner,

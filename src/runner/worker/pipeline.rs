@@ -152,13 +152,10 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
     process: &Process<'a, T>,
 ) -> Result<(), String> {
     if !matches!(ctx.targets, Targets::Store(_)) {
-        // A connector-backed target set is written directly (not through the unit's batch)
-        // and read from the run's snapshot, so its runs stay on one thread with no claims
-        // (see `execute_phases`).
-        let (processed, observed) = ChangeHook::hold(|| process(ctx, &mut w.ws, unit, item));
-        unit.observed.extend(observed);
-        processed?;
-        unit.keys.clear();
+        // A connector-backed target set is written by the set (in a batch at commit, see
+        // `batched`), not through the store batch, and read from the run's snapshot, so its
+        // runs stay on one thread with no claims (see `execute_phases`).
+        stage_alone(ctx, w, unit, item, process)?;
         pending.push(item);
         return Ok(());
     }
@@ -272,8 +269,10 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, Stri
         &mut unit
             .entries
             .iter()
+            .chain(unit.staged.iter().flat_map(Staged::entries))
             .filter_map(|e| e.target_id.clone().or_else(|| e.source_id.clone())),
     );
+    settle(ctx, &mut unit)?;
     match ctx.inner.store.apply(std::mem::take(&mut unit.batch)) {
         Ok(()) => ctx.claims.commit(&unit.held),
         Err(StoreError::Conflict(m)) => {
