@@ -321,6 +321,9 @@ struct Unit {
     planned: Vec<PlannedWrite>,
     /// Objects staged on their own until their unit's batch is written (see `batched`).
     staged: Vec<Staged>,
+    /// Ids of the objects kept in this unit, in staging order: filled only while the
+    /// runner records its commit order (test-only, `hooks::CommitLog`).
+    objects: Vec<String>,
 }
 
 /// Where a unit stood before one object was staged (to drop that object's work).
@@ -373,6 +376,7 @@ impl Unit {
             guarded: 0,
             planned: Vec::new(),
             staged: Vec::new(),
+            objects: Vec::new(),
         }
     }
 
@@ -522,6 +526,9 @@ pub(super) fn execute(inner: &Inner, run: &Arc<RunState>) {
         run.fail(message, true);
     }
 }
+
+#[cfg(test)]
+mod act_tests;
 
 #[cfg(test)]
 mod tests {
