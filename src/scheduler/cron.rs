@@ -129,9 +129,23 @@ impl Cron {
             .alternative_weekdays(quartz)
             .sloppy_ranges(true)
             .build();
-        let cron = parser
-            .parse(&adapted.join(" "))
-            .map_err(|e| CronError::new(expr, describe(&e)))?;
+        let cron = parser.parse(&adapted.join(" ")).map_err(|e| {
+            // croner does not say which field it refused: the first field whose replacement
+            // by `*` makes the expression parse is the one.
+            let field = (0..adapted.len()).find(|&i| {
+                let mut probe = adapted.clone();
+                probe[i] = "*".into();
+                parser.parse(&probe.join(" ")).is_ok()
+            });
+            let msg = describe(&e);
+            CronError::new(
+                expr,
+                match field {
+                    Some(i) => format!("{} {}: {msg}", FIELD_NAMES[first + i], quoted(fields[i])),
+                    None => msg,
+                },
+            )
+        })?;
         let c = Cron {
             text: fields.join(" "),
             cron,
@@ -370,7 +384,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_expressions() {
-        assert!(err("0 61 * * * ?").starts_with("invalid cron expression \"0 61 * * * ?\": "));
+        assert!(
+            err("0 61 * * * ?")
+                .starts_with("invalid cron expression \"0 61 * * * ?\": minute \"61\": "),
+            "{}",
+            err("0 61 * * * ?")
+        );
+        assert!(
+            err("0 0 * * 8").contains("day-of-week \"8\""),
+            "{}",
+            err("0 0 * * 8")
+        );
         for e in [
             "60 * * * * ?",
             "0 0 24 * * ?",
