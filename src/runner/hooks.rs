@@ -7,7 +7,9 @@
 //! * `RECOND_TEST_HOLD_DIR=<dir>`: while the file `<dir>/gate` exists, a worker that has read
 //!   and assessed a unit, and is about to write it, first writes `<dir>/held` (the unit's
 //!   object ids, one a line) and then waits until `gate` is removed. Tests use it to write
-//!   over REST to objects a run is holding.
+//!   over REST to objects a run is holding. A gate holding a number `k > 0` lets `k` more
+//!   units through first (counting it down), so a test can stop a run after some units
+//!   committed without relying on the input being big.
 //! * [`CommitLog`] (an API, not a variable: `Runner::record_commit_order`): records, per
 //!   runner, the order in which units committed their objects, so a model test can replay
 //!   them through a reference implementation in that order. Off, a commit pays one check of
@@ -23,6 +25,8 @@ use std::time::Duration;
 pub struct TestHooks {
     panic_on_id: Option<String>,
     hold_dir: Option<PathBuf>,
+    /// Serialises the count-down of a numbered gate between worker threads.
+    gate_lock: Mutex<()>,
 }
 
 static HOOKS: OnceLock<TestHooks> = OnceLock::new();
@@ -36,6 +40,7 @@ pub fn get() -> &'static TestHooks {
         hold_dir: std::env::var_os("RECOND_TEST_HOLD_DIR")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
+        gate_lock: Mutex::new(()),
     })
 }
 
@@ -51,7 +56,7 @@ impl TestHooks {
     pub fn hold_before_write(&self, ids: &mut dyn Iterator<Item = String>) {
         let Some(dir) = &self.hold_dir else { return };
         let gate = dir.join("gate");
-        if !gate.exists() {
+        if !gate.exists() || pass_numbered_gate(&gate, &self.gate_lock) {
             return;
         }
         let list: Vec<String> = ids.collect();
@@ -60,6 +65,21 @@ impl TestHooks {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// A gate file holding `k > 0` lets this unit through and counts down to `k - 1`.
+fn pass_numbered_gate(gate: &Path, lock: &Mutex<()>) -> bool {
+    let _one_at_a_time = lock.lock();
+    let left = std::fs::read_to_string(gate)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if left == 0 {
+        return false;
+    }
+    // Written whole, then renamed, so the test never reads half a number.
+    let tmp = gate.with_extension("tmp");
+    std::fs::write(&tmp, (left - 1).to_string()).is_ok() && std::fs::rename(&tmp, gate).is_ok()
 }
 
 fn write_marker(dir: &Path, text: &str) {

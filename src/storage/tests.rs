@@ -263,8 +263,7 @@ fn sync_tokens_and_sync_audit_events_round_trip_and_trim() {
         store.get_sync_token("system/a/b").expect("readable"),
         Some(rec)
     );
-    let events: Vec<serde_json::Value> =
-        (0..5).map(|i| serde_json::json!({ "n": i })).collect();
+    let events: Vec<serde_json::Value> = (0..5).map(|i| serde_json::json!({ "n": i })).collect();
     store.append_sync_audit(&events).expect("written");
     let mut seen = Vec::new();
     let mut numbers = Vec::new();

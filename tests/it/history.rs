@@ -237,31 +237,43 @@ fn audit_levels() {
 
 #[test]
 fn sigkill_mid_run_then_repair() {
-    let n = 120_000;
-    let mut s = Server::start(HR, &[("data/hr.csv", &format!("{HEADER}{}", people(n, 1)))]);
+    // The run is stopped at a known point (the test hold, after three units committed), not
+    // by hoping a big input is still running when the kill comes.
+    let n = 5_000;
+    let hold = TempDir::new("sigkill-hold");
+    let hold_dir = hold.0.display().to_string();
+    let config = format!("{HR}\n[recon]\nbatch_size = 100\n");
+    let mut s = Server::start_with_env(
+        &config,
+        &[("data/hr.csv", &format!("{HEADER}{}", people(n, 1)))],
+        &[("RECOND_TEST_HOLD_DIR", &hold_dir)],
+    );
+    std::fs::write(hold.0.join("gate"), "3").expect("gate");
     let r = s.post(
         "/openidm/recon?_action=recon&mapping=hr&persistAssociations=true",
         None,
     );
     let rid = r.body["_id"].as_str().expect("id").to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let b = s.get(&format!("/openidm/recon/{rid}")).body;
-        assert_eq!(
-            b["state"], "ACTIVE",
-            "the run ended before it could be interrupted"
+    while !hold.0.join("held").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached the hold point"
         );
-        if b["progress"]["source"]["existing"]["processed"]
-            .as_u64()
-            .unwrap_or(0)
-            > 2000
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    let b = s.get(&format!("/openidm/recon/{rid}")).body;
+    assert_eq!(b["state"], "ACTIVE", "{b}");
+    let processed = b["progress"]["source"]["existing"]["processed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        processed >= 300,
+        "three units committed before the hold: {b}"
+    );
     s.kill();
+    // The restarted server runs freely.
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
     s.start_again();
     let run = s.get(&format!("/openidm/recon/{rid}")).body;
     assert_eq!(

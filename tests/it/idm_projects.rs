@@ -4,7 +4,10 @@
 //! table, keeping its object model) and a sample1-like flow whose scripts use
 //! `require('lodash')`, project modules, `identityServer.getProperty`,
 //! `openidm.read('config/...')`, `mappingConfig` and a CSV provisioner with
-//! headerUid/headerName, its own delimiter, quote and multi-valued delimiter; and a
+//! headerUid/headerName, its own delimiter, quote and multi-valued delimiter; a
+//! sync-with-csv-like project (a CSV provisioner with IDM's `"a", "b"` quoting into a
+//! managed.json user with defaults, an encrypted password and `authzRoles` relationships made
+//! by a `require('lib/lodash')` transform, correlated by `_queryId: for-userName`); and a
 //! managed-to-directory project for boot.properties / environment substitution,
 //! `openidm.decrypt`, `console` and `onRetrieve`.
 
@@ -67,6 +70,25 @@ const STAFF: &[(&str, &str)] = &[
     (
         "project/data/staff.csv",
         include_str!("../fixtures/idm/staff_to_users/data/staff.csv"),
+    ),
+];
+
+const CONTRACTORS: &[(&str, &str)] = &[
+    (
+        "project/conf/provisioner.openicf-contractors.json",
+        include_str!("../fixtures/idm/csv_to_users/conf/provisioner.openicf-contractors.json"),
+    ),
+    (
+        "project/conf/sync.json",
+        include_str!("../fixtures/idm/csv_to_users/conf/sync.json"),
+    ),
+    (
+        "project/conf/managed.json",
+        include_str!("../fixtures/idm/csv_to_users/conf/managed.json"),
+    ),
+    (
+        "project/data/contractors.csv",
+        include_str!("../fixtures/idm/csv_to_users/data/contractors.csv"),
     ),
 ];
 
@@ -340,4 +362,96 @@ fn an_unresolved_property_is_a_startup_error_naming_file_and_key() {
         out.contains("sync.json") && out.contains("directory.base"),
         "{out}"
     );
+}
+
+/// The steps of IDM's sync-with-csv sample, on a look-alike project: a first reconciliation
+/// creates the managed users (defaults applied, password encrypted and never returned, roles
+/// as relationships), a second one changes nothing, a changed row updates its user only, and
+/// a removed row deletes its user.
+#[test]
+fn sync_with_csv_shape_csv_into_managed_users() {
+    let mut s = Server::start(r#"idm_conf_dir = "project/conf""#, CONTRACTORS);
+    let mapping = "systemContractorsAccounts_managedUser";
+
+    let first = s.run(mapping, "");
+    assert_eq!(first["state"], "SUCCESS", "{first}");
+    assert_eq!(counts(&first), map(&[("ABSENT", 2)]), "{first}");
+    assert_eq!(first["statusSummary"]["FAILURE"], 0, "{first}");
+    let users = s.query("/openidm/managed/user", "true");
+    assert_eq!(users["resultCount"], 2, "{users}");
+    let ada = s.get("/openidm/managed/user/ada").body;
+    assert_eq!(ada["userName"], "ada@contract.example", "{ada}");
+    assert_eq!(ada["givenName"], "Ada");
+    assert_eq!(ada["sn"], "Byron");
+    assert_eq!(ada["telephoneNumber"], "555-0101");
+    assert_eq!(
+        ada["accountStatus"], "active",
+        "managed.json default: {ada}"
+    );
+    assert!(ada.get("password").is_none(), "private: {ada}");
+    assert_eq!(ada["_rev"], "1");
+    let roles = s.get("/openidm/managed/user/linus?_fields=authzRoles").body;
+    let refs: Vec<&str> = roles["authzRoles"]
+        .as_array()
+        .expect("authzRoles")
+        .iter()
+        .filter_map(|r| r["_ref"].as_str())
+        .collect();
+    assert_eq!(
+        refs,
+        vec![
+            "internal/role/openidm-admin",
+            "internal/role/openidm-authorized"
+        ],
+        "{roles}"
+    );
+    // The password is stored encrypted, never in clear.
+    let stored = read_dir_text(&s.path("data"));
+    assert!(!stored.contains("Welcome-2026"), "clear password on disk");
+
+    let second = s.run(mapping, "");
+    assert_eq!(counts(&second), map(&[("CONFIRMED", 2)]), "{second}");
+    assert_eq!(s.get("/openidm/managed/user/ada").body["_rev"], "1");
+
+    let csv = read_file(&s, "project/data/contractors.csv").replace("555-0101", "555-0199");
+    std::fs::write(s.path("project/data/contractors.csv"), &csv).expect("edit csv");
+    let third = s.run(mapping, "");
+    assert_eq!(counts(&third), map(&[("CONFIRMED", 2)]), "{third}");
+    let ada = s.get("/openidm/managed/user/ada").body;
+    assert_eq!(ada["telephoneNumber"], "555-0199", "{ada}");
+    assert_eq!(ada["_rev"], "2", "{ada}");
+    assert_eq!(s.get("/openidm/managed/user/linus").body["_rev"], "1");
+
+    let csv: String = read_file(&s, "project/data/contractors.csv")
+        .lines()
+        .filter(|l| !l.contains("\"linus\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(s.path("project/data/contractors.csv"), &csv).expect("edit csv");
+    let fourth = s.run(mapping, "");
+    assert_eq!(
+        counts(&fourth),
+        map(&[("CONFIRMED", 1), ("SOURCE_MISSING", 1)]),
+        "{fourth}"
+    );
+    assert_eq!(s.get("/openidm/managed/user/linus").status, 404);
+    assert_eq!(s.restart(), Some(0));
+    assert_eq!(s.query("/openidm/managed/user", "true")["resultCount"], 1);
+}
+
+/// Every file under `dir`, read lossily (binary store files included) and joined.
+fn read_dir_text(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+    }
+    out
 }

@@ -229,7 +229,12 @@ properties = [
   { source = "mode", target = "c", transform = { type = "text/javascript", source = "if (source === 'hog') { var a = []; while (true) { a.push('xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' + a.length); } } source;" } },
 ]
 "#;
-    let s = Server::start(&format!("{SETS}{mapping}"), &[]);
+    // A small heap and a longer time limit, so the hog reaches the heap limit long before the
+    // time limit even on a loaded machine (the loop still meets the time limit).
+    let sets = SETS
+        .replace("time_limit_ms = 300", "time_limit_ms = 2000")
+        .replace("memory_limit_mb = 16", "memory_limit_mb = 8");
+    let s = Server::start(&format!("{sets}{mapping}"), &[]);
     for (id, mode) in [
         ("ok1", "fine"),
         ("t", "throw"),
