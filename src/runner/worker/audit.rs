@@ -72,61 +72,76 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
             changes: op.changes.take().map(|c| c.json),
         });
     }
-    if ctx.audit_all && op.action != Some(Action::NoReport) && (op.action.is_some() || !success) {
+    let reported = op.action != Some(Action::NoReport) && (op.action.is_some() || !success);
+    if ctx.audit_all && reported {
         // `auditLog`: building the event; it is written with the unit's batch.
         let start = Instant::now();
-        let m = ctx.mapping;
-        unit.audits.push(json!({
-            "_id": ids::new_uuid(),
-            "transactionId": ctx.run.id,
-            "timestamp": ids::iso_millis(ids::now_millis()),
-            "eventName": "recon",
-            "userId": ctx.run.user,
-            "trackingIds": [],
-            "action": op.action.map(Action::as_str),
-            "exception": op.error,
-            "linkQualifier": q,
-            "mapping": m.name,
-            "message": message,
-            "messageDetail": null,
-            "situation": op.situation.map(Situation::as_str),
-            "sourceObjectId": op.source_id.as_ref().map(|s| format!("{}/{s}", m.source)),
-            "targetObjectId": op.target_id.as_ref().filter(|_| op.target_exists_after).map(|t| format!("{}/{t}", m.target)),
-            "status": if success { "SUCCESS" } else { "FAILURE" },
-            "reconciling": phase,
-            "ambiguousTargetObjectIds": op.ambiguous.as_ref().map(|a| a.join(", ")).unwrap_or_default(),
-            "reconAction": null,
-            "entryType": "entry",
-            "reconId": ctx.run.id,
-        }));
+        let target = op.target_id.as_deref().filter(|_| op.target_exists_after);
+        let mut event = entry_event(ctx, op, q, message, success, "recon", target);
+        let ambiguous = op.ambiguous.as_ref().map(|a| a.join(", "));
+        for (k, v) in [
+            ("reconciling", json!(phase)),
+            (
+                "ambiguousTargetObjectIds",
+                json!(ambiguous.unwrap_or_default()),
+            ),
+            ("reconAction", Value::Null),
+            ("entryType", json!("entry")),
+            ("reconId", json!(ctx.run.id)),
+        ] {
+            event.insert(k.to_string(), v);
+        }
+        unit.audits.push(Value::Object(event));
         unit.tally
             .time("auditLog", start.elapsed().as_nanos() as u64);
-    } else if ctx.run.options.implicit
-        && op.action != Some(Action::NoReport)
-        && (op.action.is_some() || !success)
-    {
+    } else if ctx.run.options.implicit && reported {
         // Implicit and live synchronization write IDM's `sync` audit topic instead (stored
         // by `commit` apart from the recon topic).
-        let m = ctx.mapping;
-        unit.audits.push(json!({
-            "_id": ids::new_uuid(),
-            "transactionId": ctx.run.id,
-            "timestamp": ids::iso_millis(ids::now_millis()),
-            "eventName": "sync",
-            "userId": ctx.run.user,
-            "trackingIds": [],
-            "action": op.action.map(Action::as_str),
-            "exception": op.error,
-            "linkQualifier": q,
-            "mapping": m.name,
-            "message": message,
-            "messageDetail": null,
-            "situation": op.situation.map(Situation::as_str),
-            "sourceObjectId": op.source_id.as_ref().map(|s| format!("{}/{s}", m.source)),
-            "targetObjectId": op.target_id.as_ref().map(|t| format!("{}/{t}", m.target)),
-            "status": if success { "SUCCESS" } else { "FAILURE" },
-        }));
+        let target = op.target_id.as_deref();
+        let event = entry_event(ctx, op, q, message, success, "sync", target);
+        unit.audits.push(Value::Object(event));
     }
+}
+
+/// The fields a `recon` and a `sync` audit event of one entry share, in IDM's order.
+fn entry_event(
+    ctx: &Ctx<'_>,
+    op: &Op,
+    q: &str,
+    message: Option<String>,
+    success: bool,
+    event_name: &str,
+    target_id: Option<&str>,
+) -> Map<String, Value> {
+    let m = ctx.mapping;
+    let fields = [
+        ("_id", json!(ids::new_uuid())),
+        ("transactionId", json!(ctx.run.id)),
+        ("timestamp", json!(ids::iso_millis(ids::now_millis()))),
+        ("eventName", json!(event_name)),
+        ("userId", json!(ctx.run.user)),
+        ("trackingIds", json!([])),
+        ("action", json!(op.action.map(Action::as_str))),
+        ("exception", json!(op.error)),
+        ("linkQualifier", json!(q)),
+        ("mapping", json!(m.name)),
+        ("message", json!(message)),
+        ("messageDetail", Value::Null),
+        ("situation", json!(op.situation.map(Situation::as_str))),
+        (
+            "sourceObjectId",
+            json!(op.source_id.as_ref().map(|s| format!("{}/{s}", m.source))),
+        ),
+        (
+            "targetObjectId",
+            json!(target_id.map(|t| format!("{}/{t}", m.target))),
+        ),
+        ("status", json!(if success { "SUCCESS" } else { "FAILURE" })),
+    ];
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// Writes a `start` or `summary` audit event (unless audit is off).
