@@ -376,3 +376,50 @@ policies = [
     // The recon topic is untouched by implicit synchronization.
     assert_eq!(s.query("/openidm/audit/recon", "true")["resultCount"], 0);
 }
+
+/// A liveSync into a managed set is a managed write like any other: the managed user it
+/// creates, updates or deletes is synchronized on to managed/user's own mappings (IDM's
+/// implicit synchronization), without a reconciliation.
+#[test]
+fn a_livesync_into_managed_objects_is_synchronized_on() {
+    let config = format!(
+        r#"{CONFIG}
+[system.badge.account]
+connector = "store"
+
+[[mappings]]
+name = "user_badge"
+source = "managed/user"
+target = "system/badge/account"
+properties = [
+  {{ source = "_id", target = "_id" }},
+  {{ source = "userName", target = "holder" }},
+]
+policies = [
+  {{ situation = "ABSENT", action = "CREATE" }},
+  {{ situation = "CONFIRMED", action = "UPDATE" }},
+  {{ situation = "SOURCE_MISSING", action = "DELETE" }},
+]
+"#
+    );
+    let s = Server::start(&config, &[("data/hr.csv", &format!("{HEADER}a,ann,Lee\n"))]);
+    live_sync(&s);
+    s.write("data/hr.csv", &format!("{HEADER}a,ann,Lee\nb,bob,Ray\n"));
+    live_sync(&s);
+    assert!(user(&s, "b").is_some(), "liveSync created the managed user");
+    let badge = s.get("/openidm/system/badge/account/b");
+    assert_eq!(
+        badge.status, 200,
+        "synchronized on to the badge system: {}",
+        badge.body
+    );
+    assert_eq!(badge.body["holder"], "bob");
+    s.write("data/hr.csv", &format!("{HEADER}a,ann,Lee\nb,bobby,Ray\n"));
+    live_sync(&s);
+    let badge = s.get("/openidm/system/badge/account/b");
+    assert_eq!(badge.body["holder"], "bobby", "{}", badge.body);
+    s.write("data/hr.csv", &format!("{HEADER}a,ann,Lee\n"));
+    live_sync(&s);
+    assert!(user(&s, "b").is_none());
+    assert_eq!(s.get("/openidm/system/badge/account/b").status, 404);
+}

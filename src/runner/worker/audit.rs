@@ -38,9 +38,10 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
         && (op.target_written
             || op.target_deleted
             || (op.action == Some(Action::Create) && op.target_exists_after))
-        // An implicit sync's own writes are not synchronized again (see `sync`); an
-        // operator's `performAction` is a write like a run's.
-        && (!ctx.run.options.implicit || ctx.run.options.explicit.is_some())
+        // Every managed write is synchronized on to its set's own mappings, also one made by
+        // an implicit sync, a liveSync or `performAction` (as in IDM); a change made while
+        // the sync service is already synchronizing on this thread is not synchronized again
+        // (the loop guard in `sync`), so a bidirectional pair cannot ping-pong.
         && ctx.mapping.target.starts_with("managed/")
         // Store-batch writes (a plain store set, or a managed.json type's staged writes)
         // bypass the managed set's change observer, so they are reported at commit.
