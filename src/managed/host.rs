@@ -1,5 +1,5 @@
 //! The registry of object sets that managed objects reach at run time (the other side of a
-//! relationship, the `openidm.*` calls of their hooks), and the [`ScriptHost`] over it.
+//! relationship, the `openidm.*` calls of their hooks), and the script host over it.
 //!
 //! It holds weak references, filled once every set is built: the sets own the registry, so
 //! strong references would form a cycle and keep the store open past shutdown.
@@ -7,11 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 
-use serde_json::Value;
-
 use super::set::ManagedSet;
-use crate::objects::{ObjectError, ObjectSet, QueryRequest};
-use crate::script::ScriptHost;
+use crate::objects::ObjectSet;
 
 #[derive(Default)]
 pub struct Registry {
@@ -47,81 +44,14 @@ impl Registry {
             .and_then(|m| m.get(name.trim_matches('/')))
             .and_then(Weak::upgrade)
     }
+}
 
-    /// Resolves `managed/user/u1` into (set, id).
-    fn split(&self, path: &str) -> Result<(Arc<dyn ObjectSet>, String), String> {
-        let path = path.trim_start_matches('/');
-        let (set, id) = path
-            .rsplit_once('/')
-            .ok_or_else(|| format!("No object set for '{path}'"))?;
-        Ok((self.set(set)?, id.to_string()))
+impl crate::runner::SetResolver for Arc<Registry> {
+    fn resolve(&self, name: &str) -> Option<Arc<dyn ObjectSet>> {
+        self.set(name).ok()
     }
 }
 
-/// `openidm.*` for managed object scripts.
-pub struct RegistryHost(pub Arc<Registry>);
-
-fn msg(e: ObjectError) -> String {
-    e.message
-}
-
-impl ScriptHost for RegistryHost {
-    fn read(&self, id: &str) -> Result<Option<Value>, String> {
-        match self.0.split(id) {
-            Ok((set, id)) => set.read(&id).map_err(msg),
-            // IDM gives null for a read of something that is not there.
-            Err(_) => Ok(None),
-        }
-    }
-
-    fn query(&self, resource: &str, params: &Value) -> Result<Value, String> {
-        let set = self.0.set(resource)?;
-        let q = QueryRequest::from_json(params).map_err(msg)?;
-        let policy = q.total;
-        Ok(set.query(&q).map_err(msg)?.envelope(policy))
-    }
-
-    fn create(
-        &self,
-        resource: &str,
-        new_id: Option<&str>,
-        content: &Value,
-    ) -> Result<Value, String> {
-        self.0
-            .set(resource)?
-            .create(new_id, content.clone())
-            .map_err(msg)
-    }
-
-    fn update(&self, id: &str, rev: Option<&str>, content: &Value) -> Result<Value, String> {
-        let (set, id) = self.0.split(id)?;
-        if set.read(&id).map_err(msg)?.is_none() {
-            return Err(format!("Object {id} not found"));
-        }
-        set.put(&id, content.clone(), rev, false)
-            .map(|(v, _)| v)
-            .map_err(msg)
-    }
-
-    fn patch(&self, id: &str, rev: Option<&str>, ops: &Value) -> Result<Value, String> {
-        let (set, id) = self.0.split(id)?;
-        set.patch(&id, rev, ops).map_err(msg)
-    }
-
-    fn delete(&self, id: &str, rev: Option<&str>) -> Result<Value, String> {
-        let (set, id) = self.0.split(id)?;
-        set.delete(&id, rev).map_err(msg)
-    }
-
-    fn action(
-        &self,
-        resource: &str,
-        action: &str,
-        _content: &Value,
-        _params: &Value,
-    ) -> Result<Value, String> {
-        Err(format!(
-            "openidm.action('{resource}', '{action}') is not supported in managed object hooks"
-        ))
-    }
-}
+/// `openidm.*` for managed object scripts: the same host as mapping scripts, over the
+/// registry (whose sets are bound once every set is built).
+pub type RegistryHost = crate::runner::SetsHost<Arc<Registry>>;

@@ -103,7 +103,7 @@ impl Builder {
                 time: Duration::from_millis(config.scripts.time_limit_ms),
                 memory_bytes: (config.scripts.memory_limit_mb as usize).saturating_mul(1024 * 1024),
             },
-            host: Arc::new(host::RegistryHost(registry.clone())),
+            host: Arc::new(host::RegistryHost::new(registry.clone())),
         };
         Ok(Builder {
             schemas,

@@ -24,8 +24,8 @@ use super::hooks::{refusal, HookKind, Runner};
 use super::host::Registry;
 use super::schema::TypeSchema;
 use crate::objects::{
-    body_object, check_id, with_meta, ObjectError, ObjectErrorKind, ObjectSet, QueryRequest,
-    QueryResult, RelationOp, StoreSet,
+    body_object, check_id, put_kind, with_meta, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
+    QueryRequest, QueryResult, RelationOp, StoreSet,
 };
 use crate::query::Filter;
 use crate::storage::StoredObject;
@@ -499,15 +499,10 @@ impl ObjectSet for ManagedSet {
         create_only: bool,
     ) -> Result<(Value, bool), ObjectError> {
         check_id(id)?;
-        match self.inner.get(id)? {
-            None => {
-                if if_match.is_some_and(|r| r != "*") {
-                    return Err(ObjectError::not_found(&self.schema.set, id));
-                }
-                Ok((self.create_object(id.to_string(), body)?, true))
-            }
-            Some(_) if create_only => Err(ObjectError::already_exists(&self.schema.set, id)),
-            Some(_) => {
+        let exists = self.inner.get(id)?.is_some();
+        match put_kind(&self.schema.set, id, exists, if_match, create_only)? {
+            PutKind::Create => Ok((self.create_object(id.to_string(), body)?, true)),
+            PutKind::Replace => {
                 let new = body_object(body)?;
                 let v = self.retrying(if_match, || {
                     let cur = self.current(id, if_match)?;

@@ -23,7 +23,10 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::paging::{self, QueryRequest, QueryResult};
-use super::{body_object, check_id, Change, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet};
+use super::{
+    body_object, check_id, put_kind, Change, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet,
+    PutKind,
+};
 use crate::connectors::csv::{CsvError, CsvErrorKind, CsvModel, CsvTable};
 use crate::query::Filter;
 
@@ -121,28 +124,13 @@ impl ObjectSet for CsvSet {
     }
 
     fn query(&self, q: &QueryRequest) -> Result<QueryResult, ObjectError> {
-        let scan = |after: Option<&str>,
-                    f: &mut dyn FnMut(&str, Value) -> ControlFlow<()>|
-         -> Result<(), ObjectError> {
-            // Keys are zero-padded row numbers, so they order like the rows.
-            let start: u64 = after
-                .and_then(|a| a.parse().ok())
-                .map(|n: u64| n + 1)
-                .unwrap_or(0);
-            let mut row: u64 = 0;
+        // Cookies are row positions in the file.
+        paging::run_positional(q, &|f| {
             self.table
-                .scan(&mut |obj| {
-                    let n = row;
-                    row += 1;
-                    if n < start {
-                        return ControlFlow::Continue(());
-                    }
-                    f(&format!("{n:020}"), Value::Object(self.view(obj)))
-                })
-                .map_err(|e| self.err(e))?;
-            Ok(())
-        };
-        paging::run(q, &scan)
+                .scan(&mut |obj| f(Value::Object(self.view(obj))))
+                .map(|_| ())
+                .map_err(|e| self.err(e))
+        })
     }
 
     fn scan(&self, f: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), ObjectError> {
@@ -184,18 +172,12 @@ impl ObjectSet for CsvSet {
         check_id(id)?;
         let _write = self.writes.lock();
         let exists = self.table.read(id).map_err(|e| self.err(e))?.is_some();
-        if exists {
-            if create_only {
-                return Err(ObjectError::already_exists(&self.name, id));
-            }
+        if put_kind(&self.name, id, exists, if_match, create_only)? == PutKind::Replace {
             let current = self.check_rev(id, if_match)?;
             let row = self.update_row(&current, body_object(body)?);
             let stored = self.table.update(id, row).map_err(|e| self.err(e))?;
             Ok((Value::Object(self.view(stored)), false))
         } else {
-            if if_match.is_some() {
-                return Err(ObjectError::not_found(&self.name, id));
-            }
             Ok((self.create_unlocked(Some(id), body)?, true))
         }
     }

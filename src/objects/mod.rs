@@ -287,6 +287,31 @@ pub fn check_if_match(
     }
 }
 
+/// What a PUT does to an object (CREST): replace it, or create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutKind {
+    Replace,
+    Create,
+}
+
+/// The PUT rules every set follows: `If-None-Match: *` (`create_only`) refuses an existing
+/// object (409); any `If-Match` (also `*`) asks for an update, so a missing object is 404;
+/// otherwise a PUT replaces what exists and creates what does not.
+pub fn put_kind(
+    set: &str,
+    id: &str,
+    exists: bool,
+    if_match: Option<&str>,
+    create_only: bool,
+) -> Result<PutKind, ObjectError> {
+    match exists {
+        true if create_only => Err(ObjectError::already_exists(set, id)),
+        true => Ok(PutKind::Replace),
+        false if if_match.is_some() => Err(ObjectError::not_found(set, id)),
+        false => Ok(PutKind::Create),
+    }
+}
+
 /// Checks an id given by a client: non-empty, no `/`, no control characters.
 pub fn check_id(id: &str) -> Result<(), ObjectError> {
     if id.is_empty() {

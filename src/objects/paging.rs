@@ -132,6 +132,36 @@ fn shape(q: &QueryRequest, obj: Value) -> Value {
     }
 }
 
+/// Visits every object of a set in its one stable order, until the visitor breaks.
+pub type OrderedVisit<'a> =
+    dyn Fn(&mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), ObjectError> + 'a;
+
+/// [`run`] over a set that can only visit its objects in one stable order (a file's rows, a
+/// directory's results): the cookie keys are zero-padded positions in that order.
+pub fn run_positional(
+    q: &QueryRequest,
+    visit: &OrderedVisit<'_>,
+) -> Result<QueryResult, ObjectError> {
+    let scan = |after: Option<&str>,
+                f: &mut dyn FnMut(&str, Value) -> ControlFlow<()>|
+     -> Result<(), ObjectError> {
+        let start: u64 = after
+            .and_then(|a| a.parse().ok())
+            .map(|n: u64| n + 1)
+            .unwrap_or(0);
+        let mut n: u64 = 0;
+        visit(&mut |v| {
+            let i = n;
+            n += 1;
+            if i < start {
+                return ControlFlow::Continue(());
+            }
+            f(&format!("{i:020}"), v)
+        })
+    };
+    run(q, &scan)
+}
+
 /// Runs a query over a keyed scan.
 pub fn run(q: &QueryRequest, scan: &KeyedScan<'_>) -> Result<QueryResult, ObjectError> {
     let cookie = q.cookie.as_deref().map(decode_cookie).transpose()?;

@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use serde_json::{Map, Value};
 
 use super::paging::{self, QueryRequest, QueryResult};
-use super::{body_object, check_id, with_meta, ObjectError, ObjectErrorKind, ObjectSet};
+use super::{body_object, check_id, put_kind, with_meta, ObjectError, ObjectErrorKind, ObjectSet};
 use crate::query::{Filter, Pointer};
 use crate::storage::{index_terms, DataBatch, Expect, IndexTerm, Store, StoreError, StoredObject};
 
@@ -360,32 +360,30 @@ impl ObjectSet for StoreSet {
     ) -> Result<(Value, bool), ObjectError> {
         check_id(id)?;
         let body = body_object(body)?;
-        self.with_cas(id, || match self.get(id)? {
-            Some(current) => {
-                if create_only {
-                    return Err(ObjectError::already_exists(&self.name, id));
+        self.with_cas(id, || {
+            let current = self.get(id)?;
+            // Refuses what the PUT rules refuse; otherwise `current` says replace or create.
+            put_kind(&self.name, id, current.is_some(), if_match, create_only)?;
+            match current {
+                Some(current) => {
+                    self.check_rev(&current, if_match)?;
+                    if current.body == body {
+                        return Ok(Attempt::Done((Self::to_value(current), false)));
+                    }
+                    Ok(
+                        match self.write(id, &body, Some((current.rev, &current.body)))? {
+                            Attempt::Done(rev) => Attempt::Done((
+                                with_meta(id, &rev.to_string(), body.clone()),
+                                false,
+                            )),
+                            Attempt::Retry => Attempt::Retry,
+                        },
+                    )
                 }
-                self.check_rev(&current, if_match)?;
-                if current.body == body {
-                    return Ok(Attempt::Done((Self::to_value(current), false)));
-                }
-                Ok(
-                    match self.write(id, &body, Some((current.rev, &current.body)))? {
-                        Attempt::Done(rev) => {
-                            Attempt::Done((with_meta(id, &rev.to_string(), body.clone()), false))
-                        }
-                        Attempt::Retry => Attempt::Retry,
-                    },
-                )
-            }
-            None => {
-                if if_match.is_some() {
-                    return Err(ObjectError::not_found(&self.name, id));
-                }
-                Ok(match self.write(id, &body, None)? {
+                None => Ok(match self.write(id, &body, None)? {
                     Attempt::Done(_) => Attempt::Done((with_meta(id, "1", body.clone()), true)),
                     Attempt::Retry => Attempt::Retry,
-                })
+                }),
             }
         })
     }

@@ -1,27 +1,52 @@
 //! The `openidm` object of scripts: reads, queries and writes over recond's object sets.
 //! Paths are qualified (`managed/user/u1`, `system/hr/account`).
+//!
+//! One implementation serves every script: [`SetsHost`] works over anything that can name an
+//! object set ([`SetResolver`]): the run's [`ObjectSets`] for mapping and schedule scripts
+//! ([`StoreHost`]), the managed model's late-bound registry for managed object hooks.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::objects::{ObjectError, ObjectSets, QueryRequest};
+use crate::objects::{ObjectError, ObjectErrorKind, ObjectSet, ObjectSets, QueryRequest};
 use crate::script::ScriptHost;
 
-pub struct StoreHost {
-    objects: ObjectSets,
+/// Finds an object set by name (`managed/user`), if one is declared (and still alive).
+pub trait SetResolver: Send + Sync {
+    fn resolve(&self, name: &str) -> Option<Arc<dyn ObjectSet>>;
 }
 
-impl StoreHost {
-    pub fn new(objects: ObjectSets) -> StoreHost {
-        StoreHost { objects }
+impl SetResolver for ObjectSets {
+    fn resolve(&self, name: &str) -> Option<Arc<dyn ObjectSet>> {
+        self.get(name).cloned()
+    }
+}
+
+/// `openidm.*` over the object sets a [`SetResolver`] names.
+pub struct SetsHost<R>(R);
+
+/// The host of mapping and schedule scripts: every declared object set.
+pub type StoreHost = SetsHost<ObjectSets>;
+
+impl<R: SetResolver> SetsHost<R> {
+    pub fn new(resolver: R) -> SetsHost<R> {
+        SetsHost(resolver)
     }
 
-    fn split<'a>(
-        &self,
-        path: &'a str,
-    ) -> Result<(&std::sync::Arc<dyn crate::objects::ObjectSet>, &'a str), String> {
-        self.objects
-            .split_qualified(path)
-            .ok_or_else(|| format!("No object set for '{path}'"))
+    fn set(&self, name: &str) -> Result<Arc<dyn ObjectSet>, String> {
+        self.0
+            .resolve(name.trim_matches('/'))
+            .ok_or_else(|| format!("No object set for '{name}'"))
+    }
+
+    /// Resolves `managed/user/u1` into (set, id).
+    fn split<'a>(&self, path: &'a str) -> Result<(Arc<dyn ObjectSet>, &'a str), String> {
+        let path = path.trim_start_matches('/');
+        let (set, id) = path
+            .rsplit_once('/')
+            .ok_or_else(|| format!("No object set for '{path}'"))?;
+        Ok((self.set(set)?, id))
     }
 }
 
@@ -29,24 +54,21 @@ fn msg(e: ObjectError) -> String {
     e.message
 }
 
-impl ScriptHost for StoreHost {
+impl<R: SetResolver> ScriptHost for SetsHost<R> {
     /// As IDM's `openidm.read`: anything that is not there, including a path no object set
     /// serves, reads as `null` (`config/...` is answered by the script layer).
     fn read(&self, id: &str) -> Result<Option<Value>, String> {
-        let Some((set, id)) = self.objects.split_qualified(id) else {
+        let Ok((set, id)) = self.split(id) else {
             return Ok(None);
         };
         match set.read(id) {
-            Err(e) if e.kind == crate::objects::ObjectErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind == ObjectErrorKind::NotFound => Ok(None),
             other => other.map_err(msg),
         }
     }
 
     fn query(&self, resource: &str, params: &Value) -> Result<Value, String> {
-        let set = self
-            .objects
-            .get(resource)
-            .ok_or_else(|| format!("No object set for '{resource}'"))?;
+        let set = self.set(resource)?;
         let q = QueryRequest::from_json(params).map_err(msg)?;
         let policy = q.total;
         Ok(set.query(&q).map_err(msg)?.envelope(policy))
@@ -58,11 +80,9 @@ impl ScriptHost for StoreHost {
         new_id: Option<&str>,
         content: &Value,
     ) -> Result<Value, String> {
-        let set = self
-            .objects
-            .get(resource)
-            .ok_or_else(|| format!("No object set for '{resource}'"))?;
-        set.create(new_id, content.clone()).map_err(msg)
+        self.set(resource)?
+            .create(new_id, content.clone())
+            .map_err(msg)
     }
 
     fn update(&self, id: &str, rev: Option<&str>, content: &Value) -> Result<Value, String> {

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 pub use history::entry_key;
 pub use hooks::{CommitLog, Committed};
-pub use host::StoreHost;
+pub use host::{SetResolver, SetsHost, StoreHost};
 pub use implicit::{ExplicitAction, PerformRequest, SyncOutcome};
 pub use state::{ReconKind, RunOptions, RunState};
 

@@ -20,7 +20,9 @@ use super::search;
 use super::sync::{self, SyncError};
 use super::write::{self, WriteError};
 use crate::objects::paging::{self, QueryRequest, QueryResult};
-use crate::objects::{body_object, check_id, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet};
+use crate::objects::{
+    body_object, check_id, put_kind, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
+};
 use crate::query::Filter;
 
 /// An object as read and its entry's dn.
@@ -252,25 +254,8 @@ impl ObjectSet for LdapSet {
         // The directory has filtered; paging, sorting and field selection are recond's.
         let mut rest = q.clone();
         rest.filter = Filter::True;
-        let scan = |after: Option<&str>,
-                    f: &mut dyn FnMut(&str, Value) -> ControlFlow<()>|
-         -> Result<(), ObjectError> {
-            // Keys are zero-padded positions in the directory's (stable) result order.
-            let start: u64 = after
-                .and_then(|a| a.parse().ok())
-                .map(|n: u64| n + 1)
-                .unwrap_or(0);
-            let mut n: u64 = 0;
-            self.visit(&plan, &mut |v| {
-                let i = n;
-                n += 1;
-                if i < start {
-                    return ControlFlow::Continue(());
-                }
-                f(&format!("{i:020}"), v)
-            })
-        };
-        paging::run(&rest, &scan)
+        // Cookies are positions in the directory's (stable) result order.
+        paging::run_positional(&rest, &|f| self.visit(&plan, f))
     }
 
     fn scan(&self, f: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), ObjectError> {
@@ -307,15 +292,14 @@ impl ObjectSet for LdapSet {
         create_only: bool,
     ) -> Result<(Value, bool), ObjectError> {
         check_id(id)?;
-        match self.current(id)? {
-            Some(_) if create_only => Err(ObjectError::already_exists(&self.name, id)),
-            Some(_) => {
+        let exists = self.current(id)?.is_some();
+        match put_kind(&self.name, id, exists, if_match, create_only)? {
+            PutKind::Replace => {
                 let (current, dn) = self.check_rev(id, if_match)?;
                 let body = body_object(body)?;
                 Ok((self.update(id, &current, &dn, &body)?, false))
             }
-            None if if_match.is_some() => Err(ObjectError::not_found(&self.name, id)),
-            None => Ok((self.create(Some(id), body)?, true)),
+            PutKind::Create => Ok((self.create(Some(id), body)?, true)),
         }
     }
 

@@ -30,7 +30,8 @@ use super::rows;
 use crate::idm::ObjectType;
 use crate::objects::paging::{self, QueryRequest, QueryResult};
 use crate::objects::{
-    body_object, check_id, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, WriteOp,
+    body_object, check_id, put_kind, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
+    WriteOp,
 };
 use crate::query::Filter;
 
@@ -268,17 +269,14 @@ impl ObjectSet for SqlSet {
         create_only: bool,
     ) -> Result<(Value, bool), ObjectError> {
         check_id(id)?;
-        match self.read(id)? {
-            Some(_) if create_only => Err(ObjectError::already_exists(&self.name, id)),
-            Some(_) => {
+        let exists = self.read(id)?.is_some();
+        match put_kind(&self.name, id, exists, if_match, create_only)? {
+            PutKind::Replace => {
                 let current = self.check_rev(id, if_match)?;
                 let body = body_object(body)?;
                 Ok((self.update(id, &current, body)?, false))
             }
-            None if if_match.is_some_and(|r| r != "*") => {
-                Err(ObjectError::not_found(&self.name, id))
-            }
-            None => Ok((self.create(Some(id), body)?, true)),
+            PutKind::Create => Ok((self.create(Some(id), body)?, true)),
         }
     }
 
