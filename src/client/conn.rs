@@ -159,24 +159,16 @@ impl Conn {
     }
 
     fn with_auth_get(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        let req = self
-            .agent
-            .get(url)
-            .header("Accept-API-Version", "resource=1.0");
-        match &self.credentials {
-            Credentials::Password { user, password } => req
-                .header("X-OpenIDM-Username", user)
-                .header("X-OpenIDM-Password", password),
-            Credentials::Token(t) => req.header("Authorization", format!("Bearer {t}")),
-            Credentials::None => req,
-        }
+        self.authorize(self.agent.get(url))
     }
 
     fn with_auth_post(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-        let req = self
-            .agent
-            .post(url)
-            .header("Accept-API-Version", "resource=1.0");
+        self.authorize(self.agent.post(url))
+    }
+
+    /// IDM's API version and the configured credentials, on any request.
+    fn authorize<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let req = req.header("Accept-API-Version", "resource=1.0");
         match &self.credentials {
             Credentials::Password { user, password } => req
                 .header("X-OpenIDM-Username", user)

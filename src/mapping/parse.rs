@@ -51,6 +51,9 @@ const KNOWN_KEYS: &[&str] = &[
     "reconGuard",
 ];
 
+/// An object of a list in sync.json with its key path (`properties[2]`).
+type KeyedObject<'m> = (String, &'m Map<String, Value>);
+
 struct Ctx<'a> {
     file: &'a Path,
     project: &'a Arc<ProjectEnv>,
@@ -74,6 +77,31 @@ impl Ctx<'_> {
             Some(Value::String(s)) if s == "true" || s == "false" => Ok(Some(s == "true")),
             Some(other) => Err(self.err(key, format!("expected true or false, got {other}"))),
         }
+    }
+
+    /// The objects of the list at `key` (none when absent), each with its key path
+    /// (`properties[2]`) for errors.
+    fn object_list<'m>(
+        &self,
+        m: &'m Map<String, Value>,
+        key: &str,
+    ) -> Result<Vec<KeyedObject<'m>>, ConfigError> {
+        let Some(list) = m.get(key) else {
+            return Ok(Vec::new());
+        };
+        let list = list
+            .as_array()
+            .ok_or_else(|| self.err(key, "expected a list"))?;
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let path = format!("{key}[{i}]");
+                let o = v
+                    .as_object()
+                    .ok_or_else(|| self.err(&path, "expected an object"))?;
+                Ok((path, o))
+            })
+            .collect()
     }
 
     fn string(&self, m: &Map<String, Value>, key: &str) -> Result<Option<String>, ConfigError> {
@@ -315,92 +343,72 @@ pub fn parse_mapping(
     let target = set_ref("target")?;
 
     let mut properties = Vec::new();
-    if let Some(props) = m.get("properties") {
-        let list = props
-            .as_array()
-            .ok_or_else(|| ctx.err("properties", "expected a list"))?;
-        for (i, p) in list.iter().enumerate() {
-            let key = format!("properties[{i}]");
-            let pm = p
-                .as_object()
-                .ok_or_else(|| ctx.err(&key, "expected an object"))?;
-            let target = ctx
-                .string(pm, "target")
-                .map_err(|_| ctx.err(&key, "target must be a string"))?;
-            let target = target.ok_or_else(|| ctx.err(&key, "target is required"))?;
-            let target = Pointer::parse(&target);
-            if target.is_root() {
-                return Err(ctx.err(&key, "target must not be the whole object"));
-            }
-            let source = match pm.get("source") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(Pointer::parse(s)),
-                Some(_) => return Err(ctx.err(&format!("{key}.source"), "expected a string")),
-            };
-            let condition = match pm.get("condition") {
-                None | Some(Value::Null) => None,
-                Some(c) => Some(ctx.condition(&format!("{key}.condition"), c)?),
-            };
-            let transform = match pm.get("transform") {
-                None | Some(Value::Null) => None,
-                Some(t) => Some(ctx.script(&format!("{key}.transform"), t)?),
-            };
-            properties.push(PropertyRule {
-                source,
-                target,
-                default: pm.get("default").cloned(),
-                condition,
-                transform,
-            });
+    for (key, pm) in ctx.object_list(m, "properties")? {
+        let target = ctx
+            .string(pm, "target")
+            .map_err(|_| ctx.err(&key, "target must be a string"))?;
+        let target = target.ok_or_else(|| ctx.err(&key, "target is required"))?;
+        let target = Pointer::parse(&target);
+        if target.is_root() {
+            return Err(ctx.err(&key, "target must not be the whole object"));
         }
+        let source = match pm.get("source") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(Pointer::parse(s)),
+            Some(_) => return Err(ctx.err(&format!("{key}.source"), "expected a string")),
+        };
+        let condition = match pm.get("condition") {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(ctx.condition(&format!("{key}.condition"), c)?),
+        };
+        let transform = match pm.get("transform") {
+            None | Some(Value::Null) => None,
+            Some(t) => Some(ctx.script(&format!("{key}.transform"), t)?),
+        };
+        properties.push(PropertyRule {
+            source,
+            target,
+            default: pm.get("default").cloned(),
+            condition,
+            transform,
+        });
     }
 
     let mut policies = Vec::new();
-    if let Some(pols) = m.get("policies") {
-        let list = pols
-            .as_array()
-            .ok_or_else(|| ctx.err("policies", "expected a list"))?;
-        for (i, p) in list.iter().enumerate() {
-            let key = format!("policies[{i}]");
-            let pm = p
-                .as_object()
-                .ok_or_else(|| ctx.err(&key, "expected an object"))?;
-            let sit = pm
-                .get("situation")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ctx.err(&key, "situation is required"))?;
-            let situation = Situation::parse(sit).ok_or_else(|| {
-                ctx.err(
-                    &format!("{key}.situation"),
-                    format!("unknown situation \"{sit}\""),
-                )
-            })?;
-            let action = match pm.get("action") {
-                Some(Value::String(a)) => {
-                    PolicyAction::Fixed(Action::parse(a).ok_or_else(|| {
-                        ctx.err(&format!("{key}.action"), format!("unknown action \"{a}\""))
-                    })?)
-                }
-                Some(v @ Value::Object(_)) => {
-                    PolicyAction::Script(ctx.script(&format!("{key}.action"), v)?)
-                }
-                _ => return Err(ctx.err(&key, "action is required (an action name or a script)")),
-            };
-            let condition = match pm.get("condition") {
-                None | Some(Value::Null) => None,
-                Some(c) => Some(ctx.condition(&format!("{key}.condition"), c)?),
-            };
-            let post_action = match pm.get("postAction") {
-                None | Some(Value::Null) => None,
-                Some(s) => Some(ctx.script(&format!("{key}.postAction"), s)?),
-            };
-            policies.push(Policy {
-                situation,
-                action,
-                condition,
-                post_action,
-            });
-        }
+    for (key, pm) in ctx.object_list(m, "policies")? {
+        let sit = pm
+            .get("situation")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ctx.err(&key, "situation is required"))?;
+        let situation = Situation::parse(sit).ok_or_else(|| {
+            ctx.err(
+                &format!("{key}.situation"),
+                format!("unknown situation \"{sit}\""),
+            )
+        })?;
+        let action = match pm.get("action") {
+            Some(Value::String(a)) => PolicyAction::Fixed(Action::parse(a).ok_or_else(|| {
+                ctx.err(&format!("{key}.action"), format!("unknown action \"{a}\""))
+            })?),
+            Some(v @ Value::Object(_)) => {
+                PolicyAction::Script(ctx.script(&format!("{key}.action"), v)?)
+            }
+            _ => return Err(ctx.err(&key, "action is required (an action name or a script)")),
+        };
+        let condition = match pm.get("condition") {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(ctx.condition(&format!("{key}.condition"), c)?),
+        };
+        let post_action = match pm.get("postAction") {
+            None | Some(Value::Null) => None,
+            Some(s) => Some(ctx.script(&format!("{key}.postAction"), s)?),
+        };
+        policies.push(Policy {
+            situation,
+            action,
+            condition,
+            post_action,
+        });
     }
 
     let mut correlation = Vec::new();

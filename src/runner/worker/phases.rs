@@ -144,22 +144,13 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                 &ctx,
                 threads,
                 &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
-                    let read = Instant::now();
-                    let mut processing = 0u128;
-                    let r = src
-                        .scan(&mut |obj| match obj.get("_id").and_then(Value::as_str) {
-                            Some(id) if filter.matches(&obj) => {
-                                let t = Instant::now();
-                                let flow = emit(id.to_string());
-                                processing += t.elapsed().as_nanos();
-                                flow
-                            }
-                            _ => ControlFlow::Continue(()),
-                        })
-                        .map_err(|e| format!("reading the source {}: {e}", src.name()));
-                    let ns = read.elapsed().as_nanos().saturating_sub(processing);
-                    run.stats.time("sourceQuery", ns as u64);
-                    r
+                    timed_source_scan(run, &src, &filter, &mut |obj| match obj
+                        .get("_id")
+                        .and_then(Value::as_str)
+                    {
+                        Some(id) => emit(id.to_string()),
+                        None => ControlFlow::Continue(()),
+                    })
                 },
                 &|c, ws, unit, id: &String| {
                     let start = Instant::now();
@@ -182,25 +173,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                 &ctx,
                 threads,
                 &mut |emit: &mut dyn FnMut(Value) -> ControlFlow<()>| {
-                    // `sourceQuery`: the time the source scan spends reading, without the
-                    // time its objects spend being reconciled.
-                    let read = Instant::now();
-                    let mut processing = 0u128;
-                    let r = src
-                        .scan(&mut |obj| {
-                            if filter.matches(&obj) {
-                                let t = Instant::now();
-                                let flow = emit(obj);
-                                processing += t.elapsed().as_nanos();
-                                flow
-                            } else {
-                                ControlFlow::Continue(())
-                            }
-                        })
-                        .map_err(|e| format!("reading the source {}: {e}", src.name()));
-                    let ns = read.elapsed().as_nanos().saturating_sub(processing);
-                    run.stats.time("sourceQuery", ns as u64);
-                    r
+                    timed_source_scan(run, &src, &filter, emit)
                 },
                 &|c, ws, unit, obj: &Value| source_object(c, ws, unit, Some(obj), None),
             )?
@@ -470,4 +443,31 @@ fn stop(run: &RunState, message: String) -> Result<(), String> {
     tracing::warn!(run = %run.id, mapping = %run.mapping.name, "{message}");
     run.fail(message, false);
     Ok(())
+}
+
+/// Scans the source set, handing each object that passes `filter` to `emit`, and records
+/// `sourceQuery`: the time the scan spends reading, without the time its objects spend being
+/// reconciled inside `emit`.
+fn timed_source_scan(
+    run: &RunState,
+    src: &Arc<dyn ObjectSet>,
+    filter: &Filter,
+    emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
+) -> Result<(), String> {
+    let read = Instant::now();
+    let mut processing = 0u128;
+    let r = src
+        .scan(&mut |obj| {
+            if !filter.matches(&obj) {
+                return ControlFlow::Continue(());
+            }
+            let t = Instant::now();
+            let flow = emit(obj);
+            processing += t.elapsed().as_nanos();
+            flow
+        })
+        .map_err(|e| format!("reading the source {}: {e}", src.name()));
+    let ns = read.elapsed().as_nanos().saturating_sub(processing);
+    run.stats.time("sourceQuery", ns as u64);
+    r
 }
