@@ -8,9 +8,15 @@
 //!   and assessed a unit, and is about to write it, first writes `<dir>/held` (the unit's
 //!   object ids, one a line) and then waits until `gate` is removed. Tests use it to write
 //!   over REST to objects a run is holding.
+//! * [`CommitLog`] (an API, not a variable: `Runner::record_commit_order`): records, per
+//!   runner, the order in which units committed their objects, so a model test can replay
+//!   them through a reference implementation in that order. Off, a commit pays one check of
+//!   an unset `OnceLock`.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -61,5 +67,54 @@ fn write_marker(dir: &Path, text: &str) {
     let tmp = dir.join("held.tmp");
     if std::fs::write(&tmp, text).is_ok() {
         let _ = std::fs::rename(&tmp, dir.join("held"));
+    }
+}
+
+/// One committed unit: its run, its phase and the ids of the objects it carried (source ids
+/// in the source phase, target ids in the target phase), in the order they were staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub run: String,
+    pub phase: &'static str,
+    pub ids: Vec<String>,
+}
+
+/// The commit order of a runner's units (test-only, see the module doc). While it is on,
+/// a unit's store write and its record happen under one lock, so the recorded order is the
+/// order in which the batches were applied, not a guess from threads racing to log.
+#[derive(Debug, Default)]
+pub struct CommitLog {
+    order: Mutex<Vec<Committed>>,
+}
+
+impl CommitLog {
+    /// Applies a unit through `apply` and records it if the write succeeded.
+    pub(crate) fn around<R, E>(
+        &self,
+        run: &str,
+        phase: &'static str,
+        ids: &[String],
+        apply: impl FnOnce() -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut order = self.order.lock();
+        let applied = apply()?;
+        if !ids.is_empty() {
+            order.push(Committed {
+                run: run.to_string(),
+                phase,
+                ids: ids.to_vec(),
+            });
+        }
+        Ok(applied)
+    }
+
+    /// The units committed so far by runs with id `run`, in commit order.
+    pub fn of_run(&self, run: &str) -> Vec<Committed> {
+        self.order
+            .lock()
+            .iter()
+            .filter(|c| c.run == run)
+            .cloned()
+            .collect()
     }
 }

@@ -31,6 +31,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
 pub use history::entry_key;
+pub use hooks::{CommitLog, Committed};
 pub use host::StoreHost;
 pub use implicit::SyncOutcome;
 pub use state::{ReconKind, RunOptions, RunState};
@@ -140,6 +141,9 @@ pub(crate) struct Inner {
     purge_wake: Condvar,
     purge_lock: Mutex<bool>,
     stopping: AtomicBool,
+    /// Test-only record of the units' commit order (see `hooks::CommitLog`); unset in
+    /// production.
+    commit_log: std::sync::OnceLock<Arc<hooks::CommitLog>>,
 }
 
 /// The run registry. Cheap to clone.
@@ -169,6 +173,7 @@ impl Runner {
                 purge_wake: Condvar::new(),
                 purge_lock: Mutex::new(false),
                 stopping: AtomicBool::new(false),
+                commit_log: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -183,6 +188,12 @@ impl Runner {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Test-only: from now on, records the order in which this runner's units commit their
+    /// objects (for replaying a run through a reference implementation).
+    pub fn record_commit_order(&self) -> Arc<CommitLog> {
+        self.inner.commit_log.get_or_init(Default::default).clone()
     }
 
     /// Startup: interrupted runs become COMPLETED_FAILED; the purge thread starts and resumes

@@ -84,7 +84,9 @@ pub(super) fn act(
             if source.is_null() {
                 return Err("cannot CREATE a target without a source".into());
             }
-            if target.is_some() && op.link.is_none() {
+            // Reference §3.5: CREATE fails when a target is already known, linked or not
+            // (CONFIRMED + CREATE must not make a second target and repoint the link).
+            if target.is_some() {
                 return Err("target object already exists".into());
             }
             let mut t = Value::Object(Map::new());
@@ -108,6 +110,10 @@ pub(super) fn act(
                 Targets::Store(s) => {
                     let id = id.unwrap_or_else(ids::new_uuid);
                     crate::objects::check_id(&id).map_err(|e| e.message)?;
+                    // The existence check reads this id: claim it, so an object of another
+                    // unit that deletes or creates it is ordered with this one even when this
+                    // CREATE fails (a failed op names no target id for `finish_op` to claim).
+                    unit.keys.push(claim_key(b't', "", &ctx.norm_target(&id)));
                     if s.store()
                         .object_exists(&mapping.target, &id)
                         .map_err(|e| e.to_string())?

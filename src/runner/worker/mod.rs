@@ -304,6 +304,9 @@ struct Unit {
     counting: bool,
     /// Guarded deletes/unlinks decided in counting mode.
     guarded: u64,
+    /// Ids of the objects kept in this unit, in staging order: filled only while the
+    /// runner records its commit order (test-only, `hooks::CommitLog`).
+    objects: Vec<String>,
 }
 
 /// Where a unit stood before one object was staged (to drop that object's work).
@@ -350,6 +353,7 @@ impl Unit {
             changed: Vec::new(),
             counting: false,
             guarded: 0,
+            objects: Vec::new(),
         }
     }
 
@@ -496,6 +500,9 @@ pub(super) fn execute(inner: &Inner, run: &Arc<RunState>) {
         run.fail(message, true);
     }
 }
+
+#[cfg(test)]
+mod act_tests;
 
 #[cfg(test)]
 mod tests {

@@ -150,7 +150,7 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
         // (see `execute_phases`).
         process(ctx, &mut w.ws, unit, item)?;
         unit.keys.clear();
-        pending.push(item);
+        keep(ctx, unit, pending, item);
         return Ok(());
     }
     for attempt in 1..=CLAIM_ATTEMPTS {
@@ -167,7 +167,7 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
         unit.keys.truncate(mark.keys);
         match claimed {
             Ok(()) => {
-                pending.push(item);
+                keep(ctx, unit, pending, item);
                 return Ok(());
             }
             Err(_) if attempt == CLAIM_ATTEMPTS => {
@@ -176,7 +176,7 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
                     item.item_id(),
                     "other objects of this run kept changing the same target; not applied",
                 );
-                pending.push(item);
+                keep(ctx, unit, pending, item);
                 return Ok(());
             }
             Err(refusal) => {
@@ -191,6 +191,14 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
     Ok(())
 }
 
+/// Keeps a staged object in the unit (and in the commit log's order, when it is on).
+fn keep<'i, T: ItemId>(ctx: &Ctx<'_>, unit: &mut Unit, pending: &mut Vec<&'i T>, item: &'i T) {
+    if ctx.inner.commit_log.get().is_some() {
+        unit.objects.push(item.item_id());
+    }
+    pending.push(item);
+}
+
 /// Commits the unit and starts a new one. If the store refuses the batch (an object changed
 /// since it was read: a REST write, another run), nothing of it was written: each pending
 /// object is then re-read, re-assessed and committed on its own.
@@ -203,7 +211,9 @@ pub(super) fn flush<'a, T: ItemId>(
 ) -> Result<(), String> {
     let done = std::mem::replace(unit, Unit::new(ctx.claims.owner()));
     let items = std::mem::take(pending);
-    if let Err(conflict) = commit(ctx, done)? {
+    if let Err(refused) = commit(ctx, done)? {
+        ctx.claims.abort(&refused.unit.held);
+        let conflict = refused.conflict;
         tracing::debug!(run = %ctx.run.id, %conflict, "a unit met a concurrent change; its objects are redone one by one");
         for item in items {
             redo_alone(ctx, w, item, process)?;
@@ -213,38 +223,52 @@ pub(super) fn flush<'a, T: ItemId>(
 }
 
 /// Re-assesses one object and commits it alone, retrying (bounded) while the store reports
-/// a concurrent change; then records it as failed with the reason (its writes dropped).
+/// a concurrent change. After the last refusal the object is recorded as failed with the
+/// reason, from that last assessment and still under its claims, so the failed entries
+/// describe exactly what was refused at the point where they commit (its writes dropped).
 pub(super) fn redo_alone<'a, T: ItemId>(
     ctx: &Ctx<'a>,
     w: &mut Worker,
     item: &T,
     process: &Process<'a, T>,
 ) -> Result<(), String> {
-    let mut last = String::new();
-    for _ in 0..CAS_ATTEMPTS {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let mut unit = Unit::new(ctx.claims.owner());
         let mut pending = Vec::with_capacity(1);
         stage(ctx, w, &mut unit, &mut pending, item, process)?;
-        match commit(ctx, unit)? {
+        let Refused { conflict, mut unit } = match commit(ctx, unit)? {
             Ok(()) => return Ok(()),
-            Err(conflict) => last = conflict,
+            Err(refused) => refused,
+        };
+        if attempt < CAS_ATTEMPTS {
+            ctx.claims.abort(&unit.held);
+            continue;
         }
+        unit.fail_since(
+            &Mark::start(),
+            item.item_id(),
+            &format!("the object kept changing concurrently; not applied ({conflict})"),
+        );
+        // No data write is left, so the store cannot refuse it again.
+        return commit(ctx, unit)?
+            .map_err(|refused| format!("writing a failed entry: {}", refused.conflict));
     }
-    let mut unit = Unit::new(ctx.claims.owner());
-    let mut pending = Vec::with_capacity(1);
-    stage(ctx, w, &mut unit, &mut pending, item, process)?;
-    unit.fail_since(
-        &Mark::start(),
-        item.item_id(),
-        &format!("the object kept changing concurrently; not applied ({last})"),
-    );
-    commit(ctx, unit)?.map_err(|e| format!("writing a failed entry: {e}"))
+}
+
+/// A unit the store refused: nothing of it was written; it still holds its claims (the
+/// caller releases them, or commits a failure record under them).
+pub(super) struct Refused {
+    pub(super) conflict: String,
+    pub(super) unit: Unit,
 }
 
 /// Commits a unit: data batch first (atomic: targets + index entries + links, checked by
 /// compare-and-swap), then association entries and audit events, then counters. Returns
-/// `Ok(Err(conflict))` when the store refused the batch (nothing written, claims released).
-pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>, String> {
+/// `Ok(Err(refused))` when the store refused the batch: nothing written, the unit handed back
+/// with its claims still held.
+pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, String> {
     let run = ctx.run;
     hooks::get().hold_before_write(
         &mut unit
@@ -252,11 +276,23 @@ pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), String>
             .iter()
             .filter_map(|e| e.target_id.clone().or_else(|| e.source_id.clone())),
     );
-    match ctx.inner.store.apply(std::mem::take(&mut unit.batch)) {
+    let batch = std::mem::take(&mut unit.batch);
+    let applied = match ctx.inner.commit_log.get() {
+        None => ctx.inner.store.apply(batch),
+        Some(log) => {
+            let phase = match run.stage() {
+                Stage::ActiveReconcilingTarget => "target",
+                _ => "source",
+            };
+            log.around(&run.id, phase, &unit.objects, || {
+                ctx.inner.store.apply(batch)
+            })
+        }
+    };
+    match applied {
         Ok(()) => ctx.claims.commit(&unit.held),
-        Err(StoreError::Conflict(m)) => {
-            ctx.claims.abort(&unit.held);
-            return Ok(Err(m));
+        Err(StoreError::Conflict(conflict)) => {
+            return Ok(Err(Refused { conflict, unit }));
         }
         Err(e) => {
             ctx.claims.abort(&unit.held);
