@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
+pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), RunFailure> {
     let mapping = run.mapping.as_ref();
     run.set_stage(Stage::ActiveQueryEntries);
     // Implicit synchronization of one object has no run to announce (see `sync_object`).
@@ -23,18 +23,17 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
             .and_then(Value::as_str)
             .unwrap_or(&mapping.source)
     };
-    let source_set = inner
-        .objects
-        .get(source_name)
-        .cloned()
-        .ok_or_else(|| format!("source object set {source_name} is not declared"))?;
-    let target_set = inner
-        .objects
-        .get(&mapping.target)
-        .cloned()
-        .ok_or_else(|| format!("target object set {} is not declared", mapping.target))?;
+    let source_set = inner.objects.get(source_name).cloned().ok_or_else(|| {
+        RunFailure::Setup(format!("source object set {source_name} is not declared"))
+    })?;
+    let target_set = inner.objects.get(&mapping.target).cloned().ok_or_else(|| {
+        RunFailure::Setup(format!(
+            "target object set {} is not declared",
+            mapping.target
+        ))
+    })?;
     let source_q = QueryRequest::from_json(&run.options.source_query)
-        .map_err(|e| format!("sourceQuery: {}", e.message))?;
+        .map_err(|e| RunFailure::Setup(format!("sourceQuery: {}", e.message)))?;
     let source_filter = if by_id { Filter::True } else { source_q.filter };
     // Only a full run over the whole source set saw every source; a by-id run saw its ids.
     let full_source =
@@ -53,7 +52,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
             .as_store()
             .map(|s| s.store().set_is_empty(&mapping.target))
             .transpose()
-            .map_err(|e| e.to_string())?
+            .map_err(RunFailure::store("reading the target set"))?
             .unwrap_or(false),
     };
     run.stats
@@ -69,7 +68,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         Some(c) => Targets::Cache(c),
         None => match target_set_ref.as_store() {
             Some(s) => Targets::Store(s),
-            None => return Err("target set has no store".into()),
+            None => return Err(RunFailure::Setup("target set has no store".into())),
         },
     };
     let threads = mapping
@@ -111,11 +110,14 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         ReconKind::ById(ids) => Some(ids.len() as u64),
         // Store-backed sources count their ids without decoding; a connector source would
         // need a second full read, so its total follows at the phase end.
-        ReconKind::Full if ctx.full_source && ctx.source_set.as_store().is_some() => Some(
-            ctx.source_set
-                .count()
-                .map_err(|e| format!("counting the source {}: {e}", ctx.source_set.name()))?,
-        ),
+        ReconKind::Full if ctx.full_source && ctx.source_set.as_store().is_some() => {
+            Some(ctx.source_set.count().map_err(|e| {
+                RunFailure::Unavailable(format!(
+                    "counting the source {}: {e}",
+                    ctx.source_set.name()
+                ))
+            })?)
+        }
         ReconKind::Full => None,
     };
     if let Some(n) = known_total {
@@ -160,7 +162,9 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                         Some(id) if filter.matches(&obj) => emit(id.to_string()),
                         _ => ControlFlow::Continue(()),
                     })
-                    .map_err(|e| format!("reading the source {}: {e}", src.name()))
+                    .map_err(|e| {
+                        RunFailure::Unavailable(format!("reading the source {}: {e}", src.name()))
+                    })
                 },
                 &|c, ws, unit, id: &String| {
                     let start = Instant::now();
@@ -171,7 +175,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                         Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
                         // Gone since the query: nothing to reconcile for it in this phase.
                         Ok(None) => Ok(()),
-                        Err(e) => Err(format!("reading source {id}: {e}")),
+                        Err(e) => Err(RunFailure::Unavailable(format!("reading source {id}: {e}"))),
                     }
                 },
             )?
@@ -190,7 +194,9 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                             ControlFlow::Continue(())
                         }
                     })
-                    .map_err(|e| format!("reading the source {}: {e}", src.name()))
+                    .map_err(|e| {
+                        RunFailure::Unavailable(format!("reading the source {}: {e}", src.name()))
+                    })
                 },
                 &|c, ws, unit, obj: &Value| source_object(c, ws, unit, Some(obj), None),
             )?
@@ -236,7 +242,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         let phase_start = Instant::now();
         let deleted_before = run.stats.deleted.load(Ordering::Relaxed);
         let target_q = QueryRequest::from_json(&run.options.target_query)
-            .map_err(|e| format!("targetQuery: {}", e.message))?;
+            .map_err(|e| RunFailure::Setup(format!("targetQuery: {}", e.message)))?;
         let touched = std::mem::take(&mut *ctx.touched.lock());
         let normalise = !mapping.target_ids_case_sensitive;
         let untouched = |id: &str| {
@@ -263,7 +269,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                             ControlFlow::Continue(())
                         }
                     })
-                    .map_err(|e| e.to_string()),
+                    .map_err(RunFailure::store("reading the target ids")),
                 Targets::Store(_) => tset
                     .scan(&mut |o| {
                         let Some(id) = o.get("_id").and_then(Value::as_str) else {
@@ -279,7 +285,9 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                             ControlFlow::Continue(())
                         }
                     })
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| {
+                        RunFailure::Unavailable(format!("reading the target set: {}", e.message))
+                    }),
                 Targets::Cache(c) => {
                     let mut ids: Vec<&String> = c
                         .objects
@@ -338,7 +346,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
             script,
             &[("global", &stats["global"]), ("statistics", &stats)],
         ) {
-            return Err(format!("result script failed: {e}"));
+            return Err(RunFailure::Script(format!("result script failed: {e}")));
         }
         run.stats
             .time("resultScript", start.elapsed().as_nanos() as u64);
@@ -354,11 +362,11 @@ fn by_id_object(
     ws: &mut WorkerScripts,
     unit: &mut Unit,
     id: &String,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     match c.source_set.read(id) {
         Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
         Ok(None) => source_object(c, ws, unit, None, Some(id)),
-        Err(e) => Err(format!("reading source {id}: {e}")),
+        Err(e) => Err(RunFailure::Unavailable(format!("reading source {id}: {e}"))),
     }
 }
 
@@ -369,13 +377,13 @@ fn target_id(
     ws: &mut WorkerScripts,
     unit: &mut Unit,
     id: &String,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     target_object(c, ws, unit, id)
 }
 
 /// Ends the run as stopped by the guard (COMPLETED_FAILED with the message, like the
 /// empty-source guard: not an infrastructure failure).
-fn stop(run: &RunState, message: String) -> Result<(), String> {
+fn stop(run: &RunState, message: String) -> Result<(), RunFailure> {
     tracing::warn!(run = %run.id, mapping = %run.mapping.name, "{message}");
     run.fail(message, false);
     Ok(())
