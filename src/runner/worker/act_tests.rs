@@ -1,5 +1,6 @@
-//! Unit tests of the action dispatch (`act`, reference §3.5) on a real store: what each
-//! decided action stages (writes, claim keys) and how it fails.
+//! Unit tests of the action dispatch (`act`, reference §3.5) and of the object redo on a
+//! real store: what each decided action stages (writes, claim keys), how it fails (which
+//! kind of error), and what an object refused to the end records.
 
 use super::*;
 use crate::app::App;
@@ -264,6 +265,88 @@ fn an_object_refused_to_the_end_is_failed_as_last_assessed_under_its_claims() {
                 .claim(9, &[claim_key(b't', "", "t1")], u64::MAX, &mut Vec::new())
                 .is_ok(),
             "the claims were released"
+        );
+    });
+}
+
+#[test]
+fn found_update_links_first_and_writes_only_a_changed_target() {
+    let f = fixture();
+    f.put_target("t1", json!({"userName": "bob"}));
+    f.put_target("t2", json!({"userName": "ann"}));
+    f.with_ctx(false, |ctx, ws| {
+        let mut unit = Unit::new(0);
+        let source = json!({"_id": "s1", "key": "t1", "userName": "ann"});
+        let mut o = op(Situation::Found, "s1", Some("t1"), None);
+        let t1 = ctx.read_target(&unit, "t1").expect("read");
+        act(ctx, ws, &mut unit, &mut o, &source, t1, "default", true).expect("updated");
+        assert_eq!(o.action, Some(Action::Update));
+        assert!(o.link_created && o.target_written && o.executed);
+
+        let mut unit = Unit::new(0);
+        let source = json!({"_id": "s2", "key": "t2", "userName": "ann"});
+        let mut o = op(Situation::Found, "s2", Some("t2"), None);
+        let t2 = ctx.read_target(&unit, "t2").expect("read");
+        act(ctx, ws, &mut unit, &mut o, &source, t2, "default", true).expect("linked");
+        assert!(o.link_created && o.executed);
+        assert!(!o.target_written, "an unchanged target is not written");
+    });
+}
+
+#[test]
+fn impossible_actions_are_constraint_failures_of_the_object() {
+    let f = fixture();
+    f.put_target("t1", json!({"userName": "ann"}));
+    f.with_ctx(false, |ctx, ws| {
+        // ABSENT + LINK (qualifier `link`): there is no target to link.
+        let mut unit = Unit::new(0);
+        let source = json!({"_id": "s1", "key": "t9", "userName": "ann"});
+        let mut o = op(Situation::Absent, "s1", None, None);
+        let e = act(ctx, ws, &mut unit, &mut o, &source, None, "link", true).expect_err("no target");
+        assert!(
+            matches!(e, WorkerError::Object(ObjectFailure::Constraint(ref m)) if m == "cannot LINK without a target"),
+            "{e:?}"
+        );
+        // CONFIRMED + UPDATE whose mapped `_id` differs from the target's.
+        let mut unit = Unit::new(0);
+        let l = link("default", "s1", "t1");
+        let mut o = op(Situation::Confirmed, "s1", Some("t1"), Some(l));
+        let t1 = ctx.read_target(&unit, "t1").expect("read");
+        let e = act(ctx, ws, &mut unit, &mut o, &source, t1, "default", true).expect_err("_id");
+        assert!(
+            matches!(e, WorkerError::Object(ObjectFailure::Constraint(ref m)) if m == "target '_id' has changed"),
+            "{e:?}"
+        );
+    });
+}
+
+#[test]
+fn exception_and_analysis_decide_but_stage_nothing() {
+    let f = fixture();
+    f.with_ctx(false, |ctx, ws| {
+        let mut unit = Unit::new(0);
+        let source = json!({"_id": "s1", "key": "t1", "userName": "ann"});
+        let l = link("default", "s1", "gone");
+        let mut o = op(Situation::Missing, "s1", Some("gone"), Some(l));
+        act(ctx, ws, &mut unit, &mut o, &source, None, "default", true).expect("decided");
+        assert_eq!(o.action, Some(Action::Exception));
+        assert_eq!(
+            o.exception.as_deref(),
+            Some("Situation MISSING marked as EXCEPTION")
+        );
+        assert_eq!(unit.batch.mark().len_for_tests(), 0);
+    });
+    f.with_ctx(true, |ctx, ws| {
+        let mut unit = Unit::new(0);
+        let source = json!({"_id": "s1", "key": "t1", "userName": "ann"});
+        let mut o = op(Situation::Absent, "s1", None, None);
+        act(ctx, ws, &mut unit, &mut o, &source, None, "default", true).expect("decided");
+        assert_eq!(o.action, Some(Action::Create));
+        assert!(!o.executed && o.target_id.is_none());
+        assert_eq!(
+            unit.batch.mark().len_for_tests(),
+            0,
+            "an analysis writes nothing"
         );
     });
 }

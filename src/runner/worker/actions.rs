@@ -15,7 +15,7 @@ pub(super) fn run_target_script(
     old_target: Option<&Value>,
     situation: Situation,
     q: &str,
-) -> Result<(), String> {
+) -> Result<(), WorkerError> {
     let lq = Value::String(q.to_string());
     let sit = Value::String(situation.as_str().to_string());
     let old = old_target.cloned().unwrap_or(Value::Null);
@@ -30,7 +30,7 @@ pub(super) fn run_target_script(
     ];
     // onCreate/onUpdate scripts are compiled with `;target;` appended (see `mapping`), so
     // their completion value is the target as the script left it.
-    let out = ws.eval(script, &scope)?;
+    let out = ws.eval(script, &scope).map_err(WorkerError::script)?;
     if out.is_object() {
         *target = out;
     }
@@ -47,7 +47,7 @@ pub(super) fn act(
     target: Option<Value>,
     q: &str,
     source_phase: bool,
-) -> Result<(), String> {
+) -> Result<(), WorkerError> {
     let mapping = ctx.mapping;
     let situation = op.situation.unwrap_or(Situation::AllGone);
     let null = Value::Null;
@@ -55,11 +55,11 @@ pub(super) fn act(
         // `performAction`: the caller's action, once the situation is the one it expects.
         Some(x) => {
             if let Some(expected) = x.expected.filter(|e| *e != situation) {
-                return Err(format!(
+                return Err(WorkerError::constraint(format!(
                     "Expected situation does not match. Expected: {}, Found: {}",
                     expected.as_str(),
                     situation.as_str()
-                ));
+                )));
             }
             engine::Decision {
                 action: x.action,
@@ -78,7 +78,8 @@ pub(super) fn act(
                 situation,
             },
             ws,
-        )?,
+        )
+        .map_err(WorkerError::script)?,
     };
     let action = decision.action;
     op.action = Some(action);
@@ -102,15 +103,18 @@ pub(super) fn act(
     match action {
         Action::Create => {
             if source.is_null() {
-                return Err("cannot CREATE a target without a source".into());
+                return Err(WorkerError::constraint(
+                    "cannot CREATE a target without a source",
+                ));
             }
             // Reference §3.5: CREATE fails when a target is already known, linked or not
             // (CONFIRMED + CREATE must not make a second target and repoint the link).
             if target.is_some() {
-                return Err("target object already exists".into());
+                return Err(WorkerError::constraint("target object already exists"));
             }
             let mut t = Value::Object(Map::new());
-            engine::apply_properties(mapping, source, &mut t, q, ws)?;
+            engine::apply_properties(mapping, source, &mut t, q, ws)
+                .map_err(WorkerError::script)?;
             if let Some(s) = &mapping.on_create {
                 let start = Instant::now();
                 run_target_script(ws, s, source, &mut t, None, situation, q)?;
@@ -118,7 +122,9 @@ pub(super) fn act(
                     .time("onCreateScript", start.elapsed().as_nanos() as u64);
             }
             let Value::Object(mut body) = t else {
-                return Err("onCreate left a target that is not an object".into());
+                return Err(WorkerError::script(
+                    "onCreate left a target that is not an object".into(),
+                ));
             };
             let id = match body.shift_remove("_id") {
                 Some(Value::String(s)) if !s.is_empty() => Some(s),
@@ -132,24 +138,24 @@ pub(super) fn act(
             let tid = match &ctx.targets {
                 Targets::Store(s) => {
                     let id = id.unwrap_or_else(ids::new_uuid);
-                    crate::objects::check_id(&id).map_err(|e| e.message)?;
+                    crate::objects::check_id(&id).map_err(WorkerError::from_set)?;
                     // The existence check reads this id: claim it, so an object of another
                     // unit that deletes or creates it is ordered with this one even when this
                     // CREATE fails (a failed op names no target id for `finish_op` to claim).
                     unit.keys.push(claim_key(b't', "", &ctx.norm_target(&id)));
                     if s.store()
                         .object_exists(&mapping.target, &id)
-                        .map_err(|e| e.to_string())?
+                        .map_err(WorkerError::store("reading a target"))?
                     {
-                        return Err(format!(
+                        return Err(WorkerError::constraint(format!(
                             "target object already exists: {}/{id}",
                             mapping.target
-                        ));
+                        )));
                     }
                     // Expects "must not exist": a target created meanwhile by anyone else
                     // makes the store refuse the batch, and this object is assessed again.
                     s.stage_put(&mut unit.batch, &id, &body, None)
-                        .map_err(|e| e.message)?;
+                        .map_err(WorkerError::from_set)?;
                     if !ctx.correlation_fields.is_empty() {
                         ctx.claim_target_terms(unit, &Value::Object(body.clone()));
                     }
@@ -164,14 +170,14 @@ pub(super) fn act(
                         if let Some(id) = id.as_deref().filter(|id| {
                             unit.managed.iter().any(|s| s.id == *id && s.new.is_some())
                         }) {
-                            return Err(format!(
+                            return Err(WorkerError::constraint(format!(
                                 "target object already exists: {}/{id}",
                                 mapping.target
-                            ));
+                            )));
                         }
                         let staged = m
                             .stage_create(&mut unit.batch, id, body)
-                            .map_err(|e| e.message)?;
+                            .map_err(WorkerError::from_set)?;
                         let tid = staged.id.clone();
                         unit.managed.push(staged);
                         tid
@@ -188,7 +194,7 @@ pub(super) fn act(
                                 let created = ctx
                                     .target_set
                                     .create(id.as_deref(), body)
-                                    .map_err(|e| e.message)?;
+                                    .map_err(WorkerError::from_set)?;
                                 created
                                     .get("_id")
                                     .and_then(Value::as_str)
@@ -211,12 +217,14 @@ pub(super) fn act(
         }
         Action::Update => {
             let Some(old) = target else {
-                return Err("cannot UPDATE: the target object does not exist".into());
+                return Err(WorkerError::constraint(
+                    "cannot UPDATE: the target object does not exist",
+                ));
             };
             let tid = op
                 .target_id
                 .clone()
-                .ok_or("cannot UPDATE without a target id")?;
+                .ok_or_else(|| WorkerError::constraint("cannot UPDATE without a target id"))?;
             if let (Some(sid), true) = (&sid, source_phase) {
                 op.link_created =
                     ctx.stage_link(unit, q, sid, &tid, op.link.as_ref())? && op.link.is_none();
@@ -225,13 +233,17 @@ pub(super) fn act(
                 }
             }
             if source.is_null() {
-                return Err("cannot UPDATE a target without a source".into());
+                return Err(WorkerError::constraint(
+                    "cannot UPDATE a target without a source",
+                ));
             }
             let t = match &mapping.on_update {
-                None => engine::apply_properties_changed(mapping, source, &old, q, ws)?,
+                None => engine::apply_properties_changed(mapping, source, &old, q, ws)
+                    .map_err(WorkerError::script)?,
                 Some(script) => {
                     let mut t = old.clone();
-                    engine::apply_properties(mapping, source, &mut t, q, ws)?;
+                    engine::apply_properties(mapping, source, &mut t, q, ws)
+                        .map_err(WorkerError::script)?;
                     let start = Instant::now();
                     run_target_script(ws, script, source, &mut t, Some(&old), situation, q)?;
                     unit.tally
@@ -247,11 +259,13 @@ pub(super) fn act(
                 return Ok(());
             };
             if t.get("_id") != old.get("_id") {
-                return Err("target '_id' has changed".into());
+                return Err(WorkerError::constraint("target '_id' has changed"));
             }
             {
                 let Value::Object(mut body) = t else {
-                    return Err("onUpdate left a target that is not an object".into());
+                    return Err(WorkerError::script(
+                        "onUpdate left a target that is not an object".into(),
+                    ));
                 };
                 body.shift_remove("_id");
                 body.shift_remove("_rev");
@@ -269,10 +283,16 @@ pub(super) fn act(
                             .get("_rev")
                             .and_then(Value::as_str)
                             .and_then(|r| r.parse::<u64>().ok())
-                            .ok_or_else(|| format!("target {tid} has no readable _rev"))?;
-                        let old_body = old.as_object().ok_or("the target is not an object")?;
+                            .ok_or_else(|| {
+                                WorkerError::constraint(format!(
+                                    "target {tid} has no readable _rev"
+                                ))
+                            })?;
+                        let old_body = old.as_object().ok_or_else(|| {
+                            WorkerError::constraint("the target is not an object")
+                        })?;
                         s.stage_put(&mut unit.batch, &tid, &body, Some((rev, old_body)))
-                            .map_err(|e| e.message)?;
+                            .map_err(WorkerError::from_set)?;
                         if !ctx.correlation_fields.is_empty() {
                             ctx.claim_target_terms(unit, &old);
                             ctx.claim_target_terms(unit, &Value::Object(body.clone()));
@@ -282,7 +302,7 @@ pub(super) fn act(
                         Some(m) => {
                             let staged = m
                                 .stage_update(&mut unit.batch, &tid, &old, body)
-                                .map_err(|e| e.message)?;
+                                .map_err(WorkerError::from_set)?;
                             unit.managed.extend(staged);
                         }
                         None if ctx.batched_writes() => {
@@ -298,7 +318,7 @@ pub(super) fn act(
                         None => {
                             ctx.target_set
                                 .put(&tid, Value::Object(body), None, false)
-                                .map_err(|e| e.message)?;
+                                .map_err(WorkerError::from_set)?;
                         }
                     },
                 }
@@ -308,8 +328,11 @@ pub(super) fn act(
             }
         }
         Action::Link => {
-            let tid = op.target_id.clone().ok_or("cannot LINK without a target")?;
-            let sid = sid.ok_or("cannot LINK without a source")?;
+            let tid = op
+                .target_id
+                .clone()
+                .ok_or_else(|| WorkerError::constraint("cannot LINK without a target"))?;
+            let sid = sid.ok_or_else(|| WorkerError::constraint("cannot LINK without a source"))?;
             op.link_created =
                 ctx.stage_link(unit, q, &sid, &tid, op.link.as_ref())? && op.link.is_none();
             if op.link_created {
@@ -332,14 +355,16 @@ pub(super) fn act(
                             ("situation", &sit),
                             ("linkQualifier", &lq),
                         ],
-                    )?;
+                    )
+                    .map_err(WorkerError::script)?;
                     unit.tally
                         .time("onDeleteScript", start.elapsed().as_nanos() as u64);
                 }
                 let start = Instant::now();
                 match &ctx.targets {
                     Targets::Store(s) => {
-                        if let Some(current) = s.get(&tid).map_err(|e| e.to_string())? {
+                        let current = s.get(&tid).map_err(WorkerError::from_set)?;
+                        if let Some(current) = current {
                             s.stage_delete(&mut unit.batch, &tid, current.rev, &current.body);
                             op.target_deleted = true;
                         }
@@ -348,7 +373,7 @@ pub(super) fn act(
                         Some(m) => {
                             if let Some(staged) = m
                                 .stage_delete(&mut unit.batch, &tid)
-                                .map_err(|e| e.message)?
+                                .map_err(WorkerError::from_set)?
                             {
                                 unit.managed.push(staged);
                                 op.target_deleted = true;
@@ -361,7 +386,7 @@ pub(super) fn act(
                         None => match ctx.target_set.delete(&tid, None) {
                             Ok(_) => op.target_deleted = true,
                             Err(e) if e.kind == crate::objects::ObjectErrorKind::NotFound => {}
-                            Err(e) => return Err(e.message),
+                            Err(e) => return Err(WorkerError::from_set(e)),
                         },
                     },
                 }
@@ -421,7 +446,8 @@ pub(super) fn act(
                         ("situation", &sit),
                         ("reconId", &rid),
                     ],
-                )?;
+                )
+                .map_err(WorkerError::script)?;
             }
         }
         Action::Ignore | Action::Async => {}
@@ -476,7 +502,7 @@ pub(super) fn on_link_script(
     q: &str,
     situation: Situation,
     script: &Option<CompiledScript>,
-) -> Result<(), String> {
+) -> Result<(), WorkerError> {
     let Some(s) = script else { return Ok(()) };
     let lq = Value::String(q.to_string());
     let sit = Value::String(situation.as_str().to_string());
@@ -491,4 +517,5 @@ pub(super) fn on_link_script(
         ],
     )
     .map(|_| ())
+    .map_err(WorkerError::script)
 }

@@ -66,7 +66,7 @@ pub(super) fn stage_alone<'a, T: ItemId>(
     unit: &mut Unit,
     item: &T,
     process: &Process<'a, T>,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     let mut own = Unit::new(unit.owner);
     // Changes reported by observed (managed) sets while the object is processed are held
     // and delivered once the unit committed (see `objects::ChangeHook::hold`).
@@ -84,7 +84,7 @@ pub(super) fn stage_alone<'a, T: ItemId>(
 
 /// Writes the staged objects' planned writes in one batch and moves their records into
 /// `unit`, failing those whose write failed.
-pub(super) fn settle(ctx: &Ctx<'_>, unit: &mut Unit) -> Result<(), String> {
+pub(super) fn settle(ctx: &Ctx<'_>, unit: &mut Unit) -> Result<(), RunFailure> {
     if unit.staged.is_empty() {
         return Ok(());
     }
@@ -105,16 +105,15 @@ pub(super) fn settle(ctx: &Ctx<'_>, unit: &mut Unit) -> Result<(), String> {
     let mut failed: Vec<Option<(String, Option<String>)>> = staged.iter().map(|_| None).collect();
     if !ops.is_empty() {
         let set = ctx.target_set.name();
-        let results = ctx
-            .target_set
-            .write_batch(ops)
-            .map_err(|e| format!("writing a unit of work to the target {set}: {e}"))?;
+        let results = ctx.target_set.write_batch(ops).map_err(|e| {
+            RunFailure::Unavailable(format!("writing a unit of work to the target {set}: {e}"))
+        })?;
         if results.len() != owners.len() {
-            return Err(format!(
+            return Err(RunFailure::Unavailable(format!(
                 "the target {set} answered {} results for {} writes",
                 results.len(),
                 owners.len()
-            ));
+            )));
         }
         for (result, (i, id, (delete, create))) in results.into_iter().zip(owners) {
             let problem = match result {

@@ -40,7 +40,7 @@ pub(super) fn guarded(situation: Situation, action: Action) -> bool {
 impl Guard {
     /// The guard of this run: None when the mapping sets no limit, the run is an analysis,
     /// or the request overrides it. Counts the target set as the run starts.
-    pub(super) fn new(ctx: &Ctx<'_>) -> Result<Option<Guard>, String> {
+    pub(super) fn new(ctx: &Ctx<'_>) -> Result<Option<Guard>, RunFailure> {
         let o = &ctx.run.options;
         if o.guard.is_empty() || o.ignore_guard || o.analyze {
             return Ok(None);
@@ -50,10 +50,12 @@ impl Guard {
         } else {
             match &ctx.targets {
                 Targets::Cache(c) => c.objects.len() as u64,
-                Targets::Store(_) => ctx
-                    .target_set
-                    .count()
-                    .map_err(|e| format!("counting the target {}: {e}", ctx.target_set.name()))?,
+                Targets::Store(_) => ctx.target_set.count().map_err(|e| {
+                    RunFailure::Unavailable(format!(
+                        "counting the target {}: {e}",
+                        ctx.target_set.name()
+                    ))
+                })?,
             }
         };
         Ok(Some(Guard {
@@ -87,7 +89,11 @@ impl Guard {
 
     /// Compares the source count of a full run over the whole source with the last
     /// successful non-analysis full run of the mapping; Some(message) under the floor.
-    pub(super) fn check_source(&self, ctx: &Ctx<'_>, seen: u64) -> Result<Option<String>, String> {
+    pub(super) fn check_source(
+        &self,
+        ctx: &Ctx<'_>,
+        seen: u64,
+    ) -> Result<Option<String>, RunFailure> {
         let Some(min) = self.limits.min_source_percent_of_last_run else {
             return Ok(None);
         };
@@ -113,7 +119,7 @@ impl Guard {
 /// The source count of the mapping's last successful, non-analysis run over its whole source
 /// set, read from the stored run records (their summary keeps `parameters.sourceQuery` and
 /// `progress.source.existing.total`).
-fn last_full_source_count(ctx: &Ctx<'_>) -> Result<Option<(String, u64)>, String> {
+fn last_full_source_count(ctx: &Ctx<'_>) -> Result<Option<(String, u64)>, RunFailure> {
     let mapping = ctx.mapping;
     let mut best: Option<(u64, String, u64)> = None;
     ctx.inner
@@ -145,7 +151,7 @@ fn last_full_source_count(ctx: &Ctx<'_>) -> Result<Option<(String, u64)>, String
             }
             ControlFlow::Continue(())
         })
-        .map_err(|e| format!("reading the run history: {e}"))?;
+        .map_err(RunFailure::store("reading the run history"))?;
     Ok(best.map(|(_, id, n)| (id, n)))
 }
 
@@ -156,7 +162,7 @@ pub(super) fn count_planned<'a, T>(
     ctx: &Ctx<'a>,
     produce: &mut Produce<'_, T>,
     process: &Process<'a, T>,
-) -> Result<u64, String> {
+) -> Result<u64, RunFailure> {
     let mut ws = WorkerScripts {
         ctx: None,
         limits: ctx.inner.settings.script_limits,

@@ -22,7 +22,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn link_for_source(&self, q: &str, sid: &str) -> Result<Option<Link>, String> {
+    pub(super) fn link_for_source(&self, q: &str, sid: &str) -> Result<Option<Link>, WorkerError> {
         if !self.mapping.enable_linking {
             return Ok(None);
         }
@@ -33,10 +33,10 @@ impl Ctx<'_> {
         } else {
             self.inner.store.link_by_first(lt, q, &sid)
         };
-        r.map_err(|e| e.to_string())
+        r.map_err(WorkerError::store("reading a link"))
     }
 
-    pub(super) fn link_for_target(&self, q: &str, tid: &str) -> Result<Option<Link>, String> {
+    pub(super) fn link_for_target(&self, q: &str, tid: &str) -> Result<Option<Link>, WorkerError> {
         if !self.mapping.enable_linking {
             return Ok(None);
         }
@@ -47,7 +47,7 @@ impl Ctx<'_> {
         } else {
             self.inner.store.link_by_second(lt, q, &tid)
         };
-        r.map_err(|e| e.to_string())
+        r.map_err(WorkerError::store("reading a link"))
     }
 
     pub(super) fn link_source<'l>(&self, l: &'l Link) -> &'l str {
@@ -74,7 +74,7 @@ impl Ctx<'_> {
         sid: &str,
         tid: &str,
         existing: Option<&Link>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, WorkerError> {
         if !self.mapping.enable_linking {
             return Ok(false);
         }
@@ -117,7 +117,7 @@ impl Ctx<'_> {
             }
             None => b.put_link(&link, None),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(WorkerError::store("staging a link"))?;
         Ok(true)
     }
 
@@ -132,10 +132,10 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn read_target(&self, _unit: &Unit, id: &str) -> Result<Option<Value>, String> {
+    pub(super) fn read_target(&self, _unit: &Unit, id: &str) -> Result<Option<Value>, WorkerError> {
         match &self.targets {
             Targets::Store(s) => {
-                let found = s.get(id).map_err(|e| e.to_string())?;
+                let found = s.get(id).map_err(WorkerError::from_set)?;
                 match found {
                     Some(o) => Ok(Some(crate::objects::with_meta(
                         &o.id,
@@ -155,7 +155,7 @@ impl Ctx<'_> {
         unit: &mut Unit,
         source: &Value,
         q: &str,
-    ) -> Result<Option<Vec<Value>>, String> {
+    ) -> Result<Option<Vec<Value>>, WorkerError> {
         if !self.mapping.has_correlation(q)
             || (self.target_was_empty && !self.mapping.correlate_empty_target_set)
         {
@@ -164,33 +164,45 @@ impl Ctx<'_> {
         let start = Instant::now();
         let lq = Value::String(q.to_string());
         let result = if let Some(script) = &self.mapping.correlation_script {
-            let v = ws.eval(script, &[("source", source), ("linkQualifier", &lq)])?;
+            let v = ws
+                .eval(script, &[("source", source), ("linkQualifier", &lq)])
+                .map_err(WorkerError::script)?;
             match v {
                 Value::Array(items) => items,
                 Value::Null => Vec::new(),
                 other => {
-                    return Err(format!(
+                    return Err(WorkerError::script(format!(
                         "correlationScript returned {other}, expected a list of objects"
-                    ))
+                    )))
                 }
             }
         } else {
             let filter = match self.mapping.correlation_for(q) {
                 Some(Correlation::Tree(tree)) => {
-                    engine::tree_filter(self.mapping, tree, source, q, ws)?
+                    engine::tree_filter(self.mapping, tree, source, q, ws)
+                        .map_err(WorkerError::script)?
                 }
                 Some(Correlation::QueryScript(s)) => {
-                    let params = ws.eval(s, &[("source", source), ("linkQualifier", &lq)])?;
+                    let params = ws
+                        .eval(s, &[("source", source), ("linkQualifier", &lq)])
+                        .map_err(WorkerError::script)?;
                     if params.is_null() {
                         return Ok(Some(Vec::new()));
                     }
                     QueryRequest::from_json(&params)
-                        .map_err(|e| format!("correlationQuery returned {params}: {}", e.message))?
+                        .map_err(|e| {
+                            WorkerError::script(format!(
+                                "correlationQuery returned {params}: {}",
+                                e.message
+                            ))
+                        })?
                         .filter
                 }
                 Some(Correlation::Static(params)) => {
                     QueryRequest::from_json(params)
-                        .map_err(|e| format!("correlationQuery: {}", e.message))?
+                        .map_err(|e| {
+                            WorkerError::script(format!("correlationQuery: {}", e.message))
+                        })?
                         .filter
                 }
                 None => return Ok(None),
@@ -204,11 +216,12 @@ impl Ctx<'_> {
                 unit.keys.push(term_key(&ptr.to_string(), value));
             }
             match &self.targets {
-                Targets::Store(s) => s.find(&filter).map_err(|e| e.to_string())?,
+                Targets::Store(s) => s.find(&filter).map_err(WorkerError::from_set)?,
                 // A directory answers from its own indexes, and sees targets this run wrote.
-                Targets::Cache(_) if self.target_set.evaluates_queries() => {
-                    self.target_set.find(&filter).map_err(|e| e.to_string())?
-                }
+                Targets::Cache(_) if self.target_set.evaluates_queries() => self
+                    .target_set
+                    .find(&filter)
+                    .map_err(WorkerError::from_set)?,
                 Targets::Cache(c) => c.find(&filter),
             }
         };
@@ -229,20 +242,23 @@ impl Ctx<'_> {
         var: &str,
         obj: &Value,
         q: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, WorkerError> {
         let Some(s) = script else { return Ok(true) };
         // IDM puts the link qualifier in scope for validSource and validTarget too.
         let lq = Value::String(q.to_string());
-        match ws.eval(s, &[(var, obj), ("linkQualifier", &lq)])? {
+        match ws
+            .eval(s, &[(var, obj), ("linkQualifier", &lq)])
+            .map_err(WorkerError::script)?
+        {
             Value::Bool(b) => Ok(b),
-            _ => Err(format!(
+            _ => Err(WorkerError::script(format!(
                 "Expecting boolean value from {}",
                 if var == "source" {
                     "validSource"
                 } else {
                     "validTarget"
                 }
-            )),
+            ))),
         }
     }
 
@@ -251,7 +267,7 @@ impl Ctx<'_> {
         ws: &mut WorkerScripts,
         source: &Value,
         q: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, WorkerError> {
         if !self.valid(ws, &self.mapping.valid_source, "source", source, q)? {
             return Ok(false);
         }
@@ -263,7 +279,8 @@ impl Ctx<'_> {
                 &scope,
                 &[("source", source), ("linkQualifier", &lq)],
                 ws,
-            );
+            )
+            .map_err(WorkerError::script);
         }
         Ok(true)
     }
@@ -273,21 +290,24 @@ impl Ctx<'_> {
         ws: &mut WorkerScripts,
         object: &Value,
         return_all: bool,
-    ) -> Result<Cow<'_, [String]>, String> {
+    ) -> Result<Cow<'_, [String]>, WorkerError> {
         match &self.mapping.qualifiers {
             Qualifiers::Static(q) => Ok(Cow::Borrowed(q.as_slice())),
             Qualifiers::Script(s) => {
                 let m = json!({ "name": self.mapping.name, "source": self.mapping.source, "target": self.mapping.target });
                 let ra = Value::Bool(return_all);
-                match ws.eval(
-                    s,
-                    &[
-                        ("mapping", &m),
-                        ("object", object),
-                        ("returnAll", &ra),
-                        ("oldValue", &Value::Null),
-                    ],
-                )? {
+                let returned = ws
+                    .eval(
+                        s,
+                        &[
+                            ("mapping", &m),
+                            ("object", object),
+                            ("returnAll", &ra),
+                            ("oldValue", &Value::Null),
+                        ],
+                    )
+                    .map_err(WorkerError::script)?;
+                match returned {
                     Value::Array(items) => Ok(Cow::Owned(
                         items
                             .iter()
@@ -295,9 +315,9 @@ impl Ctx<'_> {
                             .collect(),
                     )),
                     Value::String(s) => Ok(Cow::Owned(vec![s])),
-                    other => Err(format!(
+                    other => Err(WorkerError::script(format!(
                         "linkQualifiers script returned {other}, expected a list of strings"
-                    )),
+                    ))),
                 }
             }
         }

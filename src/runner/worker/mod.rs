@@ -45,6 +45,7 @@ use crate::storage::{DataBatch, EntryRecord, Expect, ItemBatch, Link, StoreError
 mod actions;
 mod audit;
 mod batched;
+mod error;
 mod guard;
 mod lookups;
 mod options;
@@ -57,6 +58,7 @@ use actions::*;
 use audit::*;
 pub(super) use audit::{audit_event, audit_summary};
 use batched::*;
+pub(super) use error::{ObjectFailure, RunFailure, WorkerError};
 use guard::*;
 pub(super) use options::effective_options;
 use phases::*;
@@ -78,7 +80,7 @@ struct TargetCache {
 }
 
 impl TargetCache {
-    fn load(set: &dyn ObjectSet) -> Result<TargetCache, String> {
+    fn load(set: &dyn ObjectSet) -> Result<TargetCache, RunFailure> {
         let mut objects = std::collections::HashMap::new();
         set.scan(&mut |v| {
             if let Some(id) = v.get("_id").and_then(Value::as_str) {
@@ -86,7 +88,9 @@ impl TargetCache {
             }
             ControlFlow::Continue(())
         })
-        .map_err(|e| format!("reading the target set {}: {e}", set.name()))?;
+        .map_err(|e| {
+            RunFailure::Unavailable(format!("reading the target set {}: {e}", set.name()))
+        })?;
         Ok(TargetCache {
             objects,
             eq_index: Mutex::new(Default::default()),
@@ -473,7 +477,8 @@ struct Op {
 }
 
 /// Feeds items to the pipeline; stops when the callback breaks.
-type Produce<'p, T> = dyn FnMut(&mut dyn FnMut(T) -> ControlFlow<()>) -> Result<(), String> + 'p;
+type Produce<'p, T> =
+    dyn FnMut(&mut dyn FnMut(T) -> ControlFlow<()>) -> Result<(), RunFailure> + 'p;
 
 /// The id of a pipeline item, for log lines.
 trait ItemId {
@@ -495,8 +500,10 @@ impl ItemId for String {
     }
 }
 
+/// Works on one item; a per-object failure is already recorded in its entries, so only a
+/// failure of the run comes back.
 type Process<'a, T> =
-    dyn Fn(&Ctx<'a>, &mut WorkerScripts, &mut Unit, &T) -> Result<(), String> + Sync;
+    dyn Fn(&Ctx<'a>, &mut WorkerScripts, &mut Unit, &T) -> Result<(), RunFailure> + Sync;
 
 /// How often one object is re-assessed after refused claims before it fails.
 const CLAIM_ATTEMPTS: usize = 64;
@@ -514,16 +521,16 @@ struct Worker {
 /// on the calling thread, with no run record, entries or recon audit events.
 pub(super) fn execute_implicit(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
     debug_assert!(run.options.implicit && matches!(run.kind, ReconKind::ById(_)));
-    execute_phases(inner, run)
+    execute_phases(inner, run).map_err(|e| e.to_string())
 }
 
 pub(super) fn execute(inner: &Inner, run: &Arc<RunState>) {
     if run.is_canceled() {
         return;
     }
-    if let Err(message) = execute_phases(inner, run) {
-        tracing::error!(run = %run.id, error = %message, "reconciliation failed");
-        run.fail(message, true);
+    if let Err(failure) = execute_phases(inner, run) {
+        tracing::error!(run = %run.id, error = %failure, "reconciliation failed");
+        run.fail(failure.to_string(), true);
     }
 }
 

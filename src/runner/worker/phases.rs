@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), String> {
+pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), RunFailure> {
     let mapping = run.mapping.as_ref();
     run.set_stage(Stage::ActiveQueryEntries);
     // Implicit synchronization of one object has no run to announce (see `sync_object`).
@@ -23,18 +23,17 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
             .and_then(Value::as_str)
             .unwrap_or(&mapping.source)
     };
-    let source_set = inner
-        .objects
-        .get(source_name)
-        .cloned()
-        .ok_or_else(|| format!("source object set {source_name} is not declared"))?;
-    let target_set = inner
-        .objects
-        .get(&mapping.target)
-        .cloned()
-        .ok_or_else(|| format!("target object set {} is not declared", mapping.target))?;
+    let source_set = inner.objects.get(source_name).cloned().ok_or_else(|| {
+        RunFailure::Setup(format!("source object set {source_name} is not declared"))
+    })?;
+    let target_set = inner.objects.get(&mapping.target).cloned().ok_or_else(|| {
+        RunFailure::Setup(format!(
+            "target object set {} is not declared",
+            mapping.target
+        ))
+    })?;
     let source_q = QueryRequest::from_json(&run.options.source_query)
-        .map_err(|e| format!("sourceQuery: {}", e.message))?;
+        .map_err(|e| RunFailure::Setup(format!("sourceQuery: {}", e.message)))?;
     let source_filter = if by_id { Filter::True } else { source_q.filter };
     // Only a full run over the whole source set saw every source; a by-id run saw its ids.
     let full_source =
@@ -53,7 +52,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
             .as_store()
             .map(|s| s.store().set_is_empty(&mapping.target))
             .transpose()
-            .map_err(|e| e.to_string())?
+            .map_err(RunFailure::store("reading the target set"))?
             .unwrap_or(false),
     };
     run.stats
@@ -69,7 +68,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         Some(c) => Targets::Cache(c),
         None => match target_set_ref.as_store() {
             Some(s) => Targets::Store(s),
-            None => return Err("target set has no store".into()),
+            None => return Err(RunFailure::Setup("target set has no store".into())),
         },
     };
     let threads = mapping
@@ -161,7 +160,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                         Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
                         // Gone since the query: nothing to reconcile for it in this phase.
                         Ok(None) => Ok(()),
-                        Err(e) => Err(format!("reading source {id}: {e}")),
+                        Err(e) => Err(RunFailure::Unavailable(format!("reading source {id}: {e}"))),
                     }
                 },
             )?
@@ -225,7 +224,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
         let phase_start = Instant::now();
         let deleted_before = run.stats.deleted.load(Ordering::Relaxed);
         let target_q = QueryRequest::from_json(&run.options.target_query)
-            .map_err(|e| format!("targetQuery: {}", e.message))?;
+            .map_err(|e| RunFailure::Setup(format!("targetQuery: {}", e.message)))?;
         let touched = std::mem::take(&mut *ctx.touched.lock());
         let normalise = !mapping.target_ids_case_sensitive;
         let untouched = |id: &str| {
@@ -252,7 +251,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                             ControlFlow::Continue(())
                         }
                     })
-                    .map_err(|e| e.to_string()),
+                    .map_err(RunFailure::store("reading the target ids")),
                 Targets::Store(_) => tset
                     .scan(&mut |o| {
                         let Some(id) = o.get("_id").and_then(Value::as_str) else {
@@ -268,7 +267,9 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
                             ControlFlow::Continue(())
                         }
                     })
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| {
+                        RunFailure::Unavailable(format!("reading the target set: {}", e.message))
+                    }),
                 Targets::Cache(c) => {
                     let mut ids: Vec<&String> = c
                         .objects
@@ -327,7 +328,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), S
             script,
             &[("global", &stats["global"]), ("statistics", &stats)],
         ) {
-            return Err(format!("result script failed: {e}"));
+            return Err(RunFailure::Script(format!("result script failed: {e}")));
         }
         run.stats
             .time("resultScript", start.elapsed().as_nanos() as u64);
@@ -343,11 +344,11 @@ fn by_id_object(
     ws: &mut WorkerScripts,
     unit: &mut Unit,
     id: &String,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     match c.source_set.read(id) {
         Ok(Some(obj)) => source_object(c, ws, unit, Some(&obj), None),
         Ok(None) => source_object(c, ws, unit, None, Some(id)),
-        Err(e) => Err(format!("reading source {id}: {e}")),
+        Err(e) => Err(RunFailure::Unavailable(format!("reading source {id}: {e}"))),
     }
 }
 
@@ -358,7 +359,7 @@ fn target_id(
     ws: &mut WorkerScripts,
     unit: &mut Unit,
     id: &String,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     target_object(c, ws, unit, id)
 }
 
@@ -369,18 +370,19 @@ fn target_id(
 /// the whole target set (timed with `targetQuery`); the links' when the mapping's links can be
 /// counted per qualifier, as IDM reports prefetched links (`linkQuery`, only when some
 /// exist). A total left unknown here is set when its phase ends.
-fn query_stage_totals(ctx: &Ctx<'_>) -> Result<(), String> {
+fn query_stage_totals(ctx: &Ctx<'_>) -> Result<(), RunFailure> {
     let run = ctx.run;
     let full = run.kind == ReconKind::Full;
     let source = match &run.kind {
         ReconKind::ById(ids) => Some(ids.len() as u64),
         ReconKind::Full if ctx.full_source => {
             let start = Instant::now();
-            let n = ctx
-                .source_set
-                .quick_count()
-                .transpose()
-                .map_err(|e| format!("counting the source {}: {e}", ctx.source_set.name()))?;
+            let n = ctx.source_set.quick_count().transpose().map_err(|e| {
+                RunFailure::Unavailable(format!(
+                    "counting the source {}: {e}",
+                    ctx.source_set.name()
+                ))
+            })?;
             if n.is_some() {
                 run.stats
                     .time("sourceQuery", start.elapsed().as_nanos() as u64);
@@ -401,10 +403,12 @@ fn query_stage_totals(ctx: &Ctx<'_>) -> Result<(), String> {
             Targets::Cache(c) => Some(c.objects.len() as u64),
             Targets::Store(_) => {
                 let start = Instant::now();
-                let n =
-                    ctx.target_set.quick_count().transpose().map_err(|e| {
-                        format!("counting the target {}: {e}", ctx.target_set.name())
-                    })?;
+                let n = ctx.target_set.quick_count().transpose().map_err(|e| {
+                    RunFailure::Unavailable(format!(
+                        "counting the target {}: {e}",
+                        ctx.target_set.name()
+                    ))
+                })?;
                 run.stats
                     .time("targetQuery", start.elapsed().as_nanos() as u64);
                 n
@@ -422,11 +426,14 @@ fn query_stage_totals(ctx: &Ctx<'_>) -> Result<(), String> {
         let mut links = 0u64;
         for q in qualifiers {
             let start = Instant::now();
-            links += ctx
-                .inner
-                .store
-                .count_links(&mapping.link_type, q)
-                .map_err(|e| format!("counting the links of {}: {e}", mapping.name))?;
+            links +=
+                ctx.inner
+                    .store
+                    .count_links(&mapping.link_type, q)
+                    .map_err(RunFailure::store(format!(
+                        "counting the links of {}",
+                        mapping.name
+                    )))?;
             run.stats
                 .time("linkQuery", start.elapsed().as_nanos() as u64);
         }
@@ -439,7 +446,7 @@ fn query_stage_totals(ctx: &Ctx<'_>) -> Result<(), String> {
 
 /// Ends the run as stopped by the guard (COMPLETED_FAILED with the message, like the
 /// empty-source guard: not an infrastructure failure).
-fn stop(run: &RunState, message: String) -> Result<(), String> {
+fn stop(run: &RunState, message: String) -> Result<(), RunFailure> {
     tracing::warn!(run = %run.id, mapping = %run.mapping.name, "{message}");
     run.fail(message, false);
     Ok(())
@@ -453,7 +460,7 @@ fn timed_source_scan(
     src: &Arc<dyn ObjectSet>,
     filter: &Filter,
     emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     let read = Instant::now();
     let mut processing = 0u128;
     let r = src
@@ -466,7 +473,7 @@ fn timed_source_scan(
             processing += t.elapsed().as_nanos();
             flow
         })
-        .map_err(|e| format!("reading the source {}: {e}", src.name()));
+        .map_err(|e| RunFailure::Unavailable(format!("reading the source {}: {e}", src.name())));
     let ns = read.elapsed().as_nanos().saturating_sub(processing);
     run.stats.time("sourceQuery", ns as u64);
     r

@@ -10,10 +10,10 @@ pub(super) fn pipeline<'a, T: ItemId + Send>(
     threads: usize,
     produce: &mut Produce<'_, T>,
     process: &Process<'a, T>,
-) -> Result<u64, String> {
+) -> Result<u64, RunFailure> {
     let batch_size = ctx.inner.settings.batch_size.max(1);
     let mut produced = 0u64;
-    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let failure: Mutex<Option<RunFailure>> = Mutex::new(None);
     let new_worker = |slot: usize| Worker {
         slot,
         ws: WorkerScripts {
@@ -49,7 +49,7 @@ pub(super) fn pipeline<'a, T: ItemId + Send>(
     }
     let (tx, rx) = mpsc::sync_channel::<Vec<T>>(threads * 2);
     let rx = Mutex::new(rx);
-    std::thread::scope(|scope| -> Result<(), String> {
+    std::thread::scope(|scope| -> Result<(), RunFailure> {
         for slot in 0..threads {
             let rx = &rx;
             let failure = &failure;
@@ -71,10 +71,7 @@ pub(super) fn pipeline<'a, T: ItemId + Send>(
                     let error = match outcome {
                         Ok(Ok(())) => None,
                         Ok(Err(e)) => Some(e),
-                        Err(p) => Some(format!(
-                            "Internal error: the reconciliation stopped: {}",
-                            crate::runner::panic_message(p.as_ref())
-                        )),
+                        Err(p) => Some(RunFailure::Panic(crate::runner::panic_message(p.as_ref()))),
                     };
                     if let Some(e) = error {
                         ctx.claims.end(w.slot);
@@ -121,7 +118,7 @@ pub(super) fn run_unit<'a, T: ItemId>(
     w: &mut Worker,
     items: Vec<T>,
     process: &Process<'a, T>,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     let mut unit = Unit::new(ctx.claims.owner());
     let mut pending: Vec<&T> = Vec::with_capacity(items.len());
     // A managed.json target commits each object with its link at once, so the objects after
@@ -150,7 +147,7 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
     pending: &mut Vec<&'i T>,
     item: &'i T,
     process: &Process<'a, T>,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     if !matches!(ctx.targets, Targets::Store(_)) {
         // A connector-backed target set is written by the set (in a batch at commit, see
         // `batched`), not through the store batch, and read from the run's snapshot, so its
@@ -178,11 +175,10 @@ pub(super) fn stage<'a, 'i, T: ItemId>(
                 return Ok(());
             }
             Err(_) if attempt == CLAIM_ATTEMPTS => {
-                unit.fail_since(
-                    &mark,
-                    item.item_id(),
-                    "other objects of this run kept changing the same target; not applied",
+                let failure = ObjectFailure::Conflict(
+                    "other objects of this run kept changing the same target; not applied".into(),
                 );
+                unit.fail_since(&mark, item.item_id(), &failure.to_string());
                 keep(ctx, unit, pending, item);
                 return Ok(());
             }
@@ -215,7 +211,7 @@ pub(super) fn flush<'a, T: ItemId>(
     unit: &mut Unit,
     pending: &mut Vec<&T>,
     process: &Process<'a, T>,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     let done = std::mem::replace(unit, Unit::new(ctx.claims.owner()));
     let items = std::mem::take(pending);
     if let Err(refused) = commit(ctx, done)? {
@@ -238,7 +234,7 @@ pub(super) fn redo_alone<'a, T: ItemId>(
     w: &mut Worker,
     item: &T,
     process: &Process<'a, T>,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -253,14 +249,15 @@ pub(super) fn redo_alone<'a, T: ItemId>(
             ctx.claims.abort(&unit.held);
             continue;
         }
-        unit.fail_since(
-            &Mark::start(),
-            item.item_id(),
-            &format!("the object kept changing concurrently; not applied ({conflict})"),
-        );
+        let failure = ObjectFailure::Conflict(format!(
+            "the object kept changing concurrently; not applied ({conflict})"
+        ));
+        unit.fail_since(&Mark::start(), item.item_id(), &failure.to_string());
         // No data write is left, so the store cannot refuse it again.
-        return commit(ctx, unit)?
-            .map_err(|refused| format!("writing a failed entry: {}", refused.conflict));
+        return commit(ctx, unit)?.map_err(|refused| RunFailure::Store {
+            context: "writing a failed entry".into(),
+            source: StoreError::Conflict(refused.conflict),
+        });
     }
 }
 
@@ -274,7 +271,7 @@ pub(super) struct Refused {
 /// Commits a unit (see `commit_unit`), then reports the changes observed sets reported while
 /// its objects were processed, whatever the outcome: those writes were made through the
 /// sets, not the batch, so they stand even when the batch is refused.
-pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, String> {
+pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, RunFailure> {
     let observed = std::mem::take(&mut unit.observed);
     let result = commit_unit(ctx, unit);
     for (set, id) in &observed {
@@ -287,7 +284,7 @@ pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused
 /// compare-and-swap), then association entries and audit events, then counters. Returns
 /// `Ok(Err(refused))` when the store refused the batch: nothing written, the unit handed back
 /// with its claims still held.
-fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, String> {
+fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, RunFailure> {
     let run = ctx.run;
     hooks::get().hold_before_write(
         &mut unit
@@ -317,7 +314,7 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, Str
         }
         Err(e) => {
             ctx.claims.abort(&unit.held);
-            return Err(format!("writing targets and links: {e}"));
+            return Err(RunFailure::store("writing targets and links")(e));
         }
     }
     if !unit.entries.is_empty() {
@@ -328,18 +325,18 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, Str
         for (i, e) in unit.entries.iter().enumerate() {
             items
                 .put_entry(run.seq, first + i as u64, e)
-                .map_err(|e| e.to_string())?;
+                .map_err(RunFailure::store("encoding an association entry"))?;
         }
         ctx.inner
             .store
             .apply_entries(items)
-            .map_err(|e| format!("writing association entries: {e}"))?;
+            .map_err(RunFailure::store("writing association entries"))?;
     }
     if !unit.audits.is_empty() && run.options.implicit {
         ctx.inner
             .store
             .append_sync_audit(&unit.audits)
-            .map_err(|e| format!("writing sync audit events: {e}"))?;
+            .map_err(RunFailure::store("writing sync audit events"))?;
     } else if !unit.audits.is_empty() {
         let first = run
             .next_audit
@@ -348,12 +345,12 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, Str
         for (i, e) in unit.audits.iter().enumerate() {
             items
                 .put_audit(run.seq, first + i as u64, e)
-                .map_err(|e| e.to_string())?;
+                .map_err(RunFailure::store("encoding an audit event"))?;
         }
         ctx.inner
             .store
             .apply_audit(items)
-            .map_err(|e| format!("writing audit events: {e}"))?;
+            .map_err(RunFailure::store("writing audit events"))?;
     }
     if !unit.touched.is_empty() {
         ctx.touched.lock().extend(unit.touched.iter().copied());
@@ -392,7 +389,7 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, Str
         ctx.inner
             .store
             .put_run(&run.record(None))
-            .map_err(|e| format!("writing the run record: {e}"))?;
+            .map_err(RunFailure::store("writing the run record"))?;
     }
     Ok(Ok(()))
 }

@@ -10,7 +10,7 @@ pub(super) fn source_object(
     unit: &mut Unit,
     source: Option<&Value>,
     missing_id: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     let sid = match (&source, missing_id) {
         (Some(s), _) => s
             .get("_id")
@@ -30,10 +30,11 @@ pub(super) fn source_object(
     };
     let qualifiers = match qualifiers {
         Ok(q) => q,
-        Err(e) => {
+        Err(WorkerError::Run(e)) => return Err(e),
+        Err(WorkerError::Object(e)) => {
             let mut op = Op {
                 source_id: Some(sid.clone()),
-                error: Some(e),
+                error: Some(e.to_string()),
                 ..Op::default()
             };
             finish_op(ctx, unit, &mut op, "default", "source");
@@ -47,8 +48,10 @@ pub(super) fn source_object(
             source_id: Some(sid.clone()),
             ..Op::default()
         };
-        if let Err(e) = assess_and_act_source(ctx, ws, unit, source_value, &sid, q, &mut op) {
-            op.error = Some(e);
+        match assess_and_act_source(ctx, ws, unit, source_value, &sid, q, &mut op) {
+            Ok(()) => {}
+            Err(WorkerError::Object(e)) => op.error = Some(e.to_string()),
+            Err(WorkerError::Run(e)) => return Err(e),
         }
         if failed && op.error.is_none() {
             op.error = Some("an earlier link qualifier of this source failed".into());
@@ -67,7 +70,7 @@ pub(super) fn assess_and_act_source(
     sid: &str,
     q: &str,
     op: &mut Op,
-) -> Result<(), String> {
+) -> Result<(), WorkerError> {
     let start = Instant::now();
     let link = ctx.link_for_source(q, sid)?;
     unit.tally

@@ -9,10 +9,23 @@ pub(super) fn target_object(
     ws: &mut WorkerScripts,
     unit: &mut Unit,
     tid: &str,
-) -> Result<(), String> {
+) -> Result<(), RunFailure> {
     hooks::get().maybe_panic(tid);
     let start = Instant::now();
-    let target = ctx.read_target(unit, tid)?;
+    let target = match ctx.read_target(unit, tid) {
+        Ok(t) => t,
+        Err(WorkerError::Run(e)) => return Err(e),
+        // A read of one object the set refused (not an outage) fails that object's entry.
+        Err(WorkerError::Object(e)) => {
+            let mut op = Op {
+                target_id: Some(tid.to_string()),
+                error: Some(e.to_string()),
+                ..Op::default()
+            };
+            finish_op(ctx, unit, &mut op, "default", "target");
+            return Ok(());
+        }
+    };
     if !ctx.run.options.target_full_entry {
         unit.tally
             .time("targetObjectQuery", start.elapsed().as_nanos() as u64);
@@ -25,10 +38,11 @@ pub(super) fn target_object(
     };
     let qualifiers = match qualifiers {
         Ok(q) => q,
-        Err(e) => {
+        Err(WorkerError::Run(e)) => return Err(e),
+        Err(WorkerError::Object(e)) => {
             let mut op = Op {
                 target_id: Some(tid.to_string()),
-                error: Some(e),
+                error: Some(e.to_string()),
                 ..Op::default()
             };
             finish_op(ctx, unit, &mut op, "default", "target");
@@ -40,8 +54,10 @@ pub(super) fn target_object(
             target_id: Some(tid.to_string()),
             ..Op::default()
         };
-        if let Err(e) = assess_and_act_target(ctx, ws, unit, &target, tid, q, &mut op) {
-            op.error = Some(e);
+        match assess_and_act_target(ctx, ws, unit, &target, tid, q, &mut op) {
+            Ok(()) => {}
+            Err(WorkerError::Object(e)) => op.error = Some(e.to_string()),
+            Err(WorkerError::Run(e)) => return Err(e),
         }
         finish_op(ctx, unit, &mut op, q, "target");
     }
@@ -56,7 +72,7 @@ pub(super) fn assess_and_act_target(
     tid: &str,
     q: &str,
     op: &mut Op,
-) -> Result<(), String> {
+) -> Result<(), WorkerError> {
     let start = Instant::now();
     let link = ctx.link_for_target(q, tid)?;
     unit.tally
@@ -71,7 +87,7 @@ pub(super) fn assess_and_act_target(
             let found = if ctx.full_source {
                 None
             } else {
-                ctx.source_set.read(&sid).map_err(|e| e.to_string())?
+                ctx.source_set.read(&sid).map_err(WorkerError::from_set)?
             };
             match found {
                 None => Some(None),
