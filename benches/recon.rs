@@ -113,15 +113,21 @@ fn main() {
         let _ = writeln!(std::io::stdout(), "{line}");
         return;
     }
+    // `--scenario a,b,c` runs those (in the order given) after one floor measurement.
     let selected: Vec<&str> = match &args.scenario {
-        Some(s) => vec![SCENARIOS
-            .iter()
-            .copied()
-            .find(|x| x == s)
-            .unwrap_or_else(|| {
-                eprintln!("unknown scenario {s}; known: {}", SCENARIOS.join(", "));
-                std::process::exit(2)
-            })],
+        Some(list) => list
+            .split(',')
+            .map(|s| {
+                SCENARIOS
+                    .iter()
+                    .copied()
+                    .find(|x| *x == s.trim())
+                    .unwrap_or_else(|| {
+                        eprintln!("unknown scenario {s}; known: {}", SCENARIOS.join(", "));
+                        std::process::exit(2)
+                    })
+            })
+            .collect(),
         None => SCENARIOS.to_vec(),
     };
     let exe = std::env::current_exe().expect("the benchmark knows its own path");
