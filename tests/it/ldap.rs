@@ -87,7 +87,7 @@ const POLICIES: &str = r#"[
 ]"#;
 
 /// LDAP accounts → managed users.
-fn ldap_to_managed(name: &str) -> String {
+pub(crate) fn ldap_to_managed(name: &str) -> String {
     format!(
         r#"{{"name": "{name}", "source": "system/ldap/account", "target": "managed/user",
   "correlationQuery": {{"type": "text/javascript",
@@ -128,7 +128,7 @@ fn managed_to_ldap(name: &str, extra: &str) -> String {
 }
 
 /// A recond whose conf folder holds the provisioner and `mappings`, pointed at `ldap`.
-fn server(ldap: &Slapd, mappings: &[String]) -> Server {
+pub(crate) fn server(ldap: &Slapd, mappings: &[String]) -> Server {
     server_with(ldap.port, PROVISIONER, mappings, &[])
 }
 

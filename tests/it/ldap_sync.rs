@@ -189,3 +189,59 @@ fn ldap_live_sync_of_an_empty_directory_starts_at_the_epoch() {
     );
     assert!(ask(set.as_ref(), &b.token).changes.is_empty());
 }
+
+/// The REST action through the real server against slapd: the first call records the
+/// directory's token and synchronizes nothing; an entry added and one changed after it reach
+/// managed/user through the mapping; asked again, nothing is repeated.
+#[test]
+fn ldap_live_sync_over_rest_reaches_managed_users() {
+    let Some(ldap) = Slapd::start(&people_ldif(2, 1)) else {
+        return;
+    };
+    let s = crate::ldap::server(
+        &ldap,
+        &[crate::ldap::ldap_to_managed(
+            "systemLdapAccounts_managedUser",
+        )],
+    );
+    let live = || {
+        let r = s.post("/openidm/system/ldap/account?_action=liveSync", None);
+        assert_eq!(r.status, 200, "liveSync: {}", r.body);
+        r.body
+    };
+    let users = |filter: &str| s.query("/openidm/managed/user", filter)["resultCount"].clone();
+
+    let first = live();
+    assert!(
+        first["connectorData"]["syncToken"]["modifyTimestamp"].is_string(),
+        "{first}"
+    );
+    assert_eq!(
+        users("true"),
+        json!(0),
+        "the first call only records the token"
+    );
+
+    ldap.tool("ldapadd", &[], Some(&people_ldif(1, 3)));
+    set_description(&ldap, "user1", "changed");
+    live();
+    assert_eq!(users("true"), json!(2), "user3 (added) and user1 (changed)");
+    assert_eq!(users("userName eq \"user3\""), json!(1));
+    assert_eq!(users("userName eq \"user1\""), json!(1));
+    assert_eq!(
+        users("userName eq \"user2\""),
+        json!(0),
+        "user2 did not change"
+    );
+
+    // Asked again: the last second is re-read but nothing answered is repeated.
+    let audited = |s: &crate::helpers::Server| {
+        s.query("/openidm/audit/sync", "true")["resultCount"]
+            .as_u64()
+            .expect("resultCount")
+    };
+    let before = audited(&s);
+    live();
+    assert_eq!(audited(&s), before, "nothing synchronized twice");
+    assert_eq!(users("true"), json!(2));
+}
