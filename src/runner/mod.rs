@@ -19,6 +19,7 @@ mod history;
 mod hooks;
 mod host;
 mod implicit;
+mod priority;
 mod state;
 mod worker;
 
@@ -298,6 +299,8 @@ impl Runner {
         let spawned = std::thread::Builder::new()
             .name(format!("recon-{seq}"))
             .spawn(move || {
+                // Below the HTTP runtime, so polls stay fast while the run fills the cores.
+                priority::lower_current_thread();
                 inner.acquire_slot(&r);
                 execute_contained(&inner, &r);
                 inner.finish(&r);
