@@ -24,8 +24,8 @@ use super::hooks::{refusal, HookKind, Runner};
 use super::host::Registry;
 use super::schema::TypeSchema;
 use crate::objects::{
-    body_object, check_id, put_kind, with_meta, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
-    QueryRequest, QueryResult, RelationOp, StoreSet,
+    body_object, check_id, with_meta, ObjectError, ObjectErrorKind, ObjectSet, QueryRequest,
+    QueryResult, RelationOp, StoreSet,
 };
 use crate::query::Filter;
 use crate::storage::StoredObject;
@@ -491,26 +491,17 @@ impl ObjectSet for ManagedSet {
         self.create_object(id, body)
     }
 
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError> {
-        check_id(id)?;
-        let exists = self.inner.get(id)?.is_some();
-        match put_kind(&self.schema.set, id, exists, if_match, create_only)? {
-            PutKind::Create => Ok((self.create_object(id.to_string(), body)?, true)),
-            PutKind::Replace => {
-                let new = body_object(body)?;
-                let v = self.retrying(if_match, || {
-                    let cur = self.current(id, if_match)?;
-                    self.update_object(cur, new.clone())
-                })?;
-                Ok((v, false))
-            }
-        }
+    /// The stored object, without the `onRetrieve` hook a read runs.
+    fn exists(&self, id: &str) -> Result<bool, ObjectError> {
+        Ok(self.inner.get(id)?.is_some())
+    }
+
+    fn replace(&self, id: &str, body: Value, if_match: Option<&str>) -> Result<Value, ObjectError> {
+        let new = body_object(body)?;
+        self.retrying(if_match, || {
+            let cur = self.current(id, if_match)?;
+            self.update_object(cur, new.clone())
+        })
     }
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use super::paging::{self, QueryRequest, QueryResult};
 use super::{
     body_object, check_id, put_kind, Change, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet,
-    PutKind,
+    PutKind, PutResult,
 };
 use crate::connectors::csv::{CsvError, CsvErrorKind, CsvModel, CsvTable};
 use crate::query::Filter;
@@ -162,13 +162,7 @@ impl ObjectSet for CsvSet {
         self.create_unlocked(id, body)
     }
 
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError> {
+    fn put(&self, id: &str, body: Value, if_match: Option<&str>, create_only: bool) -> PutResult {
         check_id(id)?;
         let _write = self.writes.lock();
         let exists = self.table.read(id).map_err(|e| self.err(e))?.is_some();
