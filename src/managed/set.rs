@@ -72,7 +72,9 @@ impl ManagedSet {
         self.inner.get(id)
     }
 
-    /// Runs a hook that may refuse the write; its thrown message becomes a 403.
+    /// Runs a hook; its thrown message becomes a 403. A hook before a write refuses it; after
+    /// a write (`post*`) the write has happened, so a failure is logged and reported as an
+    /// error of the request, as IDM does, without undoing the write.
     pub(super) fn hook(
         &self,
         kind: HookKind,
@@ -85,7 +87,10 @@ impl ManagedSet {
             return Ok(None);
         };
         let resource = format!("{}/{id}", self.schema.set);
-        match self.runner.run_hook(hook, &resource, object, old, new) {
+        match self
+            .runner
+            .run_hook(hook, &resource, object, old, new, None)
+        {
             Ok(v) if hook.grants_conditional_roles() => self.conditional_grants(v).map(Some),
             Ok(v) => Ok(Some(v)),
             Err(e) => {
@@ -93,19 +98,6 @@ impl ManagedSet {
                 Err(refusal(&e))
             }
         }
-    }
-
-    /// A post-operation hook: the write has happened, so a failure is logged and reported
-    /// as an error of the request, as IDM does, without undoing the write.
-    pub(super) fn post_hook(
-        &self,
-        kind: HookKind,
-        id: &str,
-        object: Option<&Value>,
-        old: Option<&Value>,
-        new: Option<&Value>,
-    ) -> Result<(), ObjectError> {
-        self.hook(kind, id, object, old, new).map(|_| ())
     }
 
     fn strip_virtual(&self, body: &mut Map<String, Value>) {
@@ -226,7 +218,8 @@ impl ManagedSet {
     pub(super) fn after_create(&self, id: &str, created: &Value) -> Result<(), ObjectError> {
         self.record_old(id, None);
         self.sync_reverse(id, None, Some(created))?;
-        self.post_hook(HookKind::PostCreate, id, Some(created), None, Some(created))
+        self.hook(HookKind::PostCreate, id, Some(created), None, Some(created))?;
+        Ok(())
     }
 
     /// Runs the write pipeline on a new object and stores it.
@@ -288,20 +281,22 @@ impl ManagedSet {
     ) -> Result<(), ObjectError> {
         self.record_old(id, Some(old));
         self.sync_reverse(id, Some(old), Some(stored))?;
-        self.post_hook(
+        self.hook(
             HookKind::PostUpdate,
             id,
             Some(stored),
             Some(old),
             Some(stored),
-        )
+        )?;
+        Ok(())
     }
 
     /// What follows a committed delete: the reverse side of relationships, `postDelete`.
     pub(super) fn after_delete(&self, id: &str, deleted: &Value) -> Result<(), ObjectError> {
         self.record_old(id, Some(deleted));
         self.sync_reverse(id, Some(deleted), None)?;
-        self.post_hook(HookKind::PostDelete, id, Some(deleted), Some(deleted), None)
+        self.hook(HookKind::PostDelete, id, Some(deleted), Some(deleted), None)?;
+        Ok(())
     }
 
     /// Runs the write pipeline on a replacement of `cur` and stores it.
