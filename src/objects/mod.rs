@@ -387,6 +387,18 @@ pub fn check_depth(value: &Value) -> Result<(), ObjectError> {
     Ok(())
 }
 
+/// The strings of a JSON array (its other items passed over); none when `v` is not an array.
+pub fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The body of a write: must be a JSON object no deeper than [`MAX_DEPTH`]; `_id` and `_rev`
 /// are removed (the id comes from the path, the revision from the store). Every object-set
 /// write goes through here.
