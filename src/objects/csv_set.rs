@@ -28,7 +28,6 @@ use super::{
     PutKind, PutResult,
 };
 use crate::connectors::csv::{CsvError, CsvErrorKind, CsvModel, CsvTable};
-use crate::query::Filter;
 
 pub struct CsvSet {
     name: String,
@@ -144,17 +143,6 @@ impl ObjectSet for CsvSet {
     /// real read skips those, so the count can run a little high).
     fn quick_count(&self) -> Option<Result<u64, ObjectError>> {
         Some(self.table.count_rows().map_err(|e| self.err(e)))
-    }
-
-    fn find(&self, filter: &Filter) -> Result<Vec<Value>, ObjectError> {
-        let mut out = Vec::new();
-        self.scan(&mut |v| {
-            if filter.matches(&v) {
-                out.push(v);
-            }
-            ControlFlow::Continue(())
-        })?;
-        Ok(out)
     }
 
     fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {

@@ -99,6 +99,21 @@ impl From<StoreError> for ObjectError {
     }
 }
 
+/// The objects of `set` matching `filter`, from a scan of the whole set.
+pub fn find_by_scan<S: ObjectSet + ?Sized>(
+    set: &S,
+    filter: &Filter,
+) -> Result<Vec<Value>, ObjectError> {
+    let mut out = Vec::new();
+    set.scan(&mut |v| {
+        if filter.matches(&v) {
+            out.push(v);
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
 /// What [`ObjectSet::put`] answers: the object as stored, and whether it was created.
 pub type PutResult = Result<(Value, bool), ObjectError>;
 
@@ -112,8 +127,11 @@ pub trait ObjectSet: Send + Sync {
     fn query(&self, q: &QueryRequest) -> Result<QueryResult, ObjectError>;
     /// Visits every object (with `_id`; `_rev` when cheap) in the set's natural order.
     fn scan(&self, f: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), ObjectError>;
-    /// All objects matching `filter`, answered from an index when the filter allows it.
-    fn find(&self, filter: &Filter) -> Result<Vec<Value>, ObjectError>;
+    /// All objects matching `filter`, answered from an index when the filter allows it; by
+    /// default [`find_by_scan`].
+    fn find(&self, filter: &Filter) -> Result<Vec<Value>, ObjectError> {
+        find_by_scan(self, filter)
+    }
     fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError>;
     /// PUT: create (true) or replace (false), honouring If-Match / If-None-Match: *. By default
     /// the id is checked, [`put_kind`]'s rules applied to whether the object exists now, then

@@ -317,13 +317,7 @@ impl ObjectSet for StoreSet {
             }
             return Ok(out);
         }
-        self.scan(&mut |v| {
-            if filter.matches(&v) {
-                out.push(v);
-            }
-            ControlFlow::Continue(())
-        })?;
-        Ok(out)
+        super::find_by_scan(self, filter)
     }
 
     fn count(&self) -> Result<u64, ObjectError> {
