@@ -105,6 +105,20 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order of the run statistics' `situationActions` cells.
+    pub const ALL: [Action; 10] = [
+        Action::Create,
+        Action::Update,
+        Action::Delete,
+        Action::Link,
+        Action::Unlink,
+        Action::Exception,
+        Action::Ignore,
+        Action::Report,
+        Action::NoReport,
+        Action::Async,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "CREATE",
@@ -121,20 +135,7 @@ impl Action {
     }
 
     pub fn parse(s: &str) -> Option<Action> {
-        [
-            Action::Create,
-            Action::Update,
-            Action::Delete,
-            Action::Link,
-            Action::Unlink,
-            Action::Exception,
-            Action::Ignore,
-            Action::Report,
-            Action::NoReport,
-            Action::Async,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 

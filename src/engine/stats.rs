@@ -85,18 +85,7 @@ pub struct Tally {
 }
 
 /// The actions in the order of `situationActions` cells (and of the client's table).
-pub const ACTIONS: [Action; 10] = [
-    Action::Create,
-    Action::Update,
-    Action::Delete,
-    Action::Link,
-    Action::Unlink,
-    Action::Exception,
-    Action::Ignore,
-    Action::Report,
-    Action::NoReport,
-    Action::Async,
-];
+pub const ACTIONS: [Action; 10] = Action::ALL;
 
 fn action_index(a: Action) -> usize {
     ACTIONS

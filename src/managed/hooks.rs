@@ -169,21 +169,10 @@ impl Runner {
         out
     }
 
-    /// Runs a type hook. `object` / `old` / `new` are bound as IDM binds them for `kind`;
-    /// the result is the object as the hook left it (for the hooks that may change it).
+    /// Runs a type hook. `object` / `old` / `new` are bound as IDM binds them for `kind`, and
+    /// `sync_results` as `syncResults` (the `onSync` hook); the result is the object as the
+    /// hook left it (for the hooks that may change it).
     pub fn run_hook(
-        &self,
-        hook: &Hook,
-        resource: &str,
-        object: Option<&Value>,
-        old: Option<&Value>,
-        new: Option<&Value>,
-    ) -> Result<Value, ScriptError> {
-        self.run_hook_with(hook, resource, object, old, new, None)
-    }
-
-    /// As [`Runner::run_hook`], with `syncResults` bound (the `onSync` hook).
-    pub fn run_hook_with(
         &self,
         hook: &Hook,
         resource: &str,

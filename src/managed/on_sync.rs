@@ -98,7 +98,7 @@ impl ManagedSet {
         let outcome = match &hook.action {
             Action::Script(_) => self
                 .runner
-                .run_hook_with(
+                .run_hook(
                     hook,
                     &resource,
                     None,

@@ -204,16 +204,7 @@ impl Ctx<'_> {
     fn parse_type(&self, name: &str, obj: &Value) -> Result<TypeSchema, SchemaError> {
         let set = format!("managed/{name}");
         let schema = obj.get("schema").and_then(Value::as_object);
-        let required: Vec<String> = schema
-            .and_then(|s| s.get("required"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let required = crate::objects::strings(schema.and_then(|s| s.get("required")));
         let mut properties = BTreeMap::new();
         if let Some(props) = schema.and_then(|s| s.get("properties")) {
             let props = props

@@ -24,8 +24,8 @@ use super::hooks::{refusal, HookKind, Runner};
 use super::host::Registry;
 use super::schema::TypeSchema;
 use crate::objects::{
-    body_object, check_id, put_kind, with_meta, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
-    QueryRequest, QueryResult, RelationOp, StoreSet,
+    body_object, check_id, with_meta, ObjectError, ObjectErrorKind, ObjectSet, QueryRequest,
+    QueryResult, RelationOp, StoreSet,
 };
 use crate::query::Filter;
 use crate::storage::StoredObject;
@@ -72,7 +72,9 @@ impl ManagedSet {
         self.inner.get(id)
     }
 
-    /// Runs a hook that may refuse the write; its thrown message becomes a 403.
+    /// Runs a hook; its thrown message becomes a 403. A hook before a write refuses it; after
+    /// a write (`post*`) the write has happened, so a failure is logged and reported as an
+    /// error of the request, as IDM does, without undoing the write.
     pub(super) fn hook(
         &self,
         kind: HookKind,
@@ -85,7 +87,10 @@ impl ManagedSet {
             return Ok(None);
         };
         let resource = format!("{}/{id}", self.schema.set);
-        match self.runner.run_hook(hook, &resource, object, old, new) {
+        match self
+            .runner
+            .run_hook(hook, &resource, object, old, new, None)
+        {
             Ok(v) if hook.grants_conditional_roles() => self.conditional_grants(v).map(Some),
             Ok(v) => Ok(Some(v)),
             Err(e) => {
@@ -93,19 +98,6 @@ impl ManagedSet {
                 Err(refusal(&e))
             }
         }
-    }
-
-    /// A post-operation hook: the write has happened, so a failure is logged and reported
-    /// as an error of the request, as IDM does, without undoing the write.
-    pub(super) fn post_hook(
-        &self,
-        kind: HookKind,
-        id: &str,
-        object: Option<&Value>,
-        old: Option<&Value>,
-        new: Option<&Value>,
-    ) -> Result<(), ObjectError> {
-        self.hook(kind, id, object, old, new).map(|_| ())
     }
 
     fn strip_virtual(&self, body: &mut Map<String, Value>) {
@@ -226,7 +218,8 @@ impl ManagedSet {
     pub(super) fn after_create(&self, id: &str, created: &Value) -> Result<(), ObjectError> {
         self.record_old(id, None);
         self.sync_reverse(id, None, Some(created))?;
-        self.post_hook(HookKind::PostCreate, id, Some(created), None, Some(created))
+        self.hook(HookKind::PostCreate, id, Some(created), None, Some(created))?;
+        Ok(())
     }
 
     /// Runs the write pipeline on a new object and stores it.
@@ -288,20 +281,22 @@ impl ManagedSet {
     ) -> Result<(), ObjectError> {
         self.record_old(id, Some(old));
         self.sync_reverse(id, Some(old), Some(stored))?;
-        self.post_hook(
+        self.hook(
             HookKind::PostUpdate,
             id,
             Some(stored),
             Some(old),
             Some(stored),
-        )
+        )?;
+        Ok(())
     }
 
     /// What follows a committed delete: the reverse side of relationships, `postDelete`.
     pub(super) fn after_delete(&self, id: &str, deleted: &Value) -> Result<(), ObjectError> {
         self.record_old(id, Some(deleted));
         self.sync_reverse(id, Some(deleted), None)?;
-        self.post_hook(HookKind::PostDelete, id, Some(deleted), Some(deleted), None)
+        self.hook(HookKind::PostDelete, id, Some(deleted), Some(deleted), None)?;
+        Ok(())
     }
 
     /// Runs the write pipeline on a replacement of `cur` and stores it.
@@ -491,26 +486,17 @@ impl ObjectSet for ManagedSet {
         self.create_object(id, body)
     }
 
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError> {
-        check_id(id)?;
-        let exists = self.inner.get(id)?.is_some();
-        match put_kind(&self.schema.set, id, exists, if_match, create_only)? {
-            PutKind::Create => Ok((self.create_object(id.to_string(), body)?, true)),
-            PutKind::Replace => {
-                let new = body_object(body)?;
-                let v = self.retrying(if_match, || {
-                    let cur = self.current(id, if_match)?;
-                    self.update_object(cur, new.clone())
-                })?;
-                Ok((v, false))
-            }
-        }
+    /// The stored object, without the `onRetrieve` hook a read runs.
+    fn exists(&self, id: &str) -> Result<bool, ObjectError> {
+        Ok(self.inner.get(id)?.is_some())
+    }
+
+    fn replace(&self, id: &str, body: Value, if_match: Option<&str>) -> Result<Value, ObjectError> {
+        let new = body_object(body)?;
+        self.retrying(if_match, || {
+            let cur = self.current(id, if_match)?;
+            self.update_object(cur, new.clone())
+        })
     }
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {

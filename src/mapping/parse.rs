@@ -185,15 +185,29 @@ impl Ctx<'_> {
         .map_err(|e| self.err(key, e))
     }
 
+    /// `m[name]` read by `parse` when present and not null, else None; `at` is `m`'s key path
+    /// ("" at the mapping's top level), so errors name `at.name`.
+    fn opt<T>(
+        &self,
+        m: &Map<String, Value>,
+        at: &str,
+        name: &str,
+        parse: fn(&Self, &str, &Value) -> Result<T, ConfigError>,
+    ) -> Result<Option<T>, ConfigError> {
+        match m.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) if at.is_empty() => parse(self, name, v).map(Some),
+            Some(v) => parse(self, &format!("{at}.{name}"), v).map(Some),
+        }
+    }
+
+    /// An optional script at the mapping's top level.
     fn opt_script(
         &self,
         m: &Map<String, Value>,
-        key: &str,
+        name: &str,
     ) -> Result<Option<CompiledScript>, ConfigError> {
-        match m.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => self.script(key, v).map(Some),
-        }
+        self.opt(m, "", name, Self::script)
     }
 
     /// onCreate/onUpdate: IDM keeps the script's changes to `target`; appending `;target;`
@@ -357,14 +371,8 @@ pub fn parse_mapping(
             Some(Value::String(s)) => Some(Pointer::parse(s)),
             Some(_) => return Err(ctx.err(&format!("{key}.source"), "expected a string")),
         };
-        let condition = match pm.get("condition") {
-            None | Some(Value::Null) => None,
-            Some(c) => Some(ctx.condition(&format!("{key}.condition"), c)?),
-        };
-        let transform = match pm.get("transform") {
-            None | Some(Value::Null) => None,
-            Some(t) => Some(ctx.script(&format!("{key}.transform"), t)?),
-        };
+        let condition = ctx.opt(pm, &key, "condition", Ctx::condition)?;
+        let transform = ctx.opt(pm, &key, "transform", Ctx::script)?;
         properties.push(PropertyRule {
             source,
             target,
@@ -395,14 +403,8 @@ pub fn parse_mapping(
             }
             _ => return Err(ctx.err(&key, "action is required (an action name or a script)")),
         };
-        let condition = match pm.get("condition") {
-            None | Some(Value::Null) => None,
-            Some(c) => Some(ctx.condition(&format!("{key}.condition"), c)?),
-        };
-        let post_action = match pm.get("postAction") {
-            None | Some(Value::Null) => None,
-            Some(s) => Some(ctx.script(&format!("{key}.postAction"), s)?),
-        };
+        let condition = ctx.opt(pm, &key, "condition", Ctx::condition)?;
+        let post_action = ctx.opt(pm, &key, "postAction", Ctx::script)?;
         policies.push(Policy {
             situation,
             action,
@@ -493,10 +495,7 @@ pub fn parse_mapping(
     };
 
     Ok(Mapping {
-        source_condition: match m.get("sourceCondition") {
-            None | Some(Value::Null) => None,
-            Some(c) => Some(ctx.condition("sourceCondition", c)?),
-        },
+        source_condition: ctx.opt(m, "", "sourceCondition", Ctx::condition)?,
         valid_source: ctx.opt_script(m, "validSource")?,
         valid_target: ctx.opt_script(m, "validTarget")?,
         source_query: query_obj("sourceQuery")?,

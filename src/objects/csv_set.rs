@@ -25,10 +25,9 @@ use serde_json::{Map, Value};
 use super::paging::{self, QueryRequest, QueryResult};
 use super::{
     body_object, check_id, put_kind, Change, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet,
-    PutKind,
+    PutKind, PutResult,
 };
 use crate::connectors::csv::{CsvError, CsvErrorKind, CsvModel, CsvTable};
-use crate::query::Filter;
 
 pub struct CsvSet {
     name: String,
@@ -146,29 +145,12 @@ impl ObjectSet for CsvSet {
         Some(self.table.count_rows().map_err(|e| self.err(e)))
     }
 
-    fn find(&self, filter: &Filter) -> Result<Vec<Value>, ObjectError> {
-        let mut out = Vec::new();
-        self.scan(&mut |v| {
-            if filter.matches(&v) {
-                out.push(v);
-            }
-            ControlFlow::Continue(())
-        })?;
-        Ok(out)
-    }
-
     fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError> {
         let _write = self.writes.lock();
         self.create_unlocked(id, body)
     }
 
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError> {
+    fn put(&self, id: &str, body: Value, if_match: Option<&str>, create_only: bool) -> PutResult {
         check_id(id)?;
         let _write = self.writes.lock();
         let exists = self.table.read(id).map_err(|e| self.err(e))?.is_some();

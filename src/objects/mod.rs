@@ -99,6 +99,24 @@ impl From<StoreError> for ObjectError {
     }
 }
 
+/// The objects of `set` matching `filter`, from a scan of the whole set.
+pub fn find_by_scan<S: ObjectSet + ?Sized>(
+    set: &S,
+    filter: &Filter,
+) -> Result<Vec<Value>, ObjectError> {
+    let mut out = Vec::new();
+    set.scan(&mut |v| {
+        if filter.matches(&v) {
+            out.push(v);
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+/// What [`ObjectSet::put`] answers: the object as stored, and whether it was created.
+pub type PutResult = Result<(Value, bool), ObjectError>;
+
 /// What every object set offers. Methods that a kind of set cannot support return
 /// `NotSupported`.
 pub trait ObjectSet: Send + Sync {
@@ -109,17 +127,36 @@ pub trait ObjectSet: Send + Sync {
     fn query(&self, q: &QueryRequest) -> Result<QueryResult, ObjectError>;
     /// Visits every object (with `_id`; `_rev` when cheap) in the set's natural order.
     fn scan(&self, f: &mut dyn FnMut(Value) -> ControlFlow<()>) -> Result<(), ObjectError>;
-    /// All objects matching `filter`, answered from an index when the filter allows it.
-    fn find(&self, filter: &Filter) -> Result<Vec<Value>, ObjectError>;
+    /// All objects matching `filter`, answered from an index when the filter allows it; by
+    /// default [`find_by_scan`].
+    fn find(&self, filter: &Filter) -> Result<Vec<Value>, ObjectError> {
+        find_by_scan(self, filter)
+    }
     fn create(&self, id: Option<&str>, body: Value) -> Result<Value, ObjectError>;
-    /// PUT: create (true) or replace (false), honouring If-Match / If-None-Match: *.
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError>;
+    /// PUT: create (true) or replace (false), honouring If-Match / If-None-Match: *. By default
+    /// the id is checked, [`put_kind`]'s rules applied to whether the object exists now, then
+    /// [`ObjectSet::replace`] or [`ObjectSet::create`] writes it. A set whose check and write
+    /// must stand under one lock or transaction overrides this.
+    fn put(&self, id: &str, body: Value, if_match: Option<&str>, create_only: bool) -> PutResult {
+        check_id(id)?;
+        match put_kind(self.name(), id, self.exists(id)?, if_match, create_only)? {
+            PutKind::Replace => Ok((self.replace(id, body, if_match)?, false)),
+            PutKind::Create => Ok((self.create(Some(id), body)?, true)),
+        }
+    }
+    /// Whether `id` exists, for the default [`ObjectSet::put`]; by default a read.
+    fn exists(&self, id: &str) -> Result<bool, ObjectError> {
+        Ok(self.read(id)?.is_some())
+    }
+    /// The default [`ObjectSet::put`]'s replace of the existing object `id` by `body`,
+    /// honouring `if_match`. Sets that override `put` do not reach it.
+    fn replace(&self, id: &str, body: Value, if_match: Option<&str>) -> Result<Value, ObjectError> {
+        let _ = (body, if_match);
+        Err(ObjectError::new(
+            ObjectErrorKind::NotSupported,
+            format!("{}/{id} cannot be replaced", self.name()),
+        ))
+    }
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError>;
     fn delete(&self, id: &str, if_match: Option<&str>) -> Result<Value, ObjectError>;
     /// A read honouring `_fields` as sent (managed sets leave some properties out unless
@@ -366,6 +403,18 @@ pub fn check_depth(value: &Value) -> Result<(), ObjectError> {
         )));
     }
     Ok(())
+}
+
+/// The strings of a JSON array (its other items passed over); none when `v` is not an array.
+pub fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The body of a write: must be a JSON object no deeper than [`MAX_DEPTH`]; `_id` and `_rev`

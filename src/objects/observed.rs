@@ -23,7 +23,9 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde_json::Value;
 
-use super::{ChangeBatch, ObjectError, ObjectSet, QueryRequest, QueryResult, RelationOp, StoreSet};
+use super::{
+    ChangeBatch, ObjectError, ObjectSet, PutResult, QueryRequest, QueryResult, RelationOp, StoreSet,
+};
 use crate::query::Filter;
 
 /// Told about each committed change of a managed object.
@@ -134,13 +136,7 @@ impl ObjectSet for Observed {
         self.notify(&v);
         Ok(v)
     }
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError> {
+    fn put(&self, id: &str, body: Value, if_match: Option<&str>, create_only: bool) -> PutResult {
         let (v, created) = self.inner.put(id, body, if_match, create_only)?;
         self.notify(&v);
         Ok((v, created))

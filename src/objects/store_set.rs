@@ -14,7 +14,9 @@ use std::ops::ControlFlow;
 use serde_json::{Map, Value};
 
 use super::paging::{self, QueryRequest, QueryResult};
-use super::{body_object, check_id, put_kind, with_meta, ObjectError, ObjectErrorKind, ObjectSet};
+use super::{
+    body_object, check_id, put_kind, with_meta, ObjectError, ObjectErrorKind, ObjectSet, PutResult,
+};
 use crate::query::{Filter, Pointer};
 use crate::storage::{index_terms, DataBatch, Expect, IndexTerm, Store, StoreError, StoredObject};
 
@@ -315,13 +317,7 @@ impl ObjectSet for StoreSet {
             }
             return Ok(out);
         }
-        self.scan(&mut |v| {
-            if filter.matches(&v) {
-                out.push(v);
-            }
-            ControlFlow::Continue(())
-        })?;
-        Ok(out)
+        super::find_by_scan(self, filter)
     }
 
     fn count(&self) -> Result<u64, ObjectError> {
@@ -351,13 +347,7 @@ impl ObjectSet for StoreSet {
         Ok(with_meta(&id, "1", body))
     }
 
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError> {
+    fn put(&self, id: &str, body: Value, if_match: Option<&str>, create_only: bool) -> PutResult {
         check_id(id)?;
         let body = body_object(body)?;
         self.with_cas(id, || {

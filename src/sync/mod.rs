@@ -94,13 +94,20 @@ impl SyncService {
             if mapping.source.trim_matches('/') != set || !mapping.enable_sync {
                 continue;
             }
-            let failure = match self.runner.sync_object(mapping, id, SYNC_USER) {
-                Ok(o) if o.error.is_none() => {
+            // The run's own error and a failure to start it are both the sync's failure.
+            let outcome = match self.runner.sync_object(mapping, id, SYNC_USER) {
+                Ok(mut o) => match o.error.take() {
+                    None => Ok(o),
+                    Some(reason) => Err(reason),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            let failure = match outcome {
+                Ok(o) => {
                     tracing::debug!(mapping = %mapping.name, object = id, ok = o.succeeded, failed = o.failed, "implicit sync");
                     (o.failed > 0).then(|| format!("{} operation(s) failed", o.failed))
                 }
-                Ok(o) => {
-                    let reason = o.error.unwrap_or_default();
+                Err(reason) => {
                     tracing::warn!(
                         mapping = %mapping.name,
                         object = id,
@@ -109,16 +116,6 @@ impl SyncService {
                         mapping.name
                     );
                     Some(reason)
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        mapping = %mapping.name,
-                        object = id,
-                        reason = %e,
-                        "implicit synchronization failed: mapping {}, object {set}/{id}: {e}",
-                        mapping.name
-                    );
-                    Some(e.to_string())
                 }
             };
             let mut d = json!({

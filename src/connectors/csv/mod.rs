@@ -236,32 +236,7 @@ impl CsvTable {
     /// Appends a row for `obj`. Its id is the id column's value, else `_id` (then written into
     /// the id column). Returns the stored object with `_id` and `_rev`.
     pub fn create(&self, obj: Map<String, Value>) -> Result<Map<String, Value>, CsvError> {
-        let _guard = self.write_lock.lock();
-        let mut rr = self.open()?;
-        let header = rr.read_header(&self.id_column)?;
-        let id = self.created_id(&obj)?;
-        let (names, cells) = self.plan_row(&header, &obj, &id)?;
-        let added = &names[header.names.len()..];
-        let eol = self.eol(&header);
-        let d = &self.dialect;
-        let path = &self.path;
-        atomic_write(path, |w| {
-            write_header(w, &header, added, eol, d).map_err(|e| write_err(path, e))?;
-            while rr.next_record()? {
-                rr.check_width(&header)?;
-                if rr.field(header.id_idx) == id.as_bytes() {
-                    return Err(CsvError::new(
-                        CsvErrorKind::AlreadyExists,
-                        path,
-                        Some(rr.record_line),
-                        format!("an object with id {id:?} already exists"),
-                    ));
-                }
-                copy_record(w, &rr.raw, added.len(), eol, d).map_err(|e| write_err(path, e))?;
-            }
-            write_cells(w, &cells, eol, d).map_err(|e| write_err(path, e))
-        })?;
-        Ok(object_from_cells(&names, &cells, &id))
+        self.rewrite(Change::Create(&obj))
     }
 
     /// Replaces the row of `id` with `obj` (attributes missing from `obj` become empty); the id
@@ -271,58 +246,81 @@ impl CsvTable {
         id: &str,
         obj: Map<String, Value>,
     ) -> Result<Map<String, Value>, CsvError> {
-        let _guard = self.write_lock.lock();
-        let mut rr = self.open()?;
-        let header = rr.read_header(&self.id_column)?;
-        let (names, cells) = self.plan_row(&header, &obj, id)?;
-        let added = &names[header.names.len()..];
-        let eol = self.eol(&header);
-        let d = &self.dialect;
-        let path = &self.path;
-        atomic_write(path, |w| {
-            write_header(w, &header, added, eol, d).map_err(|e| write_err(path, e))?;
-            let mut found = false;
-            while rr.next_record()? {
-                rr.check_width(&header)?;
-                if !found && rr.field(header.id_idx) == id.as_bytes() {
-                    found = true;
-                    write_cells(w, &cells, eol, d).map_err(|e| write_err(path, e))?;
-                } else {
-                    copy_record(w, &rr.raw, added.len(), eol, d).map_err(|e| write_err(path, e))?;
-                }
-            }
-            if found {
-                Ok(())
-            } else {
-                Err(not_found(path, id))
-            }
-        })?;
-        Ok(object_from_cells(&names, &cells, id))
+        self.rewrite(Change::Update(id, &obj))
     }
 
     /// Removes the row of `id`; returns the deleted object with `_id` and `_rev`.
     pub fn delete(&self, id: &str) -> Result<Map<String, Value>, CsvError> {
+        self.rewrite(Change::Delete(id))
+    }
+
+    /// The one write path (see the module doc): under the write lock, the file is rewritten
+    /// with the header (widened by the new row's new columns) and every record copied, but for
+    /// the first record with the change's id, which a create refuses, an update replaces and a
+    /// delete drops; a create's row goes last. Returns the object written, or the one deleted.
+    fn rewrite(&self, change: Change<'_>) -> Result<Map<String, Value>, CsvError> {
         let _guard = self.write_lock.lock();
         let mut rr = self.open()?;
         let header = rr.read_header(&self.id_column)?;
+        let (id, row) = match change {
+            Change::Create(obj) => {
+                let id = self.created_id(obj)?;
+                let row = self.plan_row(&header, obj, &id)?;
+                (id, Some(row))
+            }
+            Change::Update(id, obj) => (id.to_string(), Some(self.plan_row(&header, obj, id)?)),
+            Change::Delete(id) => (id.to_string(), None),
+        };
+        let creating = matches!(change, Change::Create(_));
+        let (names, cells) = row.unzip();
+        let added = names
+            .as_deref()
+            .map_or(&[][..], |names| &names[header.names.len()..]);
         let eol = self.eol(&header);
         let d = &self.dialect;
         let path = &self.path;
-        atomic_write(path, |w| {
-            write_header(w, &header, &[], eol, d).map_err(|e| write_err(path, e))?;
-            let mut deleted = None;
+        let removed = atomic_write(path, |w| {
+            write_header(w, &header, added, eol, d).map_err(|e| write_err(path, e))?;
+            let mut found = false;
+            let mut removed = None;
             while rr.next_record()? {
                 rr.check_width(&header)?;
-                if deleted.is_none() && rr.field(header.id_idx) == id.as_bytes() {
-                    let mut obj = rr.to_object(&header)?;
-                    obj.insert("_rev".into(), Value::String(rr.rev(&header)));
-                    deleted = Some(obj);
-                } else {
-                    copy_record(w, &rr.raw, 0, eol, d).map_err(|e| write_err(path, e))?;
+                if found || rr.field(header.id_idx) != id.as_bytes() {
+                    copy_record(w, &rr.raw, added.len(), eol, d).map_err(|e| write_err(path, e))?;
+                    continue;
+                }
+                found = true;
+                match &cells {
+                    _ if creating => {
+                        return Err(CsvError::new(
+                            CsvErrorKind::AlreadyExists,
+                            path,
+                            Some(rr.record_line),
+                            format!("an object with id {id:?} already exists"),
+                        ))
+                    }
+                    Some(cells) => write_cells(w, cells, eol, d).map_err(|e| write_err(path, e))?,
+                    None => {
+                        let mut obj = rr.to_object(&header)?;
+                        obj.insert("_rev".into(), Value::String(rr.rev(&header)));
+                        removed = Some(obj);
+                    }
                 }
             }
-            deleted.ok_or_else(|| not_found(path, id))
-        })
+            match &cells {
+                Some(cells) if creating => {
+                    write_cells(w, cells, eol, d).map_err(|e| write_err(path, e))?
+                }
+                _ if !found => return Err(not_found(path, &id)),
+                _ => {}
+            }
+            Ok(removed)
+        })?;
+        match (names, cells, removed) {
+            (Some(names), Some(cells), _) => Ok(object_from_cells(&names, &cells, &id)),
+            (_, _, Some(removed)) => Ok(removed),
+            _ => Err(not_found(path, &id)),
+        }
     }
 
     fn open(&self) -> Result<RecordReader<'_, BufReader<File>>, CsvError> {
@@ -394,6 +392,16 @@ impl CsvTable {
         cells[header.id_idx] = Some(id.to_string());
         Ok((names, cells))
     }
+}
+
+/// A write [`CsvTable::rewrite`] makes.
+enum Change<'a> {
+    /// Append a row for the object; its id must be new.
+    Create(&'a Map<String, Value>),
+    /// Replace the row of the id by the object.
+    Update(&'a str, &'a Map<String, Value>),
+    /// Remove the row of the id.
+    Delete(&'a str),
 }
 
 fn not_found(path: &Path, id: &str) -> CsvError {

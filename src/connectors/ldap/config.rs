@@ -247,6 +247,23 @@ impl TypeConfig {
     }
 }
 
+/// For the connector's unit tests: the `account` type of an LDAP provisioner with `conf` as its
+/// configuration properties and `properties` as the account's properties.
+#[cfg(test)]
+pub(super) fn test_account(conf: serde_json::Value, properties: serde_json::Value) -> TypeConfig {
+    let p = Provisioner::parse(
+        std::path::Path::new("p.json"),
+        serde_json::json!({
+            "connectorRef": {"connectorName": "org.identityconnectors.ldap.LdapConnector"},
+            "configurationProperties": conf,
+            "objectTypes": {"account": {"nativeType": "__ACCOUNT__", "properties": properties}}
+        }),
+        "ldap",
+    )
+    .expect("parses");
+    TypeConfig::from_provisioner(&p, "account").expect("config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

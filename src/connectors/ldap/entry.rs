@@ -335,32 +335,23 @@ pub fn split_rdns(dn: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::idm::Provisioner;
     use serde_json::json;
-    use std::path::Path;
 
     fn cfg() -> TypeConfig {
-        let p = Provisioner::parse(
-            Path::new("p.json"),
+        super::super::config::test_account(
+            json!({"host": "h", "baseContexts": ["dc=example,dc=com"]}),
             json!({
-                "connectorRef": {"connectorName": "org.identityconnectors.ldap.LdapConnector"},
-                "configurationProperties": {"host": "h", "baseContexts": ["dc=example,dc=com"]},
-                "objectTypes": {"account": {"nativeType": "__ACCOUNT__", "properties": {
-                    "dn": {"type": "string", "nativeName": "__NAME__"},
-                    "uid": {"type": "string"},
-                    "mail": {"type": "array", "items": {"type": "string"}},
-                    "employeeNumber": {"type": "integer"},
-                    "photo": {"type": "string", "nativeName": "jpegPhoto",
-                              "nativeType": "JAVA_TYPE_BYTE_ARRAY"},
-                    "userPassword": {"type": "string", "nativeType": "JAVA_TYPE_GUARDEDSTRING",
-                                     "flags": ["NOT_READABLE", "NOT_RETURNED_BY_DEFAULT"]},
-                    "ldapGroups": {"type": "array", "items": {"type": "string"}}
-                }}}
+                "dn": {"type": "string", "nativeName": "__NAME__"},
+                "uid": {"type": "string"},
+                "mail": {"type": "array", "items": {"type": "string"}},
+                "employeeNumber": {"type": "integer"},
+                "photo": {"type": "string", "nativeName": "jpegPhoto",
+                          "nativeType": "JAVA_TYPE_BYTE_ARRAY"},
+                "userPassword": {"type": "string", "nativeType": "JAVA_TYPE_GUARDEDSTRING",
+                                 "flags": ["NOT_READABLE", "NOT_RETURNED_BY_DEFAULT"]},
+                "ldapGroups": {"type": "array", "items": {"type": "string"}}
             }),
-            "ldap",
         )
-        .expect("parses");
-        TypeConfig::from_provisioner(&p, "account").expect("config")
     }
 
     fn entry(pairs: &[(&str, &[&[u8]])]) -> Entry {

@@ -185,30 +185,21 @@ fn join(items: &[Filter], cfg: &TypeConfig) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::idm::Provisioner;
     use serde_json::json;
-    use std::path::Path;
 
     fn cfg() -> TypeConfig {
-        let p = Provisioner::parse(
-            Path::new("p.json"),
+        super::super::config::test_account(
+            json!({"host": "h", "baseContexts": ["dc=example,dc=com"],
+                   "accountObjectClasses": ["top", "inetOrgPerson"]}),
             json!({
-                "connectorRef": {"connectorName": "org.identityconnectors.ldap.LdapConnector"},
-                "configurationProperties": {"host": "h", "baseContexts": ["dc=example,dc=com"],
-                    "accountObjectClasses": ["top", "inetOrgPerson"]},
-                "objectTypes": {"account": {"nativeType": "__ACCOUNT__", "properties": {
-                    "dn": {"type": "string", "nativeName": "__NAME__"},
-                    "userName": {"type": "string", "nativeName": "uid"},
-                    "sn": {"type": "string"},
-                    "photo": {"type": "string", "nativeName": "jpegPhoto",
-                              "nativeType": "JAVA_TYPE_BYTE_ARRAY"},
-                    "ldapGroups": {"type": "array"}
-                }}}
+                "dn": {"type": "string", "nativeName": "__NAME__"},
+                "userName": {"type": "string", "nativeName": "uid"},
+                "sn": {"type": "string"},
+                "photo": {"type": "string", "nativeName": "jpegPhoto",
+                          "nativeType": "JAVA_TYPE_BYTE_ARRAY"},
+                "ldapGroups": {"type": "array"}
             }),
-            "ldap",
         )
-        .expect("parses");
-        TypeConfig::from_provisioner(&p, "account").expect("config")
     }
 
     fn plan_of(text: &str) -> Result<Plan, String> {

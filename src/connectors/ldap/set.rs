@@ -20,9 +20,7 @@ use super::search;
 use super::sync::{self, SyncError};
 use super::write::{self, WriteError};
 use crate::objects::paging::{self, QueryRequest, QueryResult};
-use crate::objects::{
-    body_object, check_id, put_kind, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
-};
+use crate::objects::{body_object, check_id, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet};
 use crate::query::Filter;
 
 /// An object as read and its entry's dn.
@@ -284,23 +282,10 @@ impl ObjectSet for LdapSet {
         self.read_dn(&dn)
     }
 
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError> {
-        check_id(id)?;
-        let exists = self.current(id)?.is_some();
-        match put_kind(&self.name, id, exists, if_match, create_only)? {
-            PutKind::Replace => {
-                let (current, dn) = self.check_rev(id, if_match)?;
-                let body = body_object(body)?;
-                Ok((self.update(id, &current, &dn, &body)?, false))
-            }
-            PutKind::Create => Ok((self.create(Some(id), body)?, true)),
-        }
+    fn replace(&self, id: &str, body: Value, if_match: Option<&str>) -> Result<Value, ObjectError> {
+        let (current, dn) = self.check_rev(id, if_match)?;
+        let body = body_object(body)?;
+        self.update(id, &current, &dn, &body)
     }
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {

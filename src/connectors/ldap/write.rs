@@ -232,17 +232,8 @@ pub fn update(
             .map_err(ldap(what))?;
     }
     if let Some(want) = groups_in(cfg, body)? {
-        let have: Vec<String> = cfg
-            .groups_property()
-            .and_then(|p| current.get(&p.name))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let have =
+            crate::objects::strings(cfg.groups_property().and_then(|p| current.get(&p.name)));
         for g in want.iter().filter(|g| !have.iter().any(|h| same_dn(h, g))) {
             member(pool, cfg, g, &dn, true)?;
         }

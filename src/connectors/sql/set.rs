@@ -30,8 +30,7 @@ use super::rows;
 use crate::idm::ObjectType;
 use crate::objects::paging::{self, QueryRequest, QueryResult};
 use crate::objects::{
-    body_object, check_id, put_kind, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
-    WriteOp,
+    body_object, check_id, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, WriteOp,
 };
 use crate::query::Filter;
 
@@ -261,23 +260,10 @@ impl ObjectSet for SqlSet {
         self.with(|conn, m| rows::create_row(conn, m, id, &body))
     }
 
-    fn put(
-        &self,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-        create_only: bool,
-    ) -> Result<(Value, bool), ObjectError> {
-        check_id(id)?;
-        let exists = self.read(id)?.is_some();
-        match put_kind(&self.name, id, exists, if_match, create_only)? {
-            PutKind::Replace => {
-                let current = self.check_rev(id, if_match)?;
-                let body = body_object(body)?;
-                Ok((self.update(id, &current, body)?, false))
-            }
-            PutKind::Create => Ok((self.create(Some(id), body)?, true)),
-        }
+    fn replace(&self, id: &str, body: Value, if_match: Option<&str>) -> Result<Value, ObjectError> {
+        let current = self.check_rev(id, if_match)?;
+        let body = body_object(body)?;
+        self.update(id, &current, body)
     }
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {
