@@ -9,7 +9,7 @@ use crate::helpers::*;
 use crate::slapd::{people_ldif, Slapd, SUFFIX};
 
 /// The provisioner: accounts and groups under dc=example,dc=com, port from [idm_properties].
-const PROVISIONER: &str = r#"{
+pub(crate) const PROVISIONER: &str = r#"{
   "name": "ldap",
   "connectorRef": {
     "bundleName": "org.openidentityplatform.openicf.connectors.ldap-connector",
@@ -105,7 +105,7 @@ pub(crate) fn ldap_to_managed(name: &str) -> String {
 /// Managed users → LDAP accounts; `extra` adds mapping keys. Implicit synchronization is off
 /// (`enableSync: false`): these tests seed managed users over REST and then check what a
 /// reconciliation does with them.
-fn managed_to_ldap(name: &str, extra: &str) -> String {
+pub(crate) fn managed_to_ldap(name: &str, extra: &str) -> String {
     format!(
         r#"{{"name": "{name}", "source": "managed/user", "target": "system/ldap/account",
   "enableSync": false,
@@ -132,7 +132,12 @@ pub(crate) fn server(ldap: &Slapd, mappings: &[String]) -> Server {
     server_with(ldap.port, PROVISIONER, mappings, &[])
 }
 
-fn server_with(port: u16, provisioner: &str, mappings: &[String], env: &[(&str, &str)]) -> Server {
+pub(crate) fn server_with(
+    port: u16,
+    provisioner: &str,
+    mappings: &[String],
+    env: &[(&str, &str)],
+) -> Server {
     let sync = format!(r#"{{"mappings": [{}]}}"#, mappings.join(",\n"));
     Server::start_with_env(
         &format!(
@@ -147,7 +152,7 @@ fn server_with(port: u16, provisioner: &str, mappings: &[String], env: &[(&str, 
     )
 }
 
-fn user(s: &Server, id: &str, body: Value) {
+pub(crate) fn user(s: &Server, id: &str, body: Value) {
     let r = s.put(&format!("/openidm/managed/user/{id}"), &body, &[]);
     assert!(r.status == 200 || r.status == 201, "put {id}: {}", r.body);
 }
@@ -652,12 +657,21 @@ fn a_bidirectional_pair_with_links_is_steady() {
     assert_eq!(csns(&ldap), csn0, "the reverse direction writes nothing");
 }
 
-/// The set as the engine sees it, in this process: the provisioner above, for `ldap`.
-pub(crate) fn open_accounts(ldap: &Slapd) -> std::sync::Arc<dyn recond::objects::ObjectSet> {
+/// The provisioner above for `ldap`, resolved, with `uid_attribute` as its `uidAttribute`.
+pub(crate) fn provisioner_json(ldap: &Slapd, uid_attribute: &str) -> Value {
     let text = PROVISIONER
         .replace("&{ldap.port}", &ldap.port.to_string())
-        .replace("&{ldap.password|secret}", crate::slapd::ROOT_PW);
-    let json: Value = serde_json::from_str(&text).expect("provisioner json");
+        .replace("&{ldap.password|secret}", crate::slapd::ROOT_PW)
+        .replace(
+            "\"uidAttribute\": \"entryUUID\"",
+            &format!("\"uidAttribute\": \"{uid_attribute}\""),
+        );
+    serde_json::from_str(&text).expect("provisioner json")
+}
+
+/// The set as the engine sees it, in this process: the provisioner above, for `ldap`.
+pub(crate) fn open_accounts(ldap: &Slapd) -> std::sync::Arc<dyn recond::objects::ObjectSet> {
+    let json = provisioner_json(ldap, "entryUUID");
     let p = recond::idm::Provisioner::parse(
         std::path::Path::new("provisioner.openicf-ldap.json"),
         json,

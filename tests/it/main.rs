@@ -15,6 +15,7 @@ mod integrity;
 mod json_shape;
 mod ldap;
 mod ldap_sync;
+mod ldap_writes;
 mod livesync;
 mod managed;
 mod managed_recon;

@@ -19,6 +19,9 @@ use super::config::{TypeConfig, LDAP_GROUPS};
 use crate::idm::provisioner::{NAME, UID};
 use crate::idm::{PropType, Property};
 
+/// The post-read control (RFC 4527): the entry as it is after an add, modify or rename.
+pub const POST_READ_OID: &str = "1.3.6.1.1.13.2";
+
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -82,6 +85,20 @@ impl Entry {
             }
         }
         Ok(Entry { dn, attrs })
+    }
+
+    /// The entry a write's post-read response control (RFC 4527) carries, when the
+    /// directory sent one: the control's value is a SearchResultEntry. `None` when the
+    /// response has no such control (a directory without post-read support ignores the
+    /// non-critical request); a malformed value is an error, never a panic.
+    pub fn from_post_read(ctrls: &[ldap3::controls::Control]) -> Result<Option<Entry>, String> {
+        let Some(c) = ctrls.iter().find(|c| c.1.ctype == POST_READ_OID) else {
+            return Ok(None);
+        };
+        let bad = || "the directory sent a malformed post-read control".to_string();
+        let val = c.1.val.as_deref().ok_or_else(bad)?;
+        let (_, tag) = ldap3::asn1::parse_tag(val).map_err(|_| bad())?;
+        Entry::decode_tag(tag).map(Some)
     }
 
     pub fn values(&self, attr: &str) -> &[Vec<u8>] {
@@ -520,5 +537,75 @@ mod tests {
             split_rdns(r"cn=a\,b,dc=x"),
             vec![r"cn=a\,b".to_string(), "dc=x".to_string()]
         );
+    }
+
+    fn post_read(val: Option<Vec<u8>>) -> Vec<ldap3::controls::Control> {
+        vec![ldap3::controls::Control(
+            None,
+            ldap3::controls::RawControl {
+                ctype: POST_READ_OID.into(),
+                crit: false,
+                val,
+            },
+        )]
+    }
+
+    /// A SearchResultEntry as a directory encodes it in a post-read control.
+    fn encoded_entry(dn: &str, attrs: &[(&str, &[&[u8]])]) -> Vec<u8> {
+        use ldap3::asn1::{ASNTag, OctetString, Sequence, Set, Tag, TagClass};
+        let octets = |b: &[u8]| {
+            Tag::OctetString(OctetString {
+                inner: b.to_vec(),
+                ..Default::default()
+            })
+        };
+        let list = attrs
+            .iter()
+            .map(|(k, vs)| {
+                Tag::Sequence(Sequence {
+                    inner: vec![
+                        octets(k.as_bytes()),
+                        Tag::Set(Set {
+                            inner: vs.iter().map(|v| octets(v)).collect(),
+                            ..Default::default()
+                        }),
+                    ],
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let entry = Tag::Sequence(Sequence {
+            id: 4,
+            class: TagClass::Application,
+            inner: vec![
+                octets(dn.as_bytes()),
+                Tag::Sequence(Sequence {
+                    inner: list,
+                    ..Default::default()
+                }),
+            ],
+        });
+        let mut buf = bytes::BytesMut::new();
+        ldap3::asn1::write::encode_into(&mut buf, entry.into_structure()).expect("encodes");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_post_read_control_carries_the_written_entry() {
+        let val = encoded_entry(
+            "uid=a,dc=example,dc=com",
+            &[("entryUUID", &[b"u-1"]), ("mail", &[b"a@x", b"b@x"])],
+        );
+        let e = Entry::from_post_read(&post_read(Some(val)))
+            .expect("decodes")
+            .expect("an entry");
+        assert_eq!(e.dn, "uid=a,dc=example,dc=com");
+        assert_eq!(e.uid(&cfg()).expect("uid"), "u-1");
+        assert_eq!(e.values("MAIL").len(), 2);
+        // No control (a directory without post-read): nothing, so the caller reads back.
+        assert!(Entry::from_post_read(&[]).expect("no control").is_none());
+        // A malformed value is an error, never a panic.
+        assert!(Entry::from_post_read(&post_read(Some(vec![0x30, 0x05, 1]))).is_err());
+        assert!(Entry::from_post_read(&post_read(None)).is_err());
     }
 }

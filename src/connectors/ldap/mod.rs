@@ -5,12 +5,15 @@
 //! [`pool`] owns connections (blocking facade over one dedicated runtime, timeouts, reconnect),
 //! [`filter`] translates CREST filters into LDAP filters, [`entry`] maps entries to objects
 //! and values back, [`search`] streams paged searches, [`write`] adds, modifies, renames and
-//! deletes, and [`set`] is the `ObjectSet` the rest of recond sees.
+//! deletes (each write answering the entry it left through the post-read control), [`batch`]
+//! sends a unit of work's writes concurrently over the pool, and [`set`] is the `ObjectSet`
+//! the rest of recond sees.
 //!
 //! Opening a set only parses configuration: the directory is first contacted by the first
 //! operation, so recond starts while a directory is down and a run against it fails clearly.
 //! [`sync`] answers liveSync (`ObjectSet::changes_since`) by `modifyTimestamp`.
 
+pub mod batch;
 pub mod config;
 pub mod entry;
 pub mod filter;

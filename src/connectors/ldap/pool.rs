@@ -1,12 +1,17 @@
-//! Connections to one directory: a small pool of bound `ldap3` connections driven by one
-//! dedicated tokio runtime, behind a blocking facade.
+//! Connections to one directory: a small pool of bound `ldap3` connections driven by the
+//! connector's own tokio runtimes, behind a blocking facade.
 //!
 //! Invariants:
 //! * Callers are OS threads (the engine's workers, REST handlers inside `spawn_blocking`);
-//!   every operation is `block_on` on the connector's own runtime, never on recond's HTTP
-//!   runtime. The runtime is created on first use (one worker thread drives every
-//!   connection's socket), so opening a set touches no network: the server starts while the
-//!   directory is down, and the first operation reports it.
+//!   every operation is `block_on` on one of the connector's runtimes, never on recond's HTTP
+//!   runtime. The runtimes are created on first use, so opening a set touches no network: the
+//!   server starts while the directory is down, and the first operation reports it.
+//! * Two kinds of connection ([`Driver`]): searches use connections driven by a runtime
+//!   thread (one worker for every socket), so a search task keeps reading ahead while its
+//!   caller maps entries; writes use connections driven by the calling thread itself while it
+//!   waits (a current-thread runtime several threads may `block_on` at once: one drives the
+//!   sockets, the others wait for their answer). A write then costs one round trip to the
+//!   directory and no hand-off between threads, as when a client talks to it directly.
 //! * Every operation is bounded: the connect timeout for connecting and binding, the
 //!   operation timeout for each reply, so a vanished directory fails operations, never hangs.
 //! * A connection that failed at the transport level (I/O, timeout, closed) is dropped, never
@@ -93,30 +98,49 @@ pub fn rc_name(rc: u32) -> &'static str {
     }
 }
 
-/// The connector's runtime, created once on first use.
-fn runtime() -> Result<&'static tokio::runtime::Runtime, Failure> {
-    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("recond-ldap")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the LDAP connector's runtime: {e}"))
-    })
-    .as_ref()
-    .map_err(|e| Failure::Other(e.clone()))
+/// Who drives a connection's socket (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// The connector's runtime thread: for searches, whose tasks read ahead.
+    Runtime,
+    /// The thread waiting for an answer: for single operations (writes).
+    Caller,
 }
 
-/// A pool of connections to one directory.
+/// The connector's runtime for `driver`, created once on first use.
+fn runtime(driver: Driver) -> Result<&'static tokio::runtime::Runtime, Failure> {
+    static SHARED: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    static CALLER: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    let built = match driver {
+        Driver::Runtime => SHARED.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("recond-ldap")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the LDAP connector's runtime: {e}"))
+        }),
+        Driver::Caller => CALLER.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the LDAP connector's write runtime: {e}"))
+        }),
+    };
+    built.as_ref().map_err(|e| Failure::Other(e.clone()))
+}
+
+/// A pool of connections to one directory (up to `pool_size` idle of each kind).
 pub struct Pool {
     conn: Connection,
     idle: Mutex<Vec<Ldap>>,
+    idle_direct: Mutex<Vec<Ldap>>,
 }
 
 /// A connection taken from the pool; back to it on drop unless it failed.
 pub struct Conn<'p> {
     pool: &'p Pool,
+    driver: Driver,
     ldap: Option<Ldap>,
 }
 
@@ -125,6 +149,7 @@ impl Pool {
         Pool {
             conn,
             idle: Mutex::new(Vec::new()),
+            idle_direct: Mutex::new(Vec::new()),
         }
     }
 
@@ -132,22 +157,49 @@ impl Pool {
         &self.conn.url
     }
 
-    /// A live connection: an idle one, or a new bound one.
+    fn idle(&self, driver: Driver) -> &Mutex<Vec<Ldap>> {
+        match driver {
+            Driver::Runtime => &self.idle,
+            Driver::Caller => &self.idle_direct,
+        }
+    }
+
+    /// A live connection for searches: an idle one, or a new bound one.
     pub fn get(&self) -> Result<Conn<'_>, Failure> {
+        self.take(Driver::Runtime)
+    }
+
+    /// A live connection for single operations, driven by the calling thread.
+    pub fn get_direct(&self) -> Result<Conn<'_>, Failure> {
+        // Idle caller-driven connections are driven by nobody: let their drivers see what
+        // happened to their sockets meanwhile (a directory that closed them), so `is_closed`
+        // below is true for those. Two turns: one polls the sockets, one runs the drivers.
+        if !self.idle_direct.lock().is_empty() {
+            runtime(Driver::Caller)?.block_on(async {
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+            });
+        }
+        self.take(Driver::Caller)
+    }
+
+    fn take(&self, driver: Driver) -> Result<Conn<'_>, Failure> {
         loop {
-            let Some(mut l) = self.idle.lock().pop() else {
+            let Some(mut l) = self.idle(driver).lock().pop() else {
                 break;
             };
             if !l.is_closed() {
                 return Ok(Conn {
                     pool: self,
+                    driver,
                     ldap: Some(l),
                 });
             }
         }
-        let ldap = self.connect()?;
+        let ldap = self.connect(driver)?;
         Ok(Conn {
             pool: self,
+            driver,
             ldap: Some(ldap),
         })
     }
@@ -157,8 +209,8 @@ impl Pool {
         !self.idle.lock().is_empty()
     }
 
-    fn connect(&self) -> Result<Ldap, Failure> {
-        let rt = runtime()?;
+    fn connect(&self, driver: Driver) -> Result<Ldap, Failure> {
+        let rt = runtime(driver)?;
         let c = &self.conn;
         let unreachable = |e: &dyn fmt::Display| {
             Failure::Unreachable(format!("cannot connect to {}: {e}", c.url))
@@ -221,7 +273,7 @@ impl Conn<'_> {
         F: FnOnce(Ldap) -> Fut,
         Fut: Future<Output = Result<T, LdapError>>,
     {
-        let rt = runtime()?;
+        let rt = runtime(self.driver)?;
         let Some(ldap) = self.ldap.as_ref() else {
             return Err(Failure::Unreachable(format!(
                 "the connection to {} was lost",
@@ -240,7 +292,7 @@ impl Conn<'_> {
     where
         Fut: Future<Output = Result<T, LdapError>>,
     {
-        let rt = runtime()?;
+        let rt = runtime(self.driver)?;
         let timeout = self.pool.conn.op_timeout;
         let res = rt.block_on(async { bounded(timeout, fut).await });
         self.check(res)
@@ -251,7 +303,12 @@ impl Conn<'_> {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        Ok(runtime()?.spawn(fut))
+        if self.driver != Driver::Runtime {
+            return Err(Failure::Other(
+                "a task needs a runtime-driven connection".into(),
+            ));
+        }
+        Ok(runtime(Driver::Runtime)?.spawn(fut))
     }
 
     /// An error a task met on this connection, classified as `run` does (a transport failure
@@ -321,7 +378,7 @@ async fn bounded<T>(
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         if let Some(mut l) = self.ldap.take() {
-            let mut idle = self.pool.idle.lock();
+            let mut idle = self.pool.idle(self.driver).lock();
             if idle.len() < self.pool.conn.pool_size && !l.is_closed() {
                 idle.push(l);
             }

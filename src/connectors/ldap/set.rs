@@ -3,8 +3,10 @@
 //!
 //! * Reads, queries, scans and `find` are directory searches with the translated filter
 //!   (the directory evaluates it); `_id` lookups search for the uid attribute.
-//! * Every write reads the current entry first (minimal modify, If-Match on `_rev`, rename
-//!   detection), then returns the entry as read back from the directory.
+//! * Every update or delete reads the current entry first (minimal modify, If-Match on `_rev`,
+//!   rename detection). A write returns the entry as the directory answered it in the
+//!   post-read control of the write itself (no second round trip); when the directory sent
+//!   none (no post-read support, or an update that changed nothing), it is read back.
 //! * Failures name the set; a directory's refusal carries its result code and message, and
 //!   an unreachable directory says which server could not be reached.
 
@@ -12,15 +14,19 @@ use std::ops::ControlFlow;
 
 use serde_json::{Map, Value};
 
+use super::batch;
 use super::config::TypeConfig;
-use super::entry::{norm_dn, to_object};
+use super::entry::{is_plain, norm_dn, to_object};
 use super::filter::{self, escape, Plan};
 use super::pool::{Failure, Pool};
 use super::search;
 use super::sync::{self, SyncError};
-use super::write::{self, WriteError};
+use super::write::{self, WriteError, Written};
 use crate::objects::paging::{self, QueryRequest, QueryResult};
-use crate::objects::{body_object, check_id, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet};
+use crate::objects::{
+    body_object, check_id, put_kind, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
+    WriteOp,
+};
 use crate::query::Filter;
 
 /// An object as read and its entry's dn.
@@ -30,6 +36,8 @@ pub struct LdapSet {
     name: String,
     cfg: TypeConfig,
     pool: Pool,
+    /// Whether writes ask for the post-read control (always, but see `with_post_read`).
+    post_read: bool,
 }
 
 impl LdapSet {
@@ -37,8 +45,39 @@ impl LdapSet {
         LdapSet {
             name: name.to_string(),
             pool: Pool::new(cfg.conn.clone()),
+            post_read: true,
             cfg,
         }
+    }
+
+    /// Without the post-read control, the set behaves as against a directory that does not
+    /// support it (the directory answers no entry and the set reads it back): for tests of
+    /// that fallback.
+    pub fn with_post_read(mut self, on: bool) -> LdapSet {
+        self.post_read = on;
+        self
+    }
+
+    /// The attributes a write's post-read control asks for (those an object is made of).
+    fn post_read_attributes(&self) -> Option<Vec<String>> {
+        self.post_read.then(|| self.cfg.read_attributes())
+    }
+
+    /// The object a write left: from the entry the write answered, else read back at its dn.
+    fn written(&self, w: Written) -> Result<Value, ObjectError> {
+        let Some(e) = w.entry else {
+            return self.read_dn(&w.dn);
+        };
+        let groups = match self.cfg.groups_property() {
+            Some(_) => Some(
+                search::groups_of(&self.pool, &self.cfg, &e.dn)
+                    .map_err(|f| self.fail(&format!("reading the groups of {}", e.dn), f))?,
+            ),
+            None => None,
+        };
+        to_object(&e, &self.cfg, groups)
+            .map(Value::Object)
+            .map_err(|m| ObjectError::new(ObjectErrorKind::Internal, format!("{}: {m}", self.name)))
     }
 
     fn fail(&self, what: &str, f: Failure) -> ObjectError {
@@ -125,6 +164,12 @@ impl LdapSet {
     fn plan(&self, f: &Filter) -> Result<Plan, ObjectError> {
         filter::plan(f, &self.cfg)
             .map_err(|m| ObjectError::bad_request(format!("{}: {m}", self.name)))
+    }
+
+    /// The dn a write's body gives the entry, if any (malformed: none, the write reports it).
+    pub(super) fn dn_in(&self, body: &Value) -> Option<String> {
+        let obj = body.as_object()?;
+        write::body_dn(&self.cfg, obj).ok().flatten()
     }
 
     /// The current object and its entry's dn.
@@ -222,9 +267,11 @@ impl LdapSet {
         dn: &str,
         body: &Map<String, Value>,
     ) -> Result<Value, ObjectError> {
-        let dn = write::update(&self.pool, &self.cfg, current, dn, body)
+        let attrs = self.post_read_attributes();
+        let w = write::update(&self.pool, &self.cfg, current, dn, body, attrs.as_deref())
             .map_err(|e| self.write_fail(e))?;
-        let obj = self.read_dn(&dn)?;
+        let dn = w.dn.clone();
+        let obj = self.written(w)?;
         if obj.get("_id").and_then(Value::as_str) != Some(id) {
             return Err(ObjectError::new(
                 ObjectErrorKind::Internal,
@@ -278,14 +325,35 @@ impl ObjectSet for LdapSet {
             check_id(id)?;
         }
         let body = body_object(body)?;
-        let dn = write::add(&self.pool, &self.cfg, id, &body).map_err(|e| self.write_fail(e))?;
-        self.read_dn(&dn)
+        let attrs = self.post_read_attributes();
+        let w = write::add(&self.pool, &self.cfg, id, &body, attrs.as_deref())
+            .map_err(|e| self.write_fail(e))?;
+        self.written(w)
     }
 
-    fn replace(&self, id: &str, body: Value, if_match: Option<&str>) -> Result<Value, ObjectError> {
-        let (current, dn) = self.check_rev(id, if_match)?;
-        let body = body_object(body)?;
-        self.update(id, &current, &dn, &body)
+    fn put(
+        &self,
+        id: &str,
+        body: Value,
+        if_match: Option<&str>,
+        create_only: bool,
+    ) -> Result<(Value, bool), ObjectError> {
+        check_id(id)?;
+        let current = self.current(id)?;
+        match put_kind(&self.name, id, current.is_some(), if_match, create_only)? {
+            PutKind::Replace => {
+                let (current, dn) =
+                    current.ok_or_else(|| ObjectError::not_found(&self.name, id))?;
+                if let Some(r) = if_match.filter(|r| *r != "*") {
+                    if current.get("_rev").and_then(Value::as_str) != Some(r) {
+                        return Err(ObjectError::revision_mismatch(&self.name, id, r));
+                    }
+                }
+                let body = body_object(body)?;
+                Ok((self.update(id, &current, &dn, &body)?, false))
+            }
+            PutKind::Create => Ok((self.create(Some(id), body)?, true)),
+        }
     }
 
     fn patch(&self, id: &str, if_match: Option<&str>, ops: &Value) -> Result<Value, ObjectError> {
@@ -301,6 +369,51 @@ impl ObjectSet for LdapSet {
         let (current, dn) = self.check_rev(id, if_match)?;
         write::delete(&self.pool, &self.cfg, &dn).map_err(|e| self.write_fail(e))?;
         Ok(Value::Object(current))
+    }
+
+    fn batches_writes(&self) -> bool {
+        true
+    }
+
+    /// Known before the add only when the add itself writes the uid attribute (from `id` or
+    /// the body's property for it) with one value; never for `entryUUID`, which the directory
+    /// assigns: those creates are written one at a time to learn it.
+    fn planned_id(&self, id: Option<&str>, body: &Value) -> Option<String> {
+        let uid = self.cfg.uid_attribute.as_str();
+        if uid.eq_ignore_ascii_case("entryUUID") {
+            return None;
+        }
+        let from_body = self
+            .cfg
+            .model
+            .properties
+            .iter()
+            .filter(|p| is_plain(p) && p.is_creatable())
+            .find(|p| p.native_name.eq_ignore_ascii_case(uid))
+            .and_then(|p| body.get(&p.name))
+            .filter(|v| !v.is_null());
+        let single = |v: &Value| match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Array(a) if a.len() == 1 => {
+                a[0].as_str().filter(|s| !s.is_empty()).map(str::to_string)
+            }
+            _ => None,
+        };
+        match (id, from_body) {
+            (Some(id), None) => Some(id.to_string()),
+            (Some(id), Some(v)) => single(v).filter(|s| s == id),
+            (None, Some(v)) => single(v),
+            (None, None) => None,
+        }
+    }
+
+    /// The ops go out together over the pool's connections (see `batch`); each keeps its own
+    /// result, so the outer result is always `Ok`.
+    fn write_batch(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<Value, ObjectError>>, ObjectError> {
+        Ok(batch::run(self, ops, self.cfg.conn.pool_size))
     }
 
     /// By `modifyTimestamp` under `baseContextsToSynchronize` (see `sync`); deletes are not

@@ -9,15 +9,42 @@
 //!   `maintainLdapGroupMembership` a rename or delete also updates the groups that list it.
 //! * Properties the model marks `NOT_CREATABLE`/`NOT_UPDATEABLE` are not sent, as IDM filters
 //!   them; a property the model does not declare is an error naming it.
+//! * The add, and the last operation of an update that touches the entry (its modify, else its
+//!   rename), carry the post-read control (RFC 4527, non-critical) when asked: the directory
+//!   answers the entry as written (server-assigned `entryUUID` included) in the same round
+//!   trip. [`Written::entry`] is `None` when it did not (a directory without post-read, or an
+//!   update that sent nothing), and the caller reads the entry back.
 
 use std::collections::HashSet;
 
-use ldap3::Mod;
+use ldap3::controls::{PostRead, RawControl};
+use ldap3::{LdapResult, Mod};
 use serde_json::{Map, Value};
 
 use super::config::TypeConfig;
-use super::entry::{is_plain, same_dn, same_values, split_rdns, values_of};
+use super::entry::{is_plain, same_dn, same_values, split_rdns, values_of, Entry};
 use super::pool::{checked, Failure, Pool, Values};
+
+/// An entry after a write: its dn, and the entry itself when the directory answered it in a
+/// post-read control.
+#[derive(Debug)]
+pub struct Written {
+    pub dn: String,
+    pub entry: Option<Entry>,
+}
+
+/// The request controls of a write: post-read of `attrs` when asked.
+fn controls(post_read: Option<&[String]>) -> Vec<RawControl> {
+    post_read
+        .map(|attrs| PostRead::new(attrs.to_vec()))
+        .into_iter()
+        .collect()
+}
+
+/// The entry a successful write's result carries, if any.
+fn written_entry(res: &LdapResult) -> Result<Option<Entry>, Failure> {
+    Entry::from_post_read(&res.ctrls).map_err(Failure::Other)
+}
 
 /// A write that could not be made: the directory's failure or a body the model rejects.
 #[derive(Debug)]
@@ -79,13 +106,41 @@ fn groups_in(
     }
 }
 
-/// Adds the entry `body` describes; returns its dn.
+/// Adds the entry `body` describes, asking for it back in a post-read control of
+/// `post_read`'s attributes when given.
 pub fn add(
     pool: &Pool,
     cfg: &TypeConfig,
     id: Option<&str>,
     body: &Map<String, Value>,
-) -> Result<String, WriteError> {
+    post_read: Option<&[String]>,
+) -> Result<Written, WriteError> {
+    let (dn, attrs) = add_request(cfg, id, body)?;
+    let groups = groups_in(cfg, body)?;
+    let what = || format!("adding {dn}");
+    let mut conn = pool.get_direct().map_err(ldap(what()))?;
+    let (target, ctrls) = (dn.as_str(), controls(post_read));
+    let entry = conn
+        .run(|mut l| async move { l.with_controls(ctrls).add(target, attrs).await })
+        .and_then(checked)
+        .and_then(|r| written_entry(&r))
+        .map_err(ldap(what()))?;
+    drop(conn);
+    for g in groups.iter().flatten() {
+        member(pool, cfg, g, &dn, true)?;
+    }
+    Ok(Written { dn, entry })
+}
+
+/// An add's attributes, as ldap3 sends them.
+type AddAttrs = Vec<(Vec<u8>, Values)>;
+
+/// An add's dn and attributes, checked against the model.
+fn add_request(
+    cfg: &TypeConfig,
+    id: Option<&str>,
+    body: &Map<String, Value>,
+) -> Result<(String, AddAttrs), WriteError> {
     check_known(cfg, body)?;
     let dn = body_dn(cfg, body)?.ok_or_else(|| {
         WriteError::Invalid(match cfg.model.name_property() {
@@ -98,7 +153,7 @@ pub fn add(
             }
         })
     })?;
-    let mut attrs: Vec<(Vec<u8>, Values)> = vec![(
+    let mut attrs: AddAttrs = vec![(
         b"objectClass".to_vec(),
         cfg.object_classes
             .iter()
@@ -132,18 +187,7 @@ pub fn add(
             None => attrs.push((key, vals.into_iter().collect())),
         }
     }
-    let mut conn = pool.get().map_err(ldap(format!("adding {dn}")))?;
-    let target = dn.as_str();
-    conn.run(|mut l| async move { l.add(target, attrs).await })
-        .and_then(checked)
-        .map_err(ldap(format!("adding {dn}")))?;
-    drop(conn);
-    if let Some(groups) = groups_in(cfg, body)? {
-        for g in &groups {
-            member(pool, cfg, g, &dn, true)?;
-        }
-    }
-    Ok(dn)
+    Ok((dn, attrs))
 }
 
 /// Adds (`add`) or removes `dn` in group `group`'s member attribute.
@@ -166,7 +210,7 @@ fn member(
         if add { "adding" } else { "removing" },
         if add { "to" } else { "from" }
     );
-    let mut conn = pool.get().map_err(ldap(what.clone()))?;
+    let mut conn = pool.get_direct().map_err(ldap(what.clone()))?;
     match conn
         .run(|mut l| async move { l.modify(group, vec![m]).await })
         .and_then(checked)
@@ -179,23 +223,55 @@ fn member(
     }
 }
 
-/// Updates the entry `current` (the object as read, with its groups) to `body`; returns the
-/// entry's dn afterwards.
+/// Updates the entry `current` (the object as read, with its groups) to `body`; answers the
+/// entry's dn afterwards, and the entry when `post_read` asked for it and a write carried it.
 pub fn update(
     pool: &Pool,
     cfg: &TypeConfig,
     current: &Map<String, Value>,
     current_dn: &str,
     body: &Map<String, Value>,
-) -> Result<String, WriteError> {
+    post_read: Option<&[String]>,
+) -> Result<Written, WriteError> {
     check_known(cfg, body)?;
-    let mut dn = current_dn.to_string();
-    if let Some(new_dn) = body_dn(cfg, body)? {
-        if !same_dn(&new_dn, current_dn) {
-            rename(pool, cfg, current_dn, &new_dn)?;
-            dn = new_dn;
+    let new_dn = body_dn(cfg, body)?.filter(|n| !same_dn(n, current_dn));
+    let mods = modifications(cfg, current, body)?;
+    let mut entry = None;
+    if let Some(new_dn) = &new_dn {
+        // The rename answers the entry only when no modify follows it.
+        let read = post_read.filter(|_| mods.is_empty());
+        entry = rename(pool, cfg, current_dn, new_dn, read)?;
+    }
+    let dn = new_dn.unwrap_or_else(|| current_dn.to_string());
+    if !mods.is_empty() {
+        let what = || format!("modifying {dn}");
+        let mut conn = pool.get_direct().map_err(ldap(what()))?;
+        let (target, ctrls) = (dn.as_str(), controls(post_read));
+        entry = conn
+            .run(|mut l| async move { l.with_controls(ctrls).modify(target, mods).await })
+            .and_then(checked)
+            .and_then(|r| written_entry(&r))
+            .map_err(ldap(what()))?;
+    }
+    if let Some(want) = groups_in(cfg, body)? {
+        let have =
+            crate::objects::strings(cfg.groups_property().and_then(|p| current.get(&p.name)));
+        for g in want.iter().filter(|g| !have.iter().any(|h| same_dn(h, g))) {
+            member(pool, cfg, g, &dn, true)?;
+        }
+        for g in have.iter().filter(|h| !want.iter().any(|g| same_dn(h, g))) {
+            member(pool, cfg, g, &dn, false)?;
         }
     }
+    Ok(Written { dn, entry })
+}
+
+/// The minimal modifications from `current` to `body` (see the module doc).
+fn modifications(
+    cfg: &TypeConfig,
+    current: &Map<String, Value>,
+    body: &Map<String, Value>,
+) -> Result<Vec<Mod<Vec<u8>>>, WriteError> {
     let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
     for p in cfg.model.properties.iter().filter(|p| is_plain(p)) {
         let Some(v) = body.get(&p.name) else { continue };
@@ -223,29 +299,18 @@ pub fn update(
             Mod::Replace(attr, want.into_iter().collect())
         });
     }
-    if !mods.is_empty() {
-        let what = format!("modifying {dn}");
-        let mut conn = pool.get().map_err(ldap(what.clone()))?;
-        let target = dn.as_str();
-        conn.run(|mut l| async move { l.modify(target, mods).await })
-            .and_then(checked)
-            .map_err(ldap(what))?;
-    }
-    if let Some(want) = groups_in(cfg, body)? {
-        let have =
-            crate::objects::strings(cfg.groups_property().and_then(|p| current.get(&p.name)));
-        for g in want.iter().filter(|g| !have.iter().any(|h| same_dn(h, g))) {
-            member(pool, cfg, g, &dn, true)?;
-        }
-        for g in have.iter().filter(|h| !want.iter().any(|g| same_dn(h, g))) {
-            member(pool, cfg, g, &dn, false)?;
-        }
-    }
-    Ok(dn)
+    Ok(mods)
 }
 
-/// Renames (and moves) `old` to `new`; with maintained membership, the groups follow.
-fn rename(pool: &Pool, cfg: &TypeConfig, old: &str, new: &str) -> Result<(), WriteError> {
+/// Renames (and moves) `old` to `new`; with maintained membership, the groups follow. Answers
+/// the renamed entry when `post_read` asked for it and the directory sent it.
+fn rename(
+    pool: &Pool,
+    cfg: &TypeConfig,
+    old: &str,
+    new: &str,
+    post_read: Option<&[String]>,
+) -> Result<Option<Entry>, WriteError> {
     let (old_rdns, new_rdns) = (split_rdns(old), split_rdns(new));
     let Some(rdn) = new_rdns.first().cloned() else {
         return Err(WriteError::Invalid(format!("'{new}' is not a dn")));
@@ -259,16 +324,23 @@ fn rename(pool: &Pool, cfg: &TypeConfig, old: &str, new: &str) -> Result<(), Wri
         Vec::new()
     };
     let what = format!("renaming {old} to {new}");
-    let mut conn = pool.get().map_err(ldap(what.clone()))?;
-    conn.run(|mut l| async move { l.modifydn(old, &rdn, true, new_sup.as_deref()).await })
+    let mut conn = pool.get_direct().map_err(ldap(what.clone()))?;
+    let ctrls = controls(post_read);
+    let entry = conn
+        .run(|mut l| async move {
+            l.with_controls(ctrls)
+                .modifydn(old, &rdn, true, new_sup.as_deref())
+                .await
+        })
         .and_then(checked)
+        .and_then(|r| written_entry(&r))
         .map_err(ldap(what))?;
     drop(conn);
     for g in &groups {
         member(pool, cfg, g, old, false)?;
         member(pool, cfg, g, new, true)?;
     }
-    Ok(())
+    Ok(entry)
 }
 
 /// Deletes the entry `dn`; with maintained membership, removes it from its groups first.
@@ -279,7 +351,7 @@ pub fn delete(pool: &Pool, cfg: &TypeConfig, dn: &str) -> Result<(), WriteError>
         Vec::new()
     };
     let what = format!("deleting {dn}");
-    let mut conn = pool.get().map_err(ldap(what.clone()))?;
+    let mut conn = pool.get_direct().map_err(ldap(what.clone()))?;
     conn.run(|mut l| async move { l.delete(dn).await })
         .and_then(checked)
         .map_err(ldap(what))?;
