@@ -514,4 +514,125 @@ fn postgres_live_sync_over_rest_reaches_managed_users() {
     let before = audited();
     live();
     assert_eq!(audited(), before, "nothing synchronized twice");
+/// `TO_DB` with units of `n` objects.
+fn to_db_in_units_of(n: usize) -> String {
+    format!("{TO_DB}\n[recon]\nbatch_size = {n}\n")
+}
+
+/// Waits until the held unit's marker file appears (the run reached its writes).
+fn wait_held(dir: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("held")) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached its writes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_failed_unit_write_keeps_nothing_of_the_units_staged_after_it() {
+    // Units of two: the first commits, the second is held before its writes (the assessing
+    // side stages the next units meanwhile), the database stops, the second's batch fails.
+    let Some(mut pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    let hold = TempDir::new("pgpipe");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let s = Server::start_with_env(
+        &to_db_in_units_of(2),
+        &[(
+            "conf/provisioner.openicf-hrdb.json",
+            &provisioner("hrdb", &pg.url(), "people", "uid"),
+        )],
+        &[("RECOND_TEST_HOLD_DIR", &hold_dir)],
+    );
+    for i in 0..8 {
+        let body = json!({"userName": format!("u{i}"), "mail": format!("u{i}@example.com")});
+        let r = s.put(&format!("/openidm/managed/user/m{i}"), &body, &[]);
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    std::fs::write(hold.0.join("gate"), "1").expect("gate");
+    let r = s.post(
+        "/openidm/recon?_action=recon&mapping=out&persistAssociations=true",
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("run id").to_string();
+    let held = wait_held(&hold.0);
+    assert_eq!(held.lines().count(), 2, "the second unit is held: {held}");
+    pg.stop();
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let run = s.wait_run(&rid);
+    assert_eq!(run["state"], "FAILED", "{run}");
+    let text = run.to_string();
+    assert!(
+        text.contains("PostgreSQL at 127.0.0.1"),
+        "the run names the database's failure, not a consequence: {text}"
+    );
+
+    pg.restart();
+    let rows: i64 = pg
+        .client()
+        .query_one("SELECT count(*) FROM people", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 2, "only the first unit was written");
+    let run = s.run("out", "");
+    assert_eq!(
+        counts(&run),
+        pairs(&[("ABSENT", 6), ("CONFIRMED", 2)]),
+        "links only for the first unit: {run}"
+    );
+    assert_eq!(run["statusSummary"]["FAILURE"], 0, "{run}");
+}
+
+#[test]
+fn two_units_creating_the_same_target_id_give_one_target_and_one_link() {
+    // Units of one; the first is held before its writes while the second (the same target
+    // id) is assessed: the second waits for the first and then fails on the existing key.
+    let Some(pg) = Pg::start() else { return };
+    pg.exec(PEOPLE);
+    let hold = TempDir::new("pgsame");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let s = Server::start_with_env(
+        &to_db_in_units_of(1),
+        &[(
+            "conf/provisioner.openicf-hrdb.json",
+            &provisioner("hrdb", &pg.url(), "people", "uid"),
+        )],
+        &[("RECOND_TEST_HOLD_DIR", &hold_dir)],
+    );
+    for i in 0..2 {
+        let body = json!({"userName": "same", "mail": format!("m{i}@example.com")});
+        let r = s.put(&format!("/openidm/managed/user/m{i}"), &body, &[]);
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    std::fs::write(hold.0.join("gate"), "").expect("gate");
+    let r = s.post("/openidm/recon?_action=recon&mapping=out", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("run id").to_string();
+    wait_held(&hold.0);
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let run = s.wait_run(&rid);
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(counts(&run), pairs(&[("ABSENT", 2)]), "{run}");
+    assert_eq!(run["statusSummary"]["SUCCESS"], 1, "{run}");
+    assert_eq!(run["statusSummary"]["FAILURE"], 1, "{run}");
+    let rows: i64 = pg
+        .client()
+        .query_one("SELECT count(*) FROM people WHERE uid = 'same'", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 1);
+    // One link: the next run confirms one source; the other finds the target taken.
+    let run = s.run("out", "");
+    assert_eq!(
+        counts(&run),
+        pairs(&[("CONFIRMED", 1), ("FOUND_ALREADY_LINKED", 1)]),
+        "{run}"
+    );
 }

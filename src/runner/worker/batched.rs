@@ -28,7 +28,7 @@ pub(super) struct PlannedWrite {
 /// One object's records, waiting for its unit's batch to be written.
 pub(super) struct Staged {
     item: String,
-    unit: Unit,
+    pub(super) unit: Unit,
 }
 
 impl Ctx<'_> {
@@ -73,8 +73,9 @@ pub(super) fn stage_alone<'a, T: ItemId>(
     let (processed, observed) = ChangeHook::hold(|| process(ctx, &mut w.ws, &mut own, item));
     own.observed.extend(observed);
     processed?;
-    // One thread writes a connector-backed target: there is nothing to claim.
-    own.keys.clear();
+    // The object's claim keys stay in `own.keys`: a pipelined run claims them (see
+    // `commit_stage`); otherwise one thread assesses and commits in order, and they are
+    // dropped with `own` once its records join the unit.
     unit.staged.push(Staged {
         item: item.item_id(),
         unit: own,

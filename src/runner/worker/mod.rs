@@ -45,6 +45,7 @@ use crate::storage::{DataBatch, EntryRecord, Expect, ItemBatch, Link, StoreError
 mod actions;
 mod audit;
 mod batched;
+mod commit_stage;
 mod error;
 mod guard;
 mod lookups;
@@ -58,6 +59,7 @@ use actions::*;
 use audit::*;
 pub(super) use audit::{audit_event, audit_summary};
 use batched::*;
+use commit_stage::*;
 pub(super) use error::{ObjectFailure, RunFailure, WorkerError};
 use guard::*;
 pub(super) use options::effective_options;

@@ -24,27 +24,34 @@ pub(super) fn pipeline<'a, T: ItemId + Send>(
     };
     if threads == 0 {
         let mut w = new_worker(0);
-        let mut buf = Vec::with_capacity(batch_size);
-        let res = produce(&mut |item| {
-            produced += 1;
-            buf.push(item);
-            if buf.len() >= batch_size {
-                if let Err(e) = run_unit(ctx, &mut w, std::mem::take(&mut buf), process) {
-                    *failure.lock() = Some(e);
-                    return ControlFlow::Break(());
+        with_commit_stage(ctx, |stage| {
+            let mut buf = Vec::with_capacity(batch_size);
+            let res = produce(&mut |item| {
+                produced += 1;
+                buf.push(item);
+                if buf.len() >= batch_size {
+                    let items = std::mem::take(&mut buf);
+                    if let Err(e) = run_unit_on(ctx, &mut w, stage, items, process) {
+                        *failure.lock() = Some(e);
+                        return ControlFlow::Break(());
+                    }
                 }
+                if ctx.run.is_canceled() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            res?;
+            if let Some(e) = failure.lock().take() {
+                return Err(e);
             }
-            if ctx.run.is_canceled() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+            run_unit_on(ctx, &mut w, stage, buf, process)?;
+            match stage {
+                Some(s) => s.finish(ctx, &mut w, process),
+                None => Ok(()),
             }
-        });
-        res?;
-        if let Some(e) = failure.lock().take() {
-            return Err(e);
-        }
-        run_unit(ctx, &mut w, buf, process)?;
+        })?;
         return Ok(produced);
     }
     let (tx, rx) = mpsc::sync_channel::<Vec<T>>(threads * 2);
@@ -56,28 +63,44 @@ pub(super) fn pipeline<'a, T: ItemId + Send>(
             let new_worker = &new_worker;
             scope.spawn(move || {
                 let mut w = new_worker(slot);
-                loop {
-                    let unit = rx.lock().recv();
-                    let Ok(items) = unit else { break };
-                    // After a cancel or a failure, keep draining so the producer never blocks.
-                    if ctx.run.is_canceled() || failure.lock().is_some() {
-                        continue;
+                // A run into a database table commits on a stage of its own (one worker).
+                let ended = with_commit_stage(ctx, |stage| {
+                    loop {
+                        let unit = rx.lock().recv();
+                        let Ok(items) = unit else { break };
+                        // After a cancel or a failure, keep draining so the producer never
+                        // blocks.
+                        if ctx.run.is_canceled() || failure.lock().is_some() {
+                            continue;
+                        }
+                        // A panic (a bug) fails the run instead of killing this thread,
+                        // which would leave the producer blocked on a full channel.
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                run_unit_on(ctx, &mut w, stage, items, process)
+                            }));
+                        let error = match outcome {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(e),
+                            Err(p) => {
+                                Some(RunFailure::Panic(crate::runner::panic_message(p.as_ref())))
+                            }
+                        };
+                        if let Some(e) = error {
+                            ctx.claims.end(w.slot);
+                            ctx.claims.poison();
+                            *failure.lock() = Some(e);
+                        }
                     }
-                    // A panic (a bug) fails the run instead of killing this thread, which would
-                    // leave the producer blocked on a full channel.
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_unit(ctx, &mut w, items, process)
-                    }));
-                    let error = match outcome {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(e),
-                        Err(p) => Some(RunFailure::Panic(crate::runner::panic_message(p.as_ref()))),
-                    };
-                    if let Some(e) = error {
-                        ctx.claims.end(w.slot);
-                        ctx.claims.poison();
-                        *failure.lock() = Some(e);
+                    match stage {
+                        Some(s) if failure.lock().is_none() => s.finish(ctx, &mut w, process),
+                        _ => Ok(()),
                     }
+                });
+                // The commit stage's failure is the cause of any the assessing side saw.
+                if let Err(e) = ended {
+                    ctx.claims.poison();
+                    *failure.lock() = Some(e);
                 }
             });
         }
@@ -108,6 +131,21 @@ pub(super) fn pipeline<'a, T: ItemId + Send>(
         return Err(e);
     }
     Ok(produced)
+}
+
+/// Runs one unit: staged and handed to the commit stage when there is one, else staged and
+/// committed here.
+fn run_unit_on<'a, T: ItemId>(
+    ctx: &Ctx<'a>,
+    w: &mut Worker,
+    stage: Option<&CommitStage<'_, T>>,
+    items: Vec<T>,
+    process: &Process<'a, T>,
+) -> Result<(), RunFailure> {
+    match stage {
+        Some(s) => run_unit_pipelined(ctx, w, s, items, process),
+        None => run_unit(ctx, w, items, process),
+    }
 }
 
 /// Processes the items of one unit and commits them. An object is kept in the unit only once
