@@ -514,6 +514,8 @@ fn postgres_live_sync_over_rest_reaches_managed_users() {
     let before = audited();
     live();
     assert_eq!(audited(), before, "nothing synchronized twice");
+}
+
 /// `TO_DB` with units of `n` objects.
 fn to_db_in_units_of(n: usize) -> String {
     format!("{TO_DB}\n[recon]\nbatch_size = {n}\n")
