@@ -24,8 +24,8 @@ use super::sync::{self, SyncError};
 use super::write::{self, WriteError, Written};
 use crate::objects::paging::{self, QueryRequest, QueryResult};
 use crate::objects::{
-    body_object, check_id, put_kind, ChangeBatch, ObjectError, ObjectErrorKind, ObjectSet, PutKind,
-    WriteOp,
+    body_object, check_id, check_if_match, put_kind, ChangeBatch, ObjectError, ObjectErrorKind,
+    ObjectSet, PutKind, WriteOp,
 };
 use crate::query::Filter;
 
@@ -226,14 +226,18 @@ impl LdapSet {
     }
 
     fn check_rev(&self, id: &str, if_match: Option<&str>) -> Result<Current, ObjectError> {
-        let (obj, dn) = self
-            .current(id)?
-            .ok_or_else(|| ObjectError::not_found(&self.name, id))?;
-        if let Some(r) = if_match.filter(|r| *r != "*") {
-            if obj.get("_rev").and_then(Value::as_str) != Some(r) {
-                return Err(ObjectError::revision_mismatch(&self.name, id, r));
-            }
-        }
+        self.matching(id, self.current(id)?, if_match)
+    }
+
+    /// The current object as found, if it exists and matches `If-Match`.
+    fn matching(
+        &self,
+        id: &str,
+        found: Option<Current>,
+        if_match: Option<&str>,
+    ) -> Result<Current, ObjectError> {
+        let (obj, dn) = found.ok_or_else(|| ObjectError::not_found(&self.name, id))?;
+        check_if_match(&self.name, id, &obj, if_match)?;
         Ok((obj, dn))
     }
 
@@ -342,13 +346,8 @@ impl ObjectSet for LdapSet {
         let current = self.current(id)?;
         match put_kind(&self.name, id, current.is_some(), if_match, create_only)? {
             PutKind::Replace => {
-                let (current, dn) =
-                    current.ok_or_else(|| ObjectError::not_found(&self.name, id))?;
-                if let Some(r) = if_match.filter(|r| *r != "*") {
-                    if current.get("_rev").and_then(Value::as_str) != Some(r) {
-                        return Err(ObjectError::revision_mismatch(&self.name, id, r));
-                    }
-                }
+                // One read serves the existence check and the update.
+                let (current, dn) = self.matching(id, current, if_match)?;
                 let body = body_object(body)?;
                 Ok((self.update(id, &current, &dn, &body)?, false))
             }
