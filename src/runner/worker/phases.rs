@@ -239,33 +239,25 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
         let tset = ctx.target_set.clone();
         let needs_objects =
             !matches!(target_q.filter, Filter::True) || mapping.valid_target.is_some();
+        // Counts a target of the target query and hands it on unless the source phase saw it.
+        let visit = |id: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
+            scanned.set(scanned.get() + 1);
+            if untouched(id) {
+                emit(id.to_string())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
         let mut untouched_targets =
             |emit: &mut dyn FnMut(String) -> ControlFlow<()>| match &ctx.targets {
                 Targets::Store(s) if !needs_objects => s
                     .store()
-                    .scan_object_ids(&mapping.target, &mut |id| {
-                        scanned.set(scanned.get() + 1);
-                        if untouched(id) {
-                            emit(id.to_string())
-                        } else {
-                            ControlFlow::Continue(())
-                        }
-                    })
+                    .scan_object_ids(&mapping.target, &mut |id| visit(id, emit))
                     .map_err(RunFailure::store("reading the target ids")),
                 Targets::Store(_) => tset
-                    .scan(&mut |o| {
-                        let Some(id) = o.get("_id").and_then(Value::as_str) else {
-                            return ControlFlow::Continue(());
-                        };
-                        if !target_q.filter.matches(&o) {
-                            return ControlFlow::Continue(());
-                        }
-                        scanned.set(scanned.get() + 1);
-                        if untouched(id) {
-                            emit(id.to_string())
-                        } else {
-                            ControlFlow::Continue(())
-                        }
+                    .scan(&mut |o| match o.get("_id").and_then(Value::as_str) {
+                        Some(id) if target_q.filter.matches(&o) => visit(id, emit),
+                        _ => ControlFlow::Continue(()),
                     })
                     .map_err(|e| {
                         RunFailure::Unavailable(format!("reading the target set: {}", e.message))
@@ -279,8 +271,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
                         .collect();
                     ids.sort();
                     for id in ids {
-                        scanned.set(scanned.get() + 1);
-                        if untouched(id) && emit(id.clone()).is_break() {
+                        if visit(id, emit).is_break() {
                             break;
                         }
                     }
