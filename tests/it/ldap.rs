@@ -475,28 +475,7 @@ fn a_directory_error_fails_the_entry_not_the_run() {
     bad["displayName"] = json!(["One", "Two"]);
     user(&s, "m2", bad);
     user(&s, "m3", person(3));
-    let run = s.run(
-        "managedUser_systemLdapAccounts",
-        "&persistAssociations=true",
-    );
-    assert_eq!(run["state"], "SUCCESS", "{run}");
-    assert_eq!(
-        run["statusSummary"],
-        json!({"SUCCESS": 2, "FAILURE": 1}),
-        "{run}"
-    );
-    let entries = s.query(
-        &format!(
-            "/openidm/recon/assoc/{}/entry",
-            run["_id"].as_str().expect("id")
-        ),
-        "status eq \"FAILURE\"",
-    );
-    let msg = entries["result"][0]["message"].as_str().unwrap_or_default();
-    assert!(
-        msg.contains("LDAP error 19 (constraintViolation)") && msg.contains("uid=user2"),
-        "{entries}"
-    );
+    run_with_user2_refused(&s, 2);
     let all = s.query("/openidm/system/ldap/account", "true");
     assert_eq!(all["resultCount"], 2, "{all}");
 }
@@ -871,4 +850,32 @@ fn ldaps_and_starttls_verify_the_server_certificate() {
             r.body
         );
     }
+}
+
+/// Runs managedUser_systemLdapAccounts with associations and checks that it succeeded with
+/// `ok` entries written and one failed: uid=user2, refused by the directory with a constraint
+/// violation (result code 19) named in the entry's message.
+pub(crate) fn run_with_user2_refused(s: &Server, ok: u64) {
+    let run = s.run(
+        "managedUser_systemLdapAccounts",
+        "&persistAssociations=true",
+    );
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_eq!(
+        run["statusSummary"],
+        json!({"SUCCESS": ok, "FAILURE": 1}),
+        "{run}"
+    );
+    let entries = s.query(
+        &format!(
+            "/openidm/recon/assoc/{}/entry",
+            run["_id"].as_str().expect("id")
+        ),
+        "status eq \"FAILURE\"",
+    );
+    let msg = entries["result"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("LDAP error 19 (constraintViolation)") && msg.contains("uid=user2"),
+        "{entries}"
+    );
 }

@@ -400,15 +400,7 @@ fn the_database_stopped_mid_run_fails_the_run_clearly() {
     let Some(mut pg) = Pg::start() else { return };
     pg.exec(PEOPLE);
     let hold = TempDir::new("pghold");
-    let hold_dir = hold.0.to_string_lossy().to_string();
-    let s = Server::start_with_env(
-        TO_DB,
-        &[(
-            "conf/provisioner.openicf-hrdb.json",
-            &provisioner("hrdb", &pg.url(), "people", "uid"),
-        )],
-        &[("RECOND_TEST_HOLD_DIR", &hold_dir)],
-    );
+    let s = held_server(&pg, TO_DB, &hold);
     for i in 0..3 {
         let body = json!({"userName": format!("u{i}"), "mail": format!("u{i}@example.com")});
         let r = s.put(&format!("/openidm/managed/user/m{i}"), &body, &[]);
@@ -516,6 +508,19 @@ fn postgres_live_sync_over_rest_reaches_managed_users() {
     assert_eq!(audited(), before, "nothing synchronized twice");
 }
 
+/// A recond writing managed users to `pg`'s people table with `config`, its runs held by the
+/// test hook in `hold`'s folder.
+fn held_server(pg: &Pg, config: &str, hold: &TempDir) -> Server {
+    Server::start_with_env(
+        config,
+        &[(
+            "conf/provisioner.openicf-hrdb.json",
+            &provisioner("hrdb", &pg.url(), "people", "uid"),
+        )],
+        &[("RECOND_TEST_HOLD_DIR", &hold.0.to_string_lossy())],
+    )
+}
+
 /// `TO_DB` with units of `n` objects.
 fn to_db_in_units_of(n: usize) -> String {
     format!("{TO_DB}\n[recon]\nbatch_size = {n}\n")
@@ -543,15 +548,7 @@ fn a_failed_unit_write_keeps_nothing_of_the_units_staged_after_it() {
     let Some(mut pg) = Pg::start() else { return };
     pg.exec(PEOPLE);
     let hold = TempDir::new("pgpipe");
-    let hold_dir = hold.0.to_string_lossy().to_string();
-    let s = Server::start_with_env(
-        &to_db_in_units_of(2),
-        &[(
-            "conf/provisioner.openicf-hrdb.json",
-            &provisioner("hrdb", &pg.url(), "people", "uid"),
-        )],
-        &[("RECOND_TEST_HOLD_DIR", &hold_dir)],
-    );
+    let s = held_server(&pg, &to_db_in_units_of(2), &hold);
     for i in 0..8 {
         let body = json!({"userName": format!("u{i}"), "mail": format!("u{i}@example.com")});
         let r = s.put(&format!("/openidm/managed/user/m{i}"), &body, &[]);
@@ -599,15 +596,7 @@ fn two_units_creating_the_same_target_id_give_one_target_and_one_link() {
     let Some(pg) = Pg::start() else { return };
     pg.exec(PEOPLE);
     let hold = TempDir::new("pgsame");
-    let hold_dir = hold.0.to_string_lossy().to_string();
-    let s = Server::start_with_env(
-        &to_db_in_units_of(1),
-        &[(
-            "conf/provisioner.openicf-hrdb.json",
-            &provisioner("hrdb", &pg.url(), "people", "uid"),
-        )],
-        &[("RECOND_TEST_HOLD_DIR", &hold_dir)],
-    );
+    let s = held_server(&pg, &to_db_in_units_of(1), &hold);
     for i in 0..2 {
         let body = json!({"userName": "same", "mail": format!("m{i}@example.com")});
         let r = s.put(&format!("/openidm/managed/user/m{i}"), &body, &[]);

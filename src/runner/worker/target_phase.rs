@@ -17,12 +17,7 @@ pub(super) fn target_object(
         Err(WorkerError::Run(e)) => return Err(e),
         // A read of one object the set refused (not an outage) fails that object's entry.
         Err(WorkerError::Object(e)) => {
-            let mut op = Op {
-                target_id: Some(tid.to_string()),
-                error: Some(e.to_string()),
-                ..Op::default()
-            };
-            finish_op(ctx, unit, &mut op, "default", "target");
+            failed_entry(ctx, unit, tid, &e);
             return Ok(());
         }
     };
@@ -40,12 +35,7 @@ pub(super) fn target_object(
         Ok(q) => q,
         Err(WorkerError::Run(e)) => return Err(e),
         Err(WorkerError::Object(e)) => {
-            let mut op = Op {
-                target_id: Some(tid.to_string()),
-                error: Some(e.to_string()),
-                ..Op::default()
-            };
-            finish_op(ctx, unit, &mut op, "default", "target");
+            failed_entry(ctx, unit, tid, &e);
             return Ok(());
         }
     };
@@ -102,4 +92,15 @@ pub(super) fn assess_and_act_target(
     op.situation = Some(engine::situation_target(valid, source_state));
     op.link = link;
     act(ctx, ws, unit, op, &source, Some(target.clone()), q, false)
+}
+
+/// Records the entry of a target whose read or qualifier evaluation failed (an object-level
+/// failure: the set or a script refused this one object).
+fn failed_entry(ctx: &Ctx<'_>, unit: &mut Unit, tid: &str, e: &ObjectFailure) {
+    let mut op = Op {
+        target_id: Some(tid.to_string()),
+        error: Some(e.to_string()),
+        ..Op::default()
+    };
+    finish_op(ctx, unit, &mut op, "default", "target");
 }
