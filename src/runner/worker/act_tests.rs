@@ -350,3 +350,29 @@ fn exception_and_analysis_decide_but_stage_nothing() {
         );
     });
 }
+
+#[test]
+fn an_operation_that_moves_a_link_claims_the_target_it_moved_away_from() {
+    // Regression (model test, seed 156 under four threads): a MISSING source whose link named
+    // t4 was re-linked to the t0 it created, claiming only t0; a source of another unit
+    // creating t4 was not ordered with it, met the old link in the store's compare-and-swap
+    // on every retry, and failed although the re-link committed first.
+    let f = fixture();
+    f.with_ctx(false, |ctx, _| {
+        let mut unit = Unit::new(0);
+        let mut o = op(
+            Situation::Missing,
+            "s3",
+            Some("t0"),
+            Some(link("default", "s3", "t4")),
+        );
+        finish_op(ctx, &mut unit, &mut o, "default", "source");
+        for t in ["t0", "t4"] {
+            assert!(
+                unit.keys.contains(&claim_key(b't', "", t)),
+                "{t} is claimed: {:?}",
+                unit.keys
+            );
+        }
+    });
+}

@@ -21,6 +21,23 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
     for tid in op.ambiguous.iter().flatten() {
         unit.keys.push(claim_key(b't', "", &ctx.norm_target(tid)));
     }
+    // The target the existing link named, when the operation moves the link away from it (a
+    // MISSING source re-linked to the target it creates): an object of another unit that
+    // creates or links that target is ordered after this one, as the link table's
+    // compare-and-swap orders their writes; without the claim it retried against the link
+    // until its attempts ran out (found by the model test, seed 156).
+    if let Some(l) = &op.link {
+        let old = ctx.link_target(l);
+        if op
+            .target_id
+            .as_deref()
+            .map(|t| ctx.norm_target(t))
+            .as_deref()
+            != Some(old)
+        {
+            unit.keys.push(claim_key(b't', "", old));
+        }
+    }
     unit.outcomes.push(OpOutcome {
         had_source_id: op.source_id.is_some(),
         had_target_id: op.target_id.is_some(),
