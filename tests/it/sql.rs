@@ -192,11 +192,7 @@ fn filters_bind_values_and_injection_does_nothing() {
         assert_eq!(ids(&body), expected, "{filter}: {body}");
     }
     // Nothing was harmed, and paging by cookie walks the table.
-    let count: i64 = pg
-        .client()
-        .query_one("SELECT count(*) FROM people", &[])
-        .expect("count")
-        .get(0);
+    let count = people_rows(&pg);
     assert_eq!(count, 4);
     let p1 = s.get(&format!("{set}?_queryFilter=true&_pageSize=3"));
     assert_eq!(ids(&p1.body), ["alice", "bob", "carol"]);
@@ -406,10 +402,7 @@ fn the_database_stopped_mid_run_fails_the_run_clearly() {
         let r = s.put(&format!("/openidm/managed/user/m{i}"), &body, &[]);
         assert_eq!(r.status, 201, "{}", r.body);
     }
-    std::fs::write(hold.0.join("gate"), "").expect("gate");
-    let r = s.post("/openidm/recon?_action=recon&mapping=out", None);
-    assert_eq!(r.status, 200, "{}", r.body);
-    let rid = r.body["_id"].as_str().expect("run id").to_string();
+    let rid = start_held_run(&s, &hold, "");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !hold.0.join("held").exists() {
         assert!(
@@ -428,11 +421,7 @@ fn the_database_stopped_mid_run_fails_the_run_clearly() {
     assert!(text.contains("PostgreSQL at 127.0.0.1"), "{text}");
 
     pg.restart();
-    let rows: i64 = pg
-        .client()
-        .query_one("SELECT count(*) FROM people", &[])
-        .expect("count")
-        .get(0);
+    let rows = people_rows(&pg);
     assert_eq!(rows, 0, "nothing of the held unit was written");
     let run = s.run("out", "");
     assert_eq!(
@@ -508,6 +497,23 @@ fn postgres_live_sync_over_rest_reaches_managed_users() {
     assert_eq!(audited(), before, "nothing synchronized twice");
 }
 
+/// Starts mapping `out` with the hold gate set to `gate` (empty: hold the first unit; `k`:
+/// let `k` units through first) and returns the run's id.
+fn start_held_run(s: &Server, hold: &TempDir, gate: &str) -> String {
+    std::fs::write(hold.0.join("gate"), gate).expect("gate");
+    let r = s.post("/openidm/recon?_action=recon&mapping=out", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["_id"].as_str().expect("run id").to_string()
+}
+
+/// The number of rows in `pg`'s people table.
+fn people_rows(pg: &Pg) -> i64 {
+    pg.client()
+        .query_one("SELECT count(*) FROM people", &[])
+        .expect("count")
+        .get(0)
+}
+
 /// A recond writing managed users to `pg`'s people table with `config`, its runs held by the
 /// test hook in `hold`'s folder.
 fn held_server(pg: &Pg, config: &str, hold: &TempDir) -> Server {
@@ -574,11 +580,7 @@ fn a_failed_unit_write_keeps_nothing_of_the_units_staged_after_it() {
     );
 
     pg.restart();
-    let rows: i64 = pg
-        .client()
-        .query_one("SELECT count(*) FROM people", &[])
-        .expect("count")
-        .get(0);
+    let rows = people_rows(&pg);
     assert_eq!(rows, 2, "only the first unit was written");
     let run = s.run("out", "");
     assert_eq!(
@@ -602,10 +604,7 @@ fn two_units_creating_the_same_target_id_give_one_target_and_one_link() {
         let r = s.put(&format!("/openidm/managed/user/m{i}"), &body, &[]);
         assert_eq!(r.status, 201, "{}", r.body);
     }
-    std::fs::write(hold.0.join("gate"), "").expect("gate");
-    let r = s.post("/openidm/recon?_action=recon&mapping=out", None);
-    assert_eq!(r.status, 200, "{}", r.body);
-    let rid = r.body["_id"].as_str().expect("run id").to_string();
+    let rid = start_held_run(&s, &hold, "");
     wait_held(&hold.0);
     std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
     let run = s.wait_run(&rid);
