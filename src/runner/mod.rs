@@ -19,7 +19,7 @@ mod history;
 mod hooks;
 mod host;
 mod implicit;
-mod priority;
+pub(crate) mod priority;
 mod state;
 mod worker;
 

@@ -50,6 +50,15 @@ pub fn lower_current_thread() {
     }
 }
 
+/// Lowers the calling thread to the lowest priority (nice 19): for work that only fills
+/// otherwise idle time (a run's background progress counts).
+pub fn idle_current_thread() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+        tracing::debug!("cannot lower a background thread to nice 19: {e}");
+    }
+}
+
 /// The calling thread's nice value.
 pub fn current_nice() -> std::io::Result<i32> {
     Ok(rustix::process::getpriority_process(Some(

@@ -70,12 +70,28 @@ impl Store {
     }
 
     pub fn count_links(&self, link_type: &str, qualifier: &str) -> Result<u64> {
+        let never = || false;
+        Ok(self
+            .count_links_until(link_type, qualifier, &never)?
+            .unwrap_or_default())
+    }
+
+    /// [`Store::count_links`], giving up (`None`) as soon as `stop` says so.
+    pub fn count_links_until(
+        &self,
+        link_type: &str,
+        qualifier: &str,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<u64>> {
         let prefix = keys::link_prefix(keys::LINK_FIRST, link_type, qualifier);
         let mut n = 0;
         for item in self.data.scan_prefix(&prefix).keys() {
+            if stop() {
+                return Ok(None);
+            }
             item.map_err(sled_err("counting links"))?;
             n += 1;
         }
-        Ok(n)
+        Ok(Some(n))
     }
 }

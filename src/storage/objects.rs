@@ -93,6 +93,21 @@ impl Store {
         Ok(n)
     }
 
+    /// [`Store::count_objects`], giving up (`None`) as soon as `stop` says so.
+    pub fn count_objects_until(&self, set: &str, stop: &dyn Fn() -> bool) -> Result<Option<u64>> {
+        let mut n = 0u64;
+        let mut stopped = false;
+        self.scan_object_ids(set, &mut |_| {
+            if stop() {
+                stopped = true;
+                return ControlFlow::Break(());
+            }
+            n += 1;
+            ControlFlow::Continue(())
+        })?;
+        Ok((!stopped).then_some(n))
+    }
+
     pub fn set_is_empty(&self, set: &str) -> Result<bool> {
         let prefix = keys::object_prefix(set);
         Ok(self

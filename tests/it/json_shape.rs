@@ -324,12 +324,33 @@ fn progress_totals_are_known_when_the_source_phase_starts() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    // The source total is there when the source phase starts; the target's and the links'
+    // are counted beside the source phase (at idle priority) and appear while it runs.
     let live = s.get(&format!("/openidm/recon/{rid}")).body;
+    assert_eq!(live["stage"], "ACTIVE_RECONCILING_SOURCE", "{live}");
+    assert_eq!(
+        live["progress"]["source"]["existing"]["processed"], 0,
+        "{live}"
+    );
+    assert_eq!(
+        live["progress"]["source"]["existing"]["total"], "9",
+        "{live}"
+    );
+    let live = loop {
+        let live = s.get(&format!("/openidm/recon/{rid}")).body;
+        let p = &live["progress"];
+        if p["target"]["existing"]["total"] != "?" && p["links"]["existing"]["total"] != "?" {
+            break live;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the target and link totals never appeared: {live}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
     std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
     assert_eq!(live["stage"], "ACTIVE_RECONCILING_SOURCE", "{live}");
     let p = &live["progress"];
-    assert_eq!(p["source"]["existing"]["processed"], 0, "{live}");
-    assert_eq!(p["source"]["existing"]["total"], "9", "{live}");
     assert_eq!(p["target"]["existing"]["total"], "6", "{live}");
     assert_eq!(p["links"]["existing"]["total"], "6", "{live}");
 

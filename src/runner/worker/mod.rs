@@ -54,6 +54,7 @@ mod phases;
 mod pipeline;
 mod source_phase;
 mod target_phase;
+mod totals;
 
 use actions::*;
 use audit::*;

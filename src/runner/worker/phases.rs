@@ -107,7 +107,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
 
     // Totals are known when the query stage ends (contract §8) wherever they are cheap, so a
     // client can show a percentage during the source phase (see `query_stage_totals`).
-    query_stage_totals(&ctx)?;
+    let background_totals = totals::query_stage_totals(&ctx)?;
 
     // The deletion guard (see `guard`): a by-id run meets its guarded situations in the
     // source phase, so that phase is counted before anything is written.
@@ -217,6 +217,9 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
             return stop(run, m);
         }
     }
+
+    // The target phase counts its own targets: a count still running stops here.
+    drop(background_totals);
 
     // ---- target phase ----
     if run.options.run_target_phase {
@@ -352,87 +355,6 @@ fn target_id(
     id: &String,
 ) -> Result<(), RunFailure> {
     target_object(c, ws, unit, id)
-}
-
-/// Sets the progress totals known before the source phase (contract §8; reference §1.5's
-/// rules): the source's from the by-id ids or, for a full run over the whole source, from the
-/// set's cheap count (`ObjectSet::quick_count`: a CSV record count, the store's key count, a
-/// database count; timed as `sourceQuery`); the target's when the target phase will run over
-/// the whole target set (timed with `targetQuery`); the links' when the mapping's links can be
-/// counted per qualifier, as IDM reports prefetched links (`linkQuery`, only when some
-/// exist). A total left unknown here is set when its phase ends.
-fn query_stage_totals(ctx: &Ctx<'_>) -> Result<(), RunFailure> {
-    let run = ctx.run;
-    let full = run.kind == ReconKind::Full;
-    let source = match &run.kind {
-        ReconKind::ById(ids) => Some(ids.len() as u64),
-        ReconKind::Full if ctx.full_source => {
-            let start = Instant::now();
-            let n = ctx.source_set.quick_count().transpose().map_err(|e| {
-                RunFailure::Unavailable(format!(
-                    "counting the source {}: {e}",
-                    ctx.source_set.name()
-                ))
-            })?;
-            if n.is_some() {
-                run.stats
-                    .time("sourceQuery", start.elapsed().as_nanos() as u64);
-            }
-            n
-        }
-        ReconKind::Full => None,
-    };
-    if let Some(n) = source {
-        run.stats.source_total.store(n as i64, Ordering::Relaxed);
-    }
-
-    let whole_target = QueryRequest::from_json(&run.options.target_query)
-        .is_ok_and(|q| matches!(q.filter, Filter::True));
-    if full && run.options.run_target_phase && whole_target {
-        let n = match &ctx.targets {
-            // Loaded whole by the target query above.
-            Targets::Cache(c) => Some(c.objects.len() as u64),
-            Targets::Store(_) => {
-                let start = Instant::now();
-                let n = ctx.target_set.quick_count().transpose().map_err(|e| {
-                    RunFailure::Unavailable(format!(
-                        "counting the target {}: {e}",
-                        ctx.target_set.name()
-                    ))
-                })?;
-                run.stats
-                    .time("targetQuery", start.elapsed().as_nanos() as u64);
-                n
-            }
-        };
-        if let Some(n) = n {
-            run.stats.target_total.store(n as i64, Ordering::Relaxed);
-        }
-    }
-
-    let mapping = ctx.mapping;
-    if let (true, true, Qualifiers::Static(qualifiers)) =
-        (full, mapping.enable_linking, &mapping.qualifiers)
-    {
-        let mut links = 0u64;
-        for q in qualifiers {
-            let start = Instant::now();
-            links +=
-                ctx.inner
-                    .store
-                    .count_links(&mapping.link_type, q)
-                    .map_err(RunFailure::store(format!(
-                        "counting the links of {}",
-                        mapping.name
-                    )))?;
-            run.stats
-                .time("linkQuery", start.elapsed().as_nanos() as u64);
-        }
-        if links > 0 {
-            run.stats.links_total.store(links as i64, Ordering::Relaxed);
-        }
-    }
-    Ok(())
 }
 
 /// Ends the run as stopped by the guard (COMPLETED_FAILED with the message, like the
