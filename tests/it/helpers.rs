@@ -441,3 +441,19 @@ pub fn counts(run: &Value) -> std::collections::BTreeMap<String, u64> {
 pub fn map(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
+
+/// Waits until a run held by the test hook (`RECOND_TEST_HOLD_DIR` = `dir`) reaches its hold
+/// point, which writes `dir/held`, and returns that file's text; fails after `within`.
+pub fn wait_held(dir: &std::path::Path, within: std::time::Duration) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("held")) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached the hold point"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

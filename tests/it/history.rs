@@ -255,13 +255,7 @@ fn sigkill_mid_run_then_repair() {
     );
     let rid = r.body["_id"].as_str().expect("id").to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !hold.0.join("held").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never reached the hold point"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    crate::helpers::wait_held(&hold.0, std::time::Duration::from_secs(120));
     // The three units let through commit while another worker may already hold; every
     // worker ends up held (the gate is at 0), so the count gets there with the run active.
     loop {

@@ -280,14 +280,7 @@ policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRM
     let r = s.post("/openidm/recon?_action=recon&mapping=lab", None);
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !hold.0.join("held").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the hold point"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crate::helpers::wait_held(&hold.0, Duration::from_secs(60));
     // The run has read every target (rev 1) and is holding its writes; the source total of
     // a store-backed whole-set query is known once the query stage has ended.
     let live = s.get(&format!("/openidm/recon/{rid}")).body;

@@ -317,13 +317,7 @@ fn progress_totals_are_known_when_the_source_phase_starts() {
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("id").to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !hold.0.join("held").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the hold point"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crate::helpers::wait_held(&hold.0, Duration::from_secs(60));
     // The source total is there when the source phase starts; the target's and the links'
     // are counted beside the source phase (at idle priority) and appear while it runs.
     let live = s.get(&format!("/openidm/recon/{rid}")).body;

@@ -554,14 +554,7 @@ fn a_directory_stopped_mid_run_fails_the_remaining_entries() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !hold.0.join("held").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the hold point"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    crate::helpers::wait_held(&hold.0, Duration::from_secs(60));
     // m1's entry is in the directory; the run waits before recording it. Stop the directory.
     assert!(ldap.search("(uid=user1)", &["uid"]).contains("uid: user1"));
     ldap.stop();

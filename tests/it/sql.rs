@@ -532,21 +532,6 @@ fn to_db_in_units_of(n: usize) -> String {
     format!("{TO_DB}\n[recon]\nbatch_size = {n}\n")
 }
 
-/// Waits until the held unit's marker file appears (the run reached its writes).
-fn wait_held(dir: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(dir.join("held")) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached its writes"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn a_failed_unit_write_keeps_nothing_of_the_units_staged_after_it() {
     // Units of two: the first commits, the second is held before its writes (the assessing
@@ -567,7 +552,7 @@ fn a_failed_unit_write_keeps_nothing_of_the_units_staged_after_it() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("run id").to_string();
-    let held = wait_held(&hold.0);
+    let held = crate::helpers::wait_held(&hold.0, Duration::from_secs(60));
     assert_eq!(held.lines().count(), 2, "the second unit is held: {held}");
     pg.stop();
     std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
@@ -605,7 +590,7 @@ fn two_units_creating_the_same_target_id_give_one_target_and_one_link() {
         assert_eq!(r.status, 201, "{}", r.body);
     }
     let rid = start_held_run(&s, &hold, "");
-    wait_held(&hold.0);
+    crate::helpers::wait_held(&hold.0, Duration::from_secs(60));
     std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
     let run = s.wait_run(&rid);
     assert_eq!(run["state"], "SUCCESS", "{run}");
