@@ -667,22 +667,49 @@ fn http_with(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16
     (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// A bench app served over HTTP on a loopback port by its own runtime.
+struct Served {
+    rt: tokio::runtime::Runtime,
+    addr: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), recond::app::AppError>>,
+}
+
+impl Served {
+    fn start(app: App) -> Served {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(app.run(listener, async {
+            let _ = rx.await;
+        }));
+        Served {
+            rt,
+            addr,
+            stop,
+            server,
+        }
+    }
+
+    /// Shuts the server down and waits for it.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.rt.block_on(self.server);
+    }
+}
+
 fn http_scenario(b: &Bench, n: usize, threads: usize) -> (f64, Value) {
     write_csv(&b.dir.join("hr.csv"), n, None, None);
     let app = b.app(&config_text(threads, false, None));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(app.run(listener, async {
-        let _ = rx.await;
-    }));
+    let served = Served::start(app);
+    let addr = served.addr.clone();
     let started = Instant::now();
     let a = addr.clone();
     let runner = std::thread::spawn(move || {
@@ -716,8 +743,7 @@ fn http_scenario(b: &Bench, n: usize, threads: usize) -> (f64, Value) {
     let (code, body) = runner.join().expect("the run request");
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(code, 200, "{body}");
-    let _ = tx.send(());
-    let _ = rt.block_on(server);
+    served.stop();
     latencies.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| {
         latencies
@@ -766,19 +792,8 @@ properties = [
 policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRMED", action = "UPDATE" } ]
 "#;
     let app = b.app(config);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(app.run(listener, async {
-        let _ = rx.await;
-    }));
+    let served = Served::start(app);
+    let addr = served.addr.clone();
     let mut latencies = Vec::with_capacity(n);
     let mut timed = 0.0;
     for i in 0..n {
@@ -805,8 +820,7 @@ policies = [ { situation = "ABSENT", action = "CREATE" }, { situation = "CONFIRM
             "the target of u{i} is written when the PUT answers: {target}"
         );
     }
-    let _ = tx.send(());
-    let _ = rt.block_on(server);
+    served.stop();
     latencies.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| {
         latencies
