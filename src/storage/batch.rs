@@ -140,7 +140,7 @@ impl DataBatch {
         new_terms: &[(String, IndexTerm)],
     ) -> Result<()> {
         let body = serde_json::to_vec(body).map_err(|e| StoreError::Codec(e.to_string()))?;
-        let value = codec::encode(&ObjectRecord { rev, body })?;
+        let value = codec::encode(&ObjectRecord { rev, body: &body })?;
         self.insert(keys::object_key(set, id), value);
         for (attr, term) in old_terms {
             if !new_terms.iter().any(|(a, t)| a == attr && t == term) {
@@ -286,22 +286,24 @@ impl Store {
     }
 
     fn check(&self, preconditions: &[Precondition]) -> Result<()> {
-        let mut seen: std::collections::HashSet<&[u8]> =
-            std::collections::HashSet::with_capacity(preconditions.len());
+        // A key expected twice means two writes of it in one batch: refused. (Sorted
+        // neighbours, not a hash set: this runs for every object a run writes.)
+        let mut sorted: Vec<&[u8]> = preconditions.iter().map(|p| &p.key[..]).collect();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(StoreError::Conflict(format!(
+                "{} is written twice in one batch",
+                keys::describe(w[0])
+            )));
+        }
         for p in preconditions {
-            if !seen.insert(&p.key) {
-                return Err(StoreError::Conflict(format!(
-                    "{} is written twice in one batch",
-                    keys::describe(&p.key)
-                )));
-            }
             let current = self
                 .data
                 .get(&p.key)
                 .map_err(sled_err("checking a revision"))?;
             let found = match (&current, p.slot) {
                 (None, _) => None,
-                (Some(v), Slot::Object) => Some(codec::decode::<ObjectRecord>(v)?.rev),
+                (Some(v), Slot::Object) => Some(codec::decode_borrowed::<ObjectRecord>(v)?.rev),
                 (Some(v), Slot::LinkFirst) => Some(codec::decode::<LinkRecord>(v)?.rev),
                 (Some(_), Slot::LinkSecond) => Some(0),
             };

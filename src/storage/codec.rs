@@ -6,7 +6,7 @@
 //! decoding arm for the old version.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
@@ -31,12 +31,32 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 /// Decodes a record whose layout is the same in every version still read (every record but
 /// [`super::EntryRecord`], which has [`decode_entry`]).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    decode_borrowed(bytes)
+}
+
+/// Decodes a record that borrows from `bytes` (an object's body is read in place).
+pub(crate) fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
     match bytes.first() {
         Some(v) if (OLDEST..=VERSION).contains(v) => body(bytes),
         Some(v) => Err(StoreError::Codec(format!(
             "unknown value format version {v}"
         ))),
         None => Err(StoreError::Codec("empty value".to_string())),
+    }
+}
+
+/// Byte-string fields: bincode lays them out as a `Vec<u8>` (a u64 length, then the bytes),
+/// but writes and reads them in one copy, or none when borrowed, instead of one element
+/// at a time (what serde does for a `Vec<u8>` or `&[u8]` left to itself).
+pub(crate) mod bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'de [u8], D::Error> {
+        <&'de [u8]>::deserialize(d)
     }
 }
 
@@ -48,7 +68,7 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<super::EntryRecord, StoreErro
     }
 }
 
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+fn body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
     use bincode::Options;
     match bytes.first() {
         Some(_) => bincode::DefaultOptions::new()
@@ -87,6 +107,33 @@ mod tests {
         assert!(decode::<R>(&bad).is_err());
         assert!(decode::<R>(&[]).is_err());
         assert!(decode::<R>(&[VERSION, 1]).is_err());
+    }
+
+    /// Objects written before `codec::bytes` (a plain `Vec<u8>` body) read the same, and
+    /// new ones are laid out byte for byte as before: no format change, no version bump.
+    #[test]
+    fn object_bodies_keep_the_vec_layout() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Before {
+            rev: u64,
+            body: Vec<u8>,
+        }
+        let body = br#"{"mail":"a@x"}"#.to_vec();
+        let old = encode(&Before {
+            rev: 3,
+            body: body.clone(),
+        })
+        .expect("encodable");
+        let new = encode(&super::super::records::ObjectRecord {
+            rev: 3,
+            body: &body,
+        })
+        .expect("encodable");
+        assert_eq!(old, new);
+        let read: super::super::records::ObjectRecord = decode_borrowed(&old).expect("decodable");
+        assert_eq!((read.rev, read.body), (3, &body[..]));
+        let back: Before = decode(&new).expect("decodable");
+        assert_eq!(back.body, body);
     }
 
     #[test]

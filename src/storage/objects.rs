@@ -7,8 +7,8 @@ use super::{codec, keys, sled_err, Result, Store, StoreError};
 
 impl Store {
     fn decode_object(id: &str, bytes: &[u8]) -> Result<StoredObject> {
-        let rec: ObjectRecord = codec::decode(bytes)?;
-        let body = serde_json::from_slice(&rec.body)
+        let rec: ObjectRecord = codec::decode_borrowed(bytes)?;
+        let body = serde_json::from_slice(rec.body)
             .map_err(|e| StoreError::Codec(format!("object {id}: {e}")))?;
         Ok(StoredObject {
             id: id.to_string(),

@@ -5,11 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use super::keys;
 
-/// An object as stored: its revision and its JSON body (without `_id` and `_rev`).
+/// An object as stored: its revision and its JSON body (without `_id` and `_rev`). The body
+/// is borrowed both ways: written from the caller's buffer and read in place from the
+/// stored value (the layout is a `Vec<u8>`'s, see `codec::bytes`).
 #[derive(Serialize, Deserialize)]
-pub(super) struct ObjectRecord {
+pub(super) struct ObjectRecord<'a> {
     pub(super) rev: u64,
-    pub(super) body: Vec<u8>,
+    #[serde(borrow, with = "super::codec::bytes")]
+    pub(super) body: &'a [u8],
 }
 
 /// A stored object, decoded.
