@@ -28,46 +28,18 @@ pub struct Changes {
 /// True for attribute names that hold secrets (case-insensitive): `password`,
 /// `userPassword`, `passwd`, `unicodePwd`, `secret`, `clientSecret`...
 pub fn secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("password") || n.contains("passwd") || n.contains("secret") || n == "unicodepwd"
+    let n = name.as_bytes();
+    contains_ignore_case(n, b"password")
+        || contains_ignore_case(n, b"passwd")
+        || contains_ignore_case(n, b"secret")
+        || n.eq_ignore_ascii_case(b"unicodepwd")
 }
 
-fn shown(name: &str, v: Option<&Value>, masked: &dyn Fn(&str) -> bool) -> Value {
-    match v {
-        None | Some(Value::Null) => Value::Null,
-        Some(v) if masked(name) || secret_name(name) || is_protected(v) => Value::from(MASK),
-        Some(v) => redacted(v),
-    }
-}
-
-/// `v` with every nested secret (a `$crypto` value, a key named like a secret) masked.
-fn redacted(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let v = if secret_name(k) || is_protected(v) {
-                        Value::from(MASK)
-                    } else {
-                        redacted(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .map(|v| {
-                    if is_protected(v) {
-                        Value::from(MASK)
-                    } else {
-                        redacted(v)
-                    }
-                })
-                .collect(),
-        ),
-        v => v.clone(),
-    }
+/// `needle` (lower case ASCII) occurs in `hay`, ignoring ASCII case. Checked for every
+/// attribute of every recorded entry, so it allocates nothing.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// An encrypted or hashed value as IDM stores it (`{"$crypto": {...}}`).
@@ -75,8 +47,75 @@ fn is_protected(v: &Value) -> bool {
     v.as_object().is_some_and(|m| m.contains_key("$crypto"))
 }
 
-fn pointer(name: &str) -> String {
-    format!("/{}", name.replace('~', "~0").replace('/', "~1"))
+/// Appends `v` as JSON text. Serialising a `Value` into a byte buffer cannot fail (every
+/// key is a string); were it ever to, the value shows as `null` rather than failing the
+/// entry.
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let mark = out.len();
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.truncate(mark);
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// Appends one side of a change: `null` when absent, the mask for a secret, else the value
+/// with its nested secrets masked.
+fn push_shown(out: &mut Vec<u8>, name: &str, v: Option<&Value>, masked: &dyn Fn(&str) -> bool) {
+    match v {
+        None | Some(Value::Null) => out.extend_from_slice(b"null"),
+        Some(v) if masked(name) || secret_name(name) || is_protected(v) => push_json(out, MASK),
+        Some(v) => push_redacted(out, v),
+    }
+}
+
+/// Appends `v` with every nested secret (a `$crypto` value, a key named like a secret)
+/// masked. Written straight into the text: a recorded entry builds no copy of the values.
+fn push_redacted(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Object(m) => {
+            out.push(b'{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_json(out, k);
+                out.push(b':');
+                if secret_name(k) || is_protected(v) {
+                    push_json(out, MASK);
+                } else {
+                    push_redacted(out, v);
+                }
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if is_protected(v) {
+                    push_json(out, MASK);
+                } else {
+                    push_redacted(out, v);
+                }
+            }
+            out.push(b']');
+        }
+        v => push_json(out, v),
+    }
+}
+
+/// Appends the JSON pointer of a top-level attribute as a JSON string.
+fn push_pointer(out: &mut Vec<u8>, name: &str) {
+    if name.contains(['~', '/']) {
+        push_json(
+            out,
+            &format!("/{}", name.replace('~', "~0").replace('/', "~1")),
+        );
+    } else {
+        push_json(out, &format!("/{name}"));
+    }
 }
 
 /// The changes from `before` to `after` (None = the object does not exist on that side).
@@ -94,31 +133,38 @@ pub fn changes(
         .keys()
         .chain(b.keys().filter(|k| !a.contains_key(*k)))
         .filter(|k| *k != "_id" && *k != "_rev");
-    let mut out = String::from("[");
+    let mut out: Vec<u8> = Vec::with_capacity(256);
+    out.push(b'[');
     let mut truncated = false;
     for name in names {
         let (old, new) = (b.get(name), a.get(name));
         if old == new {
             continue;
         }
-        let item = serde_json::json!({
-            "attribute": pointer(name),
-            "before": shown(name, old, masked),
-            "after": shown(name, new, masked),
-        });
-        let text = item.to_string();
-        if out.len() + text.len() + 2 > MAX_BYTES {
+        let mark = out.len();
+        if mark > 1 {
+            out.push(b',');
+        }
+        let item_start = out.len();
+        out.extend_from_slice(b"{\"attribute\":");
+        push_pointer(&mut out, name);
+        out.extend_from_slice(b",\"before\":");
+        push_shown(&mut out, name, old, masked);
+        out.extend_from_slice(b",\"after\":");
+        push_shown(&mut out, name, new, masked);
+        out.push(b'}');
+        // The bound counts the item, a separator and the closing bracket.
+        if mark + (out.len() - item_start) + 2 > MAX_BYTES {
+            out.truncate(mark);
             truncated = true;
             break;
         }
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&text);
     }
-    out.push(']');
+    out.push(b']');
     Changes {
-        json: out,
+        // serde_json writes UTF-8 and every other byte pushed here is ASCII.
+        json: String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         truncated,
     }
 }
