@@ -48,7 +48,7 @@ fn entry_json(r: &RunRecord, no: u64, e: EntryRecord) -> Value {
     });
     // recond's additions come after IDM's keys (contract §8).
     if let (Some(text), Some(obj)) = (&e.changes, v.as_object_mut()) {
-        let changes = serde_json::from_str(text).unwrap_or_else(|err| {
+        let changes = crate::engine::diff::expand(text).unwrap_or_else(|err| {
             tracing::error!(run = %r.id, entry = no, error = %err, "stored changes are not JSON");
             Value::Null
         });

@@ -14,6 +14,7 @@ use super::StoreError;
 ///
 /// History: 1 = the first format; 2 = association entries gained `changes` and
 /// `changes_truncated` (every other record is laid out as in 1, so [`decode`] reads both).
+/// The text of `changes` is the engine's (`engine::diff`, which reads both its forms).
 pub(crate) const VERSION: u8 = 2;
 /// The oldest version still read.
 const OLDEST: u8 = 1;

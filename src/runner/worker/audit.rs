@@ -87,7 +87,7 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
             message_detail: None,
             ambiguous: op.ambiguous.clone(),
             changes_truncated: op.changes.as_ref().is_some_and(|c| c.truncated),
-            changes: op.changes.take().map(|c| c.json),
+            changes: op.changes.take().map(|c| c.stored),
         });
     }
     let reported = op.action != Some(Action::NoReport) && (op.action.is_some() || !success);
