@@ -47,15 +47,14 @@ impl Pointer {
 
     /// The value this pointer refers to, if any. Numeric segments index arrays.
     pub fn get<'a>(&self, v: &'a Value) -> Option<&'a Value> {
-        let mut cur = v;
-        for seg in &self.segments {
-            cur = match cur {
-                Value::Object(m) => m.get(seg.as_str())?,
-                Value::Array(a) => a.get(array_index(seg)?)?,
-                _ => return None,
-            };
-        }
-        Some(cur)
+        descend(v, &self.segments)
+    }
+
+    /// [`Pointer::get`] in an object's map (no `Value` around it to build); the root
+    /// pointer finds nothing.
+    pub fn get_in<'a>(&self, m: &'a Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.segments.split_first()?;
+        descend(m.get(first.as_str())?, rest)
     }
 
     /// Every value this pointer reaches when arrays on the way fan out: a segment that is
@@ -218,4 +217,15 @@ fn unescape(seg: &str) -> String {
         }
     }
     out
+}
+
+fn descend<'a>(mut cur: &'a Value, segments: &[String]) -> Option<&'a Value> {
+    for seg in segments {
+        cur = match cur {
+            Value::Object(m) => m.get(seg.as_str())?,
+            Value::Array(a) => a.get(array_index(seg)?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
 }

@@ -950,3 +950,25 @@ fn evaluation_does_not_clone_inputs() {
     }
     assert_eq!(hits, 10_000);
 }
+
+#[test]
+fn a_pointer_reads_the_same_in_a_map_as_in_its_value() {
+    let v = json!({"mail": "a@x", "name": {"given": "Ann"}, "tags": ["x", "y"]});
+    let m = v.as_object().expect("an object");
+    for ptr in [
+        "mail",
+        "name/given",
+        "tags/1",
+        "missing",
+        "name/missing",
+        "tags/7",
+    ] {
+        let ptr = Pointer::parse(ptr);
+        assert_eq!(ptr.get_in(m), ptr.get(&v), "{ptr}");
+    }
+    assert_eq!(
+        Pointer::root().get_in(m),
+        None,
+        "the root is no member of the map"
+    );
+}

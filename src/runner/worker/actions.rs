@@ -157,7 +157,7 @@ pub(super) fn act(
                     s.stage_put(&mut unit.batch, &id, &body, None)
                         .map_err(WorkerError::from_set)?;
                     if !ctx.correlation_fields.is_empty() {
-                        ctx.claim_target_terms(unit, &Value::Object(body.clone()));
+                        ctx.claim_target_terms(unit, &body);
                     }
                     id
                 }
@@ -294,8 +294,8 @@ pub(super) fn act(
                         s.stage_put(&mut unit.batch, &tid, &body, Some((rev, old_body)))
                             .map_err(WorkerError::from_set)?;
                         if !ctx.correlation_fields.is_empty() {
-                            ctx.claim_target_terms(unit, &old);
-                            ctx.claim_target_terms(unit, &Value::Object(body.clone()));
+                            ctx.claim_target_terms(unit, old_body);
+                            ctx.claim_target_terms(unit, &body);
                         }
                     }
                     Targets::Cache(_) => match ctx.target_set.managed() {

@@ -124,9 +124,9 @@ impl Ctx<'_> {
     // ---- targets ---------------------------------------------------------------------------
 
     /// Claims the correlation terms of a target body this object writes (old or new).
-    pub(super) fn claim_target_terms(&self, unit: &mut Unit, body: &Value) {
+    pub(super) fn claim_target_terms(&self, unit: &mut Unit, body: &Map<String, Value>) {
         for ptr in &self.correlation_fields {
-            if let Some(v) = ptr.get(body) {
+            if let Some(v) = ptr.get_in(body) {
                 unit.keys.push(term_key(&ptr.to_string(), v));
             }
         }
