@@ -149,13 +149,15 @@ fn fast(
             continue;
         };
         let first = rows::create_values(m, id.as_deref(), body)?;
-        let names: Vec<&str> = first.iter().map(|(c, _)| c.name.as_str()).collect();
-        let max_rows = if names.is_empty() {
+        // The columns borrow the model, not the row, so the row moves into the group.
+        let cols: Vec<&Column> = first.iter().map(|(c, _)| *c).collect();
+        let max_rows = if cols.is_empty() {
             1
         } else {
-            (MAX_PARAMS / names.len()).clamp(1, MAX_ROWS)
+            (MAX_PARAMS / cols.len()).clamp(1, MAX_ROWS)
         };
-        let mut group = vec![first.clone()];
+        let mut group = Vec::with_capacity(max_rows.min(writes.len() - i));
+        group.push(first);
         let mut j = i + 1;
         while j < writes.len() && group.len() < max_rows {
             let Write::Create { id, body } = &writes[j] else {
@@ -165,15 +167,14 @@ fn fast(
             if !values
                 .iter()
                 .map(|(c, _)| c.name.as_str())
-                .eq(names.iter().copied())
+                .eq(cols.iter().map(|c| c.name.as_str()))
             {
                 break;
             }
             group.push(values);
             j += 1;
         }
-        let cols: Vec<&Column> = first.iter().map(|(c, _)| c).collect();
-        for object in insert_many(conn, m, &cols, &group)? {
+        for object in insert_many(conn, m, &cols, group)? {
             results.push(Ok(object));
         }
         i = j;
@@ -189,19 +190,34 @@ fn insert_many(
     conn: &mut dyn Conn,
     m: &Model,
     cols: &[&Column],
-    group: &[Vec<(Column, Param)>],
+    group: Vec<Vec<(&Column, Param)>>,
 ) -> Result<Vec<Value>, DbError> {
     let d = conn.dialect();
-    let full = rows::insert_sql(m, d, cols, group.len());
+    let n = group.len();
+    let full = rows::insert_sql(m, d, cols, n);
     let sql = match full.rfind(" RETURNING ") {
         Some(at) => format!("{} RETURNING {}", &full[..at], d.select_expr(&m.key, "")),
         None => full,
     };
-    let params: Vec<Param> = group
+    // The keys the rows carry (to match RETURNING's rows), then the values move into the
+    // statement's parameters: no value is copied.
+    let sent_keys: Vec<Option<String>> = group
         .iter()
-        .flat_map(|row| row.iter().map(|(_, p)| p.clone()))
+        .map(|row| {
+            row.iter()
+                .find(|(c, _)| c.name == m.key.name)
+                .and_then(|(_, p)| match p {
+                    Param::Text(s) => Some(s.clone()),
+                    Param::Int(i) => Some(i.to_string()),
+                    _ => None,
+                })
+        })
         .collect();
-    let mut returned: Vec<String> = Vec::with_capacity(group.len());
+    let params: Vec<Param> = group
+        .into_iter()
+        .flat_map(|row| row.into_iter().map(|(_, p)| p))
+        .collect();
+    let mut returned: Vec<String> = Vec::with_capacity(n);
     let mut null_key = false;
     conn.query(
         &sql,
@@ -223,32 +239,19 @@ fn insert_many(
             format!("a row inserted into {} has a NULL key column", m.table),
         ));
     }
-    if returned.len() != group.len() {
+    if returned.len() != n {
         return Err(DbError::new(
             DbErrorKind::Other,
-            format!(
-                "an insert of {} rows returned {}",
-                group.len(),
-                returned.len()
-            ),
+            format!("an insert of {n} rows returned {}", returned.len()),
         ));
     }
     // RETURNING lists the rows as the statement inserted them, which PostgreSQL does in
     // VALUES order; matching by key (when the rows carry it) does not depend on that.
-    let key_text = |row: &Vec<(Column, Param)>| {
-        row.iter()
-            .find(|(c, _)| c.name == m.key.name)
-            .and_then(|(_, p)| match p {
-                Param::Text(s) => Some(s.clone()),
-                Param::Int(i) => Some(i.to_string()),
-                _ => None,
-            })
-    };
     let mut unmatched: std::collections::HashSet<&str> =
         returned.iter().map(String::as_str).collect();
-    let matched = group
-        .iter()
-        .map(|row| key_text(row).filter(|k| unmatched.remove(k.as_str())))
+    let matched = sent_keys
+        .into_iter()
+        .map(|k| k.filter(|k| unmatched.remove(k.as_str())))
         .collect::<Option<Vec<String>>>();
     Ok(matched
         .unwrap_or(returned)

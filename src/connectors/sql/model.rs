@@ -196,8 +196,8 @@ impl Model {
         &self,
         body: &Map<String, Value>,
         current: Option<&Map<String, Value>>,
-    ) -> Result<Vec<(Column, Param)>, String> {
-        let mut out: Vec<(Column, Param)> = Vec::new();
+    ) -> Result<Vec<(&Column, Param)>, String> {
+        let mut out: Vec<(&Column, Param)> = Vec::with_capacity(body.len());
         for (k, v) in body {
             let a = self.attr(k).ok_or_else(|| {
                 format!(
@@ -229,7 +229,7 @@ impl Model {
                     ));
                 }
             } else {
-                out.push((a.column.clone(), p));
+                out.push((&a.column, p));
             }
         }
         Ok(out)
@@ -353,8 +353,9 @@ mod tests {
                 None,
             )
             .expect("writes");
-        assert!(w.contains(&(info().columns[4].clone(), Param::Text("s".into()))));
-        assert!(w.contains(&(info().columns[1].clone(), Param::Null)));
+        let cols = info().columns;
+        assert!(w.contains(&(&cols[4], Param::Text("s".into()))));
+        assert!(w.contains(&(&cols[1], Param::Null)));
         let e = m
             .write_values(json!({"nope": 1}).as_object().expect("obj"), None)
             .expect_err("unknown");

@@ -145,23 +145,28 @@ fn tls_connector(tls: &Tls) -> Result<postgres_native_tls::MakeTlsConnector, Str
     Ok(postgres_native_tls::MakeTlsConnector::new(connector))
 }
 
-/// A parameter in PostgreSQL's text format, accepted for any type.
+/// A parameter in PostgreSQL's text format, accepted for any type. Text borrows the
+/// caller's value (no copy per cell).
 #[derive(Debug)]
-struct TextParam(Option<String>);
+enum TextParam<'a> {
+    Null,
+    Borrowed(&'a str),
+    Owned(String),
+}
 
-impl ToSql for TextParam {
+impl ToSql for TextParam<'_> {
     fn to_sql(
         &self,
         _ty: &Type,
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
-        match &self.0 {
-            None => Ok(IsNull::Yes),
-            Some(s) => {
-                out.extend_from_slice(s.as_bytes());
-                Ok(IsNull::No)
-            }
-        }
+        let s = match self {
+            TextParam::Null => return Ok(IsNull::Yes),
+            TextParam::Borrowed(s) => *s,
+            TextParam::Owned(s) => s.as_str(),
+        };
+        out.extend_from_slice(s.as_bytes());
+        Ok(IsNull::No)
     }
 
     fn accepts(_ty: &Type) -> bool {
@@ -175,17 +180,15 @@ impl ToSql for TextParam {
     postgres::types::to_sql_checked!();
 }
 
-fn text_params(params: &[Param]) -> Vec<TextParam> {
+fn text_params(params: &[Param]) -> Vec<TextParam<'_>> {
     params
         .iter()
-        .map(|p| {
-            TextParam(match p {
-                Param::Null => None,
-                Param::Text(s) => Some(s.clone()),
-                Param::Int(i) => Some(i.to_string()),
-                Param::Float(f) => Some(f.to_string()),
-                Param::Bool(b) => Some(b.to_string()),
-            })
+        .map(|p| match p {
+            Param::Null => TextParam::Null,
+            Param::Text(s) => TextParam::Borrowed(s),
+            Param::Int(i) => TextParam::Owned(i.to_string()),
+            Param::Float(f) => TextParam::Owned(f.to_string()),
+            Param::Bool(b) => TextParam::Owned(b.to_string()),
         })
         .collect()
 }

@@ -52,11 +52,11 @@ pub fn read_row(conn: &mut dyn Conn, m: &Model, id: &str) -> Result<Option<Value
 
 /// The columns and values of a new row: `body`'s attributes, and the key from `id` when one
 /// is given (it must agree with a key attribute in the body).
-pub fn create_values(
-    m: &Model,
+pub fn create_values<'m>(
+    m: &'m Model,
     id: Option<&str>,
     body: &Map<String, Value>,
-) -> Result<Vec<(Column, Param)>, DbError> {
+) -> Result<Vec<(&'m Column, Param)>, DbError> {
     let mut values = m
         .write_values(body, None)
         .map_err(|e| DbError::new(DbErrorKind::Constraint, e))?;
@@ -78,7 +78,7 @@ pub fn create_values(
                 ))
             }
             Some(_) => {}
-            None => values.push((m.key.clone(), key)),
+            None => values.push((&m.key, key)),
         }
     }
     Ok(values)
@@ -120,8 +120,7 @@ pub fn create_row(
     body: &Map<String, Value>,
 ) -> Result<Value, DbError> {
     let values = create_values(m, id, body)?;
-    let (cols, params): (Vec<&Column>, Vec<Param>) =
-        values.iter().map(|(c, p)| (c, p.clone())).unzip();
+    let (cols, params): (Vec<&Column>, Vec<Param>) = values.into_iter().unzip();
     let sql = insert_sql(m, conn.dialect(), &cols, 1);
     one_row(conn, m, &sql, &params)?
         .ok_or_else(|| DbError::new(DbErrorKind::Other, "the insert returned no row".to_string()))

@@ -1,12 +1,17 @@
 //! The commit stage of a run into a connector-backed target that takes batched writes (a
-//! database table, see `batched`): the assessing thread stages unit n+1 while a thread of its
-//! own writes unit n to the target (`write_batch`, one transaction) and its links, entries
-//! and audit events to the store. The run then costs about max(assessment, writes) instead
-//! of their sum.
+//! database table, see `batched`): three threads in a row. The assessing thread stages unit
+//! n+2 while a database thread writes unit n+1 to the target (`write_batch`, one transaction)
+//! and a store thread writes unit n's links, entries and audit events to the store. The run
+//! then costs about the longest of assessment, database writes and store writes instead of
+//! their sum.
 //!
 //! Invariants:
-//! * Units commit one at a time in the order they were staged (one committing thread fed by
-//!   a bounded channel, so at most `DEPTH` units wait staged and memory stays bounded).
+//! * Units commit one at a time in the order they were staged: each of the two committing
+//!   threads takes them in order from a bounded channel (so at most `DEPTH` units wait before
+//!   each, and memory stays bounded), and a unit goes to the store thread only after its
+//!   database batch was written: a link is never stored before its target (the write
+//!   discipline of a connector target). A unit counts as committed (its claims released)
+//!   once the store thread wrote it.
 //! * An assessment never decides on state an uncommitted unit is about to change: every
 //!   object takes its claim keys (`runner::claims`: its source, each target it reads, links
 //!   or writes, its correlation terms) as on a store-backed target. A key held by a unit not
@@ -19,11 +24,15 @@
 //!   (`evaluates_queries`) would not show unit n's writes to unit n+1 yet, so it commits in
 //!   line as before.
 //! * A failure of the run in the commit stage (the target's batch write failing as a whole,
-//!   a store error, a panic) stops the assessing side at its next object, and no unit staged
-//!   after the failed one is written: the run ends FAILED with that failure.
+//!   a store error, a panic) stops the assessing side at its next object: the run ends FAILED
+//!   with that failure. No unit after the failed one is recorded in the store. A database
+//!   failure of unit n+1 still lets unit n (already in the database) be recorded; a store
+//!   failure of unit n may come after unit n+1's rows were written, which are then left
+//!   without links, as after a crash between a target write and its link (the next run
+//!   correlates them, or fails their CREATE as a duplicate).
 //! * A unit the store refuses (a concurrent change: a REST link write) wrote nothing to the
 //!   store: its objects are assessed and committed again alone on the assessing thread, once
-//!   every unit before them committed (`finish`).
+//!   every unit before them committed (`finish`; a sync request passes both threads).
 //! * Cancel: the assessing side stops staging; units already staged commit, as before.
 
 use std::sync::atomic::AtomicBool;
@@ -90,8 +99,67 @@ pub(super) fn with_commit_stage<'a, T: ItemId + Send>(
     assessed
 }
 
-/// The committing thread: commits each unit in order until the channel closes.
-fn committer<T: ItemId>(ctx: &Ctx<'_>, rx: mpsc::Receiver<Msg<T>>, shared: &Shared<T>) {
+/// The committing side: two threads in a row, each taking units in staging order. This one
+/// writes each unit's target batch (`settle_unit`) and hands the unit on; the second
+/// (`recorder`) writes its links, entries and audit events to the store. So unit n's store
+/// write overlaps unit n+1's database write, and a link is still stored only after its
+/// target was written.
+fn committer<T: ItemId + Send>(ctx: &Ctx<'_>, rx: mpsc::Receiver<Msg<T>>, shared: &Shared<T>) {
+    let (store_tx, store_rx) = mpsc::sync_channel::<Msg<T>>(DEPTH);
+    std::thread::scope(|scope| {
+        scope.spawn(move || recorder(ctx, store_rx, shared));
+        for msg in rx {
+            let (unit, items) = match msg {
+                // Answered by the recorder, once the units before it are in the store.
+                Msg::Sync(ack) => {
+                    let _ = store_tx.send(Msg::Sync(ack));
+                    continue;
+                }
+                Msg::Unit(unit, items) => (unit, items),
+            };
+            // After a failure nothing more is written: later units were assessed on state the
+            // failed unit did not produce.
+            if shared.failed.load(Ordering::SeqCst) {
+                ctx.claims.abort(&unit.held);
+                continue;
+            }
+            let mut unit = unit;
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                settle_unit(ctx, &mut unit)
+            }));
+            let error = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => {
+                    notify_observed(ctx, &unit.observed);
+                    Some(e)
+                }
+                Err(p) => Some(RunFailure::Panic(crate::runner::panic_message(p.as_ref()))),
+            };
+            match error {
+                None => {
+                    if store_tx.send(Msg::Unit(unit, items)).is_err() {
+                        // The recorder is gone only after a panic it could not contain.
+                        fail(
+                            ctx,
+                            shared,
+                            RunFailure::Panic("the store stage stopped".into()),
+                        );
+                    }
+                }
+                Some(e) => fail(ctx, shared, e),
+            }
+        }
+        // Closing the channel lets the recorder finish what it was sent (the scope waits for
+        // it).
+        drop(store_tx);
+    });
+}
+
+/// The store half of the committing side: records each settled unit in order. After a
+/// failure of its own it records nothing more; a failure of the database half does not stop
+/// it from recording the units settled before that failure (their targets are written).
+fn recorder<T: ItemId>(ctx: &Ctx<'_>, rx: mpsc::Receiver<Msg<T>>, shared: &Shared<T>) {
+    let mut failed = false;
     for msg in rx {
         let (unit, items) = match msg {
             Msg::Sync(ack) => {
@@ -100,13 +168,12 @@ fn committer<T: ItemId>(ctx: &Ctx<'_>, rx: mpsc::Receiver<Msg<T>>, shared: &Shar
             }
             Msg::Unit(unit, items) => (*unit, items),
         };
-        // After a failure nothing more is written: later units were assessed on state the
-        // failed unit did not produce.
-        if shared.failed.load(Ordering::SeqCst) {
+        if failed {
             ctx.claims.abort(&unit.held);
             continue;
         }
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(ctx, unit)));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_settled(ctx, unit)));
         let error = match outcome {
             Ok(Ok(Ok(()))) => None,
             Ok(Ok(Err(refused))) => {
@@ -119,12 +186,18 @@ fn committer<T: ItemId>(ctx: &Ctx<'_>, rx: mpsc::Receiver<Msg<T>>, shared: &Shar
             Err(p) => Some(RunFailure::Panic(crate::runner::panic_message(p.as_ref()))),
         };
         if let Some(e) = error {
-            *shared.failure.lock() = Some(e);
-            shared.failed.store(true, Ordering::SeqCst);
-            // The failed unit may keep its claims: nobody waits for them any more.
-            ctx.claims.poison();
+            failed = true;
+            fail(ctx, shared, e);
         }
     }
+}
+
+/// Records the commit stage's failure (the first one is the cause) and stops both sides.
+fn fail<T>(ctx: &Ctx<'_>, shared: &Shared<T>, e: RunFailure) {
+    shared.failure.lock().get_or_insert(e);
+    shared.failed.store(true, Ordering::SeqCst);
+    // The failed unit may keep its claims: nobody waits for them any more.
+    ctx.claims.poison();
 }
 
 impl<T: ItemId> CommitStage<'_, T> {

@@ -311,19 +311,32 @@ pub(super) struct Refused {
 /// sets, not the batch, so they stand even when the batch is refused.
 pub(super) fn commit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, RunFailure> {
     let observed = std::mem::take(&mut unit.observed);
-    let result = commit_unit(ctx, unit);
-    for (set, id) in &observed {
-        ctx.inner.objects.changes.notify(set, id);
-    }
+    let result = settle_unit(ctx, &mut unit).and_then(|()| record_unit(ctx, unit));
+    notify_observed(ctx, &observed);
     result
 }
 
-/// Commits a unit: data batch first (atomic: targets + index entries + links, checked by
-/// compare-and-swap), then association entries and audit events, then counters. Returns
-/// `Ok(Err(refused))` when the store refused the batch: nothing written, the unit handed back
-/// with its claims still held.
-fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, RunFailure> {
-    let run = ctx.run;
+/// `commit` of a unit whose target writes `settle_unit` already made (the commit stage's
+/// second half, see `commit_stage`).
+pub(super) fn commit_settled(
+    ctx: &Ctx<'_>,
+    mut unit: Unit,
+) -> Result<Result<(), Refused>, RunFailure> {
+    let observed = std::mem::take(&mut unit.observed);
+    let result = record_unit(ctx, unit);
+    notify_observed(ctx, &observed);
+    result
+}
+
+pub(super) fn notify_observed(ctx: &Ctx<'_>, observed: &[(String, String)]) {
+    for (set, id) in observed {
+        ctx.inner.objects.changes.notify(set, id);
+    }
+}
+
+/// The first half of a commit: a connector-backed target's batched writes (see `batched`),
+/// after the test hook that holds a unit before it writes anything.
+pub(super) fn settle_unit(ctx: &Ctx<'_>, unit: &mut Unit) -> Result<(), RunFailure> {
     hooks::get().hold_before_write(
         &mut unit
             .entries
@@ -331,7 +344,15 @@ fn commit_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, Run
             .chain(unit.staged.iter().flat_map(Staged::entries))
             .filter_map(|e| e.target_id.clone().or_else(|| e.source_id.clone())),
     );
-    settle(ctx, &mut unit)?;
+    settle(ctx, unit)
+}
+
+/// The second half of a commit (after `settle_unit`): data batch first (atomic: targets +
+/// index entries + links, checked by compare-and-swap), then association entries and audit
+/// events, then counters. Returns `Ok(Err(refused))` when the store refused the batch: nothing
+/// written, the unit handed back with its claims still held.
+fn record_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, RunFailure> {
+    let run = ctx.run;
     let batch = std::mem::take(&mut unit.batch);
     let applied = match ctx.inner.commit_log.get() {
         None => ctx.inner.store.apply(batch),
