@@ -60,6 +60,11 @@ struct Args {
     setup_in: Option<PathBuf>,
 }
 
+const USAGE: &str =
+    "usage: cargo bench --bench recon -- [--records N] [--scenario a,b,c] [--threads N]";
+
+/// The command line; anything it does not know (or a value it cannot read) is a usage error,
+/// never a silent default: a mistyped flag must not start an hour of 1 M scenarios.
 fn parse_args() -> Args {
     let mut a = Args {
         records: 1_000_000,
@@ -69,16 +74,36 @@ fn parse_args() -> Args {
         floor: None,
         setup_in: None,
     };
+    fn usage(problem: &str) -> ! {
+        eprintln!("{problem}\n{USAGE}\nscenarios: {}", SCENARIOS.join(", "));
+        std::process::exit(2)
+    }
+    fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> T {
+        v.as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| usage(&format!("{flag} needs a value it can read")))
+    }
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
-            "--records" => a.records = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.records),
-            "--scenario" => a.scenario = it.next(),
-            "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.threads),
+            "--records" => a.records = value("--records", it.next()),
+            "--scenario" => a.scenario = Some(value("--scenario", it.next())),
+            "--threads" => a.threads = value("--threads", it.next()),
             "--child" => a.child = true,
-            "--floor" => a.floor = it.next().and_then(|v| v.parse().ok()),
-            "--setup-in" => a.setup_in = it.next().map(PathBuf::from),
-            _ => {} // cargo passes --bench
+            "--floor" => a.floor = Some(value("--floor", it.next())),
+            "--setup-in" => {
+                a.setup_in = Some(PathBuf::from(value::<String>("--setup-in", it.next())))
+            }
+            "--bench" => {} // cargo passes it
+            "-h" | "--help" => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{USAGE}\nscenarios: {}",
+                    SCENARIOS.join(", ")
+                );
+                std::process::exit(0)
+            }
+            other => usage(&format!("unknown argument {other}")),
         }
     }
     a
