@@ -116,14 +116,7 @@ fn push_redacted(out: &mut Vec<u8>, v: &Value) {
 
 /// Appends the JSON pointer of a top-level attribute as a JSON string.
 fn push_pointer(out: &mut Vec<u8>, name: &str) {
-    if name.contains(['~', '/']) {
-        push_json(
-            out,
-            &format!("/{}", name.replace('~', "~0").replace('/', "~1")),
-        );
-    } else {
-        push_json(out, &format!("/{name}"));
-    }
+    push_json(out, &crate::query::segments_text(&[name]));
 }
 
 /// The changes from `before` to `after` (None = the object does not exist on that side).

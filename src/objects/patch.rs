@@ -125,10 +125,7 @@ pub fn apply(object: &Map<String, Value>, ops: &Value) -> Result<Map<String, Val
 fn parent_text(ptr: &Pointer) -> String {
     let segs = ptr.segments();
     let parent = &segs[..segs.len().saturating_sub(1)];
-    parent
-        .iter()
-        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
-        .collect()
+    crate::query::segments_text(parent)
 }
 
 fn get_mut<'a>(doc: &'a mut Value, ptr: &Pointer) -> Option<&'a mut Value> {

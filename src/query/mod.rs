@@ -27,7 +27,7 @@ mod tests;
 
 pub use eval::{compare_values, quote, CmpOp, Filter};
 pub use parse::{parse, MAX_DEPTH, MAX_FILTER_LEN};
-pub use pointer::Pointer;
+pub use pointer::{segments_text, Pointer};
 pub use select::{parse_fields, parse_sort_keys, project, sort_cmp, SortKey};
 
 /// What the text in a [`QueryError`] was meant to be.

@@ -171,18 +171,31 @@ impl Pointer {
 
 impl fmt::Display for Pointer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for seg in &self.segments {
-            f.write_str("/")?;
-            for c in seg.chars() {
-                match c {
-                    '~' => f.write_str("~0")?,
-                    '/' => f.write_str("~1")?,
-                    c => fmt::Write::write_char(f, c)?,
-                }
+        write_segments(f, &self.segments)
+    }
+}
+
+/// The pointer text of `segments` (each after a `/`, with `~` and `/` escaped): what a
+/// [`Pointer`] displays, for segments not held in one.
+pub fn segments_text<S: AsRef<str>>(segments: &[S]) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_segments(&mut out, segments);
+    out
+}
+
+fn write_segments<W: fmt::Write, S: AsRef<str>>(w: &mut W, segments: &[S]) -> fmt::Result {
+    for seg in segments {
+        w.write_str("/")?;
+        for c in seg.as_ref().chars() {
+            match c {
+                '~' => w.write_str("~0")?,
+                '/' => w.write_str("~1")?,
+                c => w.write_char(c)?,
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// A segment used as an array index: ASCII digits only (no sign, no spaces).

@@ -85,12 +85,8 @@ impl Store {
     }
 
     pub fn count_objects(&self, set: &str) -> Result<u64> {
-        let mut n = 0u64;
-        self.scan_object_ids(set, &mut |_| {
-            n += 1;
-            ControlFlow::Continue(())
-        })?;
-        Ok(n)
+        let never = || false;
+        Ok(self.count_objects_until(set, &never)?.unwrap_or_default())
     }
 
     /// [`Store::count_objects`], giving up (`None`) as soon as `stop` says so.
