@@ -10,6 +10,8 @@ pub mod diff;
 pub mod model;
 pub mod stats;
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::mapping::{Condition, Mapping, Policy, PolicyAction, PropertyRule};
@@ -191,18 +193,30 @@ pub fn rule_value(
     qualifier: &str,
     scripts: &mut dyn Scripts,
 ) -> Result<Value, String> {
-    let mut value = match &rule.source {
-        None => Value::Null,
-        Some(p) if p.is_root() => source.clone(),
-        Some(p) => p.get(source).cloned().unwrap_or(Value::Null),
-    };
+    rule_value_ref(rule, source, qualifier, scripts).map(Cow::into_owned)
+}
+
+/// [`rule_value`] borrowed from `source` when the rule only copies an attribute (no
+/// transform, no default taking over): a steady-state run compares most values without
+/// copying them.
+fn rule_value_ref<'a>(
+    rule: &PropertyRule,
+    source: &'a Value,
+    qualifier: &str,
+    scripts: &mut dyn Scripts,
+) -> Result<Cow<'a, Value>, String> {
+    const NULL: &Value = &Value::Null;
+    let mut value = Cow::Borrowed(match &rule.source {
+        None => NULL,
+        Some(p) => p.get(source).unwrap_or(NULL),
+    });
     if let Some(t) = &rule.transform {
         let lq = Value::String(qualifier.to_string());
-        value = scripts.eval(t, &[("source", &value), ("linkQualifier", &lq)])?;
+        value = Cow::Owned(scripts.eval(t, &[("source", &value), ("linkQualifier", &lq)])?);
     }
     if value.is_null() {
         if let Some(d) = &rule.default {
-            value = d.clone();
+            value = Cow::Owned(d.clone());
         }
     }
     Ok(value)
@@ -266,11 +280,12 @@ pub fn apply_properties_changed(
                 continue;
             }
         }
-        let value = rule_value(rule, source, qualifier, scripts)
+        let value = rule_value_ref(rule, source, qualifier, scripts)
             .map_err(|e| format!("properties[{i}]: {e}"))?;
-        if rule.target.get(current) == Some(&value) {
+        if rule.target.get(current) == Some(&*value) {
             continue;
         }
+        let value = value.into_owned();
         let doc = changed.get_or_insert_with(|| target.clone());
         rule.target
             .set(doc, value)

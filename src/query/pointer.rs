@@ -54,7 +54,7 @@ impl Pointer {
     /// pointer finds nothing.
     pub fn get_in<'a>(&self, m: &'a Map<String, Value>) -> Option<&'a Value> {
         let (first, rest) = self.segments.split_first()?;
-        descend(m.get(first.as_str())?, rest)
+        descend(field(m, first)?, rest)
     }
 
     /// Every value this pointer reaches when arrays on the way fan out: a segment that is
@@ -69,7 +69,7 @@ impl Pointer {
             };
             match cur {
                 Value::Object(m) => {
-                    if let Some(next) = m.get(seg.as_str()) {
+                    if let Some(next) = field(m, seg) {
                         walk(rest, next, out);
                     }
                 }
@@ -235,10 +235,24 @@ fn unescape(seg: &str) -> String {
 fn descend<'a>(mut cur: &'a Value, segments: &[String]) -> Option<&'a Value> {
     for seg in segments {
         cur = match cur {
-            Value::Object(m) => m.get(seg.as_str())?,
+            Value::Object(m) => field(m, seg)?,
             Value::Array(a) => a.get(array_index(seg)?)?,
             _ => return None,
         };
     }
     Some(cur)
+}
+
+/// Objects up to this many keys are searched in order instead of by hash.
+const SCAN_KEYS: usize = 16;
+
+/// `m[key]`. IDM key order makes every map an `IndexMap` hashed with SipHash; on the small
+/// objects of identities (a dozen attributes) comparing the keys in order costs a fraction of
+/// hashing the one looked for (callgrind: about a quarter of the instructions per lookup).
+pub fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if m.len() <= SCAN_KEYS {
+        m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        m.get(key)
+    }
 }

@@ -58,3 +58,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `pointer::field` (a scan in key order up to 16 keys, a hash lookup above) finds what
+    /// the map's own lookup finds, on both sides of the bound, for keys present and absent.
+    #[test]
+    fn field_finds_what_the_map_finds(
+        keys in proptest::collection::vec("[a-e]{0,3}", 0..40),
+        probe in "[a-e]{0,3}",
+    ) {
+        let mut m = serde_json::Map::new();
+        for (i, k) in keys.iter().enumerate() {
+            m.insert(k.clone(), serde_json::Value::from(i));
+        }
+        prop_assert_eq!(super::pointer::field(&m, &probe), m.get(&probe));
+        for k in &keys {
+            prop_assert_eq!(super::pointer::field(&m, k), m.get(k));
+        }
+    }
+}

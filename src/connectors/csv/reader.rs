@@ -307,28 +307,23 @@ impl<'p, R: BufRead> RecordReader<'p, R> {
 
     /// The current record as an object with `_id` (the caller checked the id is present).
     pub(super) fn to_object(&self, header: &Header) -> Result<Map<String, Value>, CsvError> {
-        // Built in one go from entries in key order: BTreeMap's bulk build is markedly cheaper
-        // than one search-and-insert per attribute on this hot path.
+        // Sized once: a map grown key by key rehashes its index three times for a dozen
+        // attributes (IDM key order makes it an `IndexMap`).
         let id_idx = header.id_idx;
-        header
-            .sorted
-            .iter()
-            .filter_map(|&i| {
-                // `_id` repeats the id column's cell (index `names.len()` in `sorted`).
-                let (name, col) = match header.names.get(i) {
-                    Some(name) => (name.as_str(), i),
-                    None => ("_id", id_idx),
-                };
-                let bytes = self.field(col);
-                if bytes.is_empty() {
-                    return None;
-                }
-                Some(
-                    self.field_str(col, &header.names[col])
-                        .map(|text| (name.to_owned(), Value::String(text.to_owned()))),
-                )
-            })
-            .collect()
+        let mut obj = Map::with_capacity(header.sorted.len());
+        for &i in &header.sorted {
+            // `_id` repeats the id column's cell (index `names.len()` in `sorted`).
+            let (name, col) = match header.names.get(i) {
+                Some(name) => (name.as_str(), i),
+                None => ("_id", id_idx),
+            };
+            if self.field(col).is_empty() {
+                continue;
+            }
+            let text = self.field_str(col, &header.names[col])?;
+            obj.insert(name.to_owned(), Value::String(text.to_owned()));
+        }
+        Ok(obj)
     }
 
     pub(super) fn rev(&self, header: &Header) -> String {
