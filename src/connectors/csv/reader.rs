@@ -257,6 +257,25 @@ impl<'p, R: BufRead> RecordReader<'p, R> {
             .map_err(|_| self.parse_error(format!("invalid UTF-8 in column {column:?}")))
     }
 
+    /// The record's raw and decoded bytes as text, each checked once in one pass, or None
+    /// when either is not UTF-8 (then [`Self::field_str`] finds the column to name).
+    fn record_text(&self) -> Option<(&str, &str)> {
+        Some((
+            std::str::from_utf8(&self.raw).ok()?,
+            std::str::from_utf8(&self.decoded).ok()?,
+        ))
+    }
+
+    /// Field `i` sliced out of [`Self::record_text`]'s text. Fields end at ASCII delimiters
+    /// and quotes, so they start and end on character boundaries (checked all the same).
+    fn field_in<'t>(&self, text: (&'t str, &'t str), i: usize) -> Option<&'t str> {
+        match self.fields.get(i) {
+            Some(f) if f.decoded => text.1.get(f.start..f.end),
+            Some(f) => text.0.get(f.start..f.end),
+            None => Some(""),
+        }
+    }
+
     pub(super) fn read_header(&mut self, id_column: &str) -> Result<Header, CsvError> {
         if !self.next_record()? {
             return Err(CsvError::new(
@@ -311,6 +330,8 @@ impl<'p, R: BufRead> RecordReader<'p, R> {
         // attributes (IDM key order makes it an `IndexMap`).
         let id_idx = header.id_idx;
         let mut obj = Map::with_capacity(header.sorted.len());
+        // One UTF-8 check per record instead of one per field.
+        let text = self.record_text();
         for &i in &header.sorted {
             // `_id` repeats the id column's cell (index `names.len()` in `sorted`).
             let (name, col) = match header.names.get(i) {
@@ -320,7 +341,10 @@ impl<'p, R: BufRead> RecordReader<'p, R> {
             if self.field(col).is_empty() {
                 continue;
             }
-            let text = self.field_str(col, &header.names[col])?;
+            let text = match text.and_then(|t| self.field_in(t, col)) {
+                Some(text) => text,
+                None => self.field_str(col, &header.names[col])?,
+            };
             obj.insert(name.to_owned(), Value::String(text.to_owned()));
         }
         Ok(obj)

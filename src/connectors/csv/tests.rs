@@ -248,6 +248,23 @@ fn invalid_utf8_is_an_error() {
     let t = d.table(b"uid,name\nu1,ok\nu2,bad\xFF\xFE\n", "uid");
     let e = t.scan(&mut |_| ControlFlow::Continue(())).unwrap_err();
     assert_eq!((e.kind(), e.line), (&CsvErrorKind::Parse, Some(3)));
+    assert!(e.to_string().contains("column \"name\""), "{e}");
+    // Invalid bytes in a quoted field (read through the decoded buffer) name their column too.
+    let t = d.table(b"uid,name,mail\nu1,\"a\xFF,\",m\n", "uid");
+    let e = t.scan(&mut |_| ControlFlow::Continue(())).unwrap_err();
+    assert!(e.to_string().contains("column \"name\""), "{e}");
+    // Multibyte text in quoted and plain fields of one record comes out whole.
+    let t = d.table(
+        "uid,name,mail\nu1,\"Zoë, \"\"Z\"\"\",é@x\n".as_bytes(),
+        "uid",
+    );
+    let mut seen = Vec::new();
+    t.scan(&mut |o| {
+        seen.push((o["name"].clone(), o["mail"].clone()));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(seen, vec![(json!("Zoë, \"Z\""), json!("é@x"))]);
     let t = d.table(b"uid,na\xC3\n", "uid");
     assert_eq!(t.check().unwrap_err().kind(), &CsvErrorKind::Parse);
     // Split-up multibyte sequence across a comma must not be glued back together.
