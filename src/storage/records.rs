@@ -29,6 +29,15 @@ pub(super) struct LinkRecord {
     pub(super) rev: u64,
 }
 
+/// A stored [`LinkRecord`] read in place (the same layout, nothing copied).
+#[derive(Deserialize)]
+pub(super) struct LinkRecordView<'a> {
+    #[allow(dead_code)] // read to reach `rev`; bincode has no skipping
+    #[serde(borrow)]
+    pub(super) second_id: &'a str,
+    pub(super) rev: u64,
+}
+
 /// One row of the link table (reference §5). Ids are unqualified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
