@@ -3,7 +3,7 @@
 //! [`ItemBatch`] of a run's association entries or audit events.
 
 use super::locks::{key_hash, stripe, Seen};
-use super::records::{EntryRecord, IndexTerm, Link, LinkRecord, LinkRecordView, ObjectRecord};
+use super::records::{EntryRecord, IndexTerm, Link, LinkRecordView, ObjectRecord};
 use super::{codec, keys, sled_err, Result, Store, StoreError};
 
 /// What a write expects to find (compare-and-swap precondition).
@@ -201,8 +201,8 @@ impl DataBatch {
                 ));
             }
         }
-        let value = codec::encode(&LinkRecord {
-            second_id: link.second_id.clone(),
+        let value = codec::encode(&LinkRecordView {
+            second_id: &link.second_id,
             rev: link.rev,
         })?;
         self.insert(

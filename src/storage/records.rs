@@ -29,10 +29,10 @@ pub(super) struct LinkRecord {
     pub(super) rev: u64,
 }
 
-/// A stored [`LinkRecord`] read in place (the same layout, nothing copied).
-#[derive(Deserialize)]
+/// A [`LinkRecord`] borrowed: written from the caller's strings, read in place (the same
+/// layout, nothing copied).
+#[derive(Serialize, Deserialize)]
 pub(super) struct LinkRecordView<'a> {
-    #[allow(dead_code)] // read to reach `rev`; bincode has no skipping
     #[serde(borrow)]
     pub(super) second_id: &'a str,
     pub(super) rev: u64,

@@ -436,3 +436,21 @@ fn sync_tokens_and_sync_audit_events_round_trip_and_trim() {
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_borrowed_link_record_is_stored_as_the_owned_one() {
+    use records::{LinkRecord, LinkRecordView};
+    let owned = codec::encode(&LinkRecord {
+        second_id: "t/1".into(),
+        rev: 7,
+    })
+    .expect("encode");
+    let view = codec::encode(&LinkRecordView {
+        second_id: "t/1",
+        rev: 7,
+    })
+    .expect("encode");
+    assert_eq!(owned, view);
+    let back: LinkRecordView = codec::decode_borrowed(&view).expect("decode");
+    assert_eq!((back.second_id, back.rev), ("t/1", 7));
+}
