@@ -103,10 +103,20 @@ pub enum Dialect {
 impl Dialect {
     /// The text of parameter `n` (1-based).
     pub fn placeholder(self, n: usize) -> String {
-        match self {
-            Dialect::Postgres => format!("${n}"),
-            Dialect::Sqlite => format!("?{n}"),
-        }
+        let mut s = String::with_capacity(6);
+        self.push_placeholder(&mut s, n);
+        s
+    }
+
+    /// Appends [`Dialect::placeholder`] to `out`.
+    pub fn push_placeholder(self, out: &mut String, n: usize) {
+        use std::fmt::Write;
+        out.push(match self {
+            Dialect::Postgres => '$',
+            Dialect::Sqlite => '?',
+        });
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{n}");
     }
 
     /// How a column is selected so that [`Conn::query`] can turn it into JSON. `prefix` is
