@@ -253,5 +253,8 @@ mod tests {
             "INSERT INTO \"people\" AS t DEFAULT VALUES"
         );
         assert!(insert_sql(&m, Dialect::Postgres, &cols, 1).contains(") RETURNING "));
+        for n in [0, 9, 10, 99, 100, 65_535, usize::MAX] {
+            assert_eq!(Dialect::Postgres.placeholder(n), format!("${n}"));
+        }
     }
 }
