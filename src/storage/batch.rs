@@ -2,8 +2,9 @@
 //! with its compare-and-swap preconditions, applied atomically under striped locks; an
 //! [`ItemBatch`] of a run's association entries or audit events.
 
-use super::records::{EntryRecord, IndexTerm, Link, LinkRecord, ObjectRecord};
-use super::{codec, keys, sled_err, stripe_of, Result, Store, StoreError};
+use super::locks::{key_hash, stripe, Seen};
+use super::records::{EntryRecord, IndexTerm, Link, LinkRecordView, ObjectRecord};
+use super::{codec, keys, sled_err, Result, Store, StoreError};
 
 /// What a write expects to find (compare-and-swap precondition).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +25,21 @@ enum Slot {
 /// One precondition of a batch: the key, how to read its revision, and what is expected.
 struct Precondition {
     key: Vec<u8>,
+    /// `locks::key_hash(key)`.
+    hash: u64,
     slot: Slot,
     expect: Expect,
+}
+
+impl Precondition {
+    fn new(key: Vec<u8>, slot: Slot, expect: Expect) -> Precondition {
+        Precondition {
+            hash: key_hash(&key),
+            key,
+            slot,
+            expect,
+        }
+    }
 }
 
 /// A position in a [`DataBatch`], to drop what was staged after it.
@@ -51,16 +65,19 @@ pub struct DataBatch {
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ops: usize,
     preconditions: Vec<Precondition>,
+    /// Link keys read for this batch (by the `*_noted` reads), which a precondition on the same
+    /// key takes instead of reading again while the key's write epoch is unchanged.
+    seen: Vec<Seen>,
 }
 
 impl DataBatch {
     /// The object `set/id` must be as expected when the batch is applied.
     pub fn expect_object(&mut self, set: &str, id: &str, expect: Expect) {
-        self.preconditions.push(Precondition {
-            key: keys::object_key(set, id),
-            slot: Slot::Object,
+        self.preconditions.push(Precondition::new(
+            keys::object_key(set, id),
+            Slot::Object,
             expect,
-        });
+        ));
     }
 
     /// The link (type, qualifier, firstId) must be as expected when the batch is applied.
@@ -71,20 +88,20 @@ impl DataBatch {
         first_id: &str,
         expect: Expect,
     ) {
-        self.preconditions.push(Precondition {
-            key: keys::link_key(keys::LINK_FIRST, link_type, qualifier, first_id),
-            slot: Slot::LinkFirst,
+        self.preconditions.push(Precondition::new(
+            keys::link_key(keys::LINK_FIRST, link_type, qualifier, first_id),
+            Slot::LinkFirst,
             expect,
-        });
+        ));
     }
 
     /// No link (type, qualifier, *, secondId) may exist when the batch is applied.
     pub fn expect_no_link_to_second(&mut self, link_type: &str, qualifier: &str, second_id: &str) {
-        self.preconditions.push(Precondition {
-            key: keys::link_key(keys::LINK_SECOND, link_type, qualifier, second_id),
-            slot: Slot::LinkSecond,
-            expect: Expect::Absent,
-        });
+        self.preconditions.push(Precondition::new(
+            keys::link_key(keys::LINK_SECOND, link_type, qualifier, second_id),
+            Slot::LinkSecond,
+            Expect::Absent,
+        ));
     }
 
     pub fn mark(&self) -> BatchMark {
@@ -95,7 +112,13 @@ impl DataBatch {
         }
     }
 
-    /// Drops every write and precondition staged after `m`.
+    /// Keeps what a read of a link key found, for a precondition on the same key.
+    pub(super) fn note(&mut self, seen: Seen) {
+        self.seen.push(seen);
+    }
+
+    /// Drops every write and precondition staged after `m` (reads noted stay: what they
+    /// found is checked against the key's write epoch, whatever batch they are used in).
     pub fn truncate(&mut self, m: &BatchMark) {
         self.writes.truncate(m.writes);
         self.preconditions.truncate(m.preconditions);
@@ -106,6 +129,7 @@ impl DataBatch {
     pub fn append(&mut self, mut other: DataBatch) {
         self.writes.append(&mut other.writes);
         self.preconditions.append(&mut other.preconditions);
+        self.seen.append(&mut other.seen);
         self.ops += other.ops;
     }
 
@@ -177,8 +201,8 @@ impl DataBatch {
                 ));
             }
         }
-        let value = codec::encode(&LinkRecord {
-            second_id: link.second_id.clone(),
+        let value = codec::encode(&LinkRecordView {
+            second_id: &link.second_id,
             rev: link.rev,
         })?;
         self.insert(
@@ -259,33 +283,67 @@ impl Store {
     /// so no other checked write of those keys can come between the check and the write. A
     /// failed check writes nothing and returns [`StoreError::Conflict`]; the caller re-reads
     /// and retries. (A shared-database backend does the same with `UPDATE … WHERE rev = $old`.)
+    ///
+    /// A precondition on a link key the writer read for this batch (`Store::link_by_*_for`)
+    /// takes what that read found instead of reading again, if the key's write epoch, checked
+    /// under the same locks, shows no write since the read (see `locks`).
     pub fn apply(&self, batch: DataBatch) -> Result<()> {
         if batch.ops == 0 && batch.preconditions.is_empty() {
             return Ok(());
         }
-        let mut stripes: Vec<usize> = batch
-            .preconditions
+        let DataBatch {
+            writes,
+            preconditions,
+            mut seen,
+            ..
+        } = batch;
+        // Written link keys are locked too and their write epochs bumped under the locks, so
+        // that a read of a link key noted earlier can be trusted while its epoch holds (see
+        // `locks`).
+        let written_links: Vec<u64> = writes
             .iter()
-            .map(|p| stripe_of(&p.key))
+            .filter(|(k, _)| matches!(k.first(), Some(&keys::LINK_FIRST | &keys::LINK_SECOND)))
+            .map(|(k, _)| key_hash(k))
+            .collect();
+        let mut stripes: Vec<usize> = preconditions
+            .iter()
+            .map(|p| p.hash)
+            .chain(written_links.iter().copied())
+            .map(stripe)
             .collect();
         stripes.sort_unstable();
         stripes.dedup();
-        // Locks are always taken in ascending stripe order: no two writers can deadlock.
-        let _guards: Vec<_> = stripes.iter().map(|i| self.stripes[*i].lock()).collect();
-        self.check(&batch.preconditions)?;
+        let _guards = self.stripes.lock(&stripes);
+        seen.sort_unstable_by_key(|s| s.hash);
+        self.check(&preconditions, &seen)?;
         let mut sb = sled::Batch::default();
-        for (k, v) in batch.writes {
+        for (k, v) in writes {
             match v {
                 Some(v) => sb.insert(k, v),
                 None => sb.remove(k),
             }
         }
-        self.data
-            .apply_batch(sb)
-            .map_err(sled_err("writing objects and links"))
+        let applied = self.data.apply_batch(sb);
+        // Bumped even if sled failed: a needless re-read is harmless, a missed bump is not.
+        for h in written_links {
+            self.stripes.bump(h);
+        }
+        applied.map_err(sled_err("writing objects and links"))
     }
 
-    fn check(&self, preconditions: &[Precondition]) -> Result<()> {
+    /// What a noted read found for a precondition's key, if the key was not written since.
+    fn seen_for<'s>(&self, p: &Precondition, seen: &'s [Seen]) -> Option<&'s Seen> {
+        if p.slot == Slot::Object {
+            return None;
+        }
+        let from = seen.partition_point(|s| s.hash < p.hash);
+        seen[from..]
+            .iter()
+            .take_while(|s| s.hash == p.hash)
+            .find(|s| s.key == p.key && self.stripes.still_current(s))
+    }
+
+    fn check(&self, preconditions: &[Precondition], seen: &[Seen]) -> Result<()> {
         // A key expected twice means two writes of it in one batch: refused. (Sorted
         // neighbours, not a hash set: this runs for every object a run writes.)
         let mut sorted: Vec<&[u8]> = preconditions.iter().map(|p| &p.key[..]).collect();
@@ -297,15 +355,9 @@ impl Store {
             )));
         }
         for p in preconditions {
-            let current = self
-                .data
-                .get(&p.key)
-                .map_err(sled_err("checking a revision"))?;
-            let found = match (&current, p.slot) {
-                (None, _) => None,
-                (Some(v), Slot::Object) => Some(codec::decode_borrowed::<ObjectRecord>(v)?.rev),
-                (Some(v), Slot::LinkFirst) => Some(codec::decode::<LinkRecord>(v)?.rev),
-                (Some(_), Slot::LinkSecond) => Some(0),
+            let found = match self.seen_for(p, seen) {
+                Some(s) => s.found,
+                None => self.read_revision(p)?,
             };
             let ok = match (p.expect, found) {
                 (Expect::Absent, None) => true,
@@ -324,6 +376,20 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The stored revision of a precondition's key (0 for a `LINK_SECOND` key), or None.
+    fn read_revision(&self, p: &Precondition) -> Result<Option<u64>> {
+        let current = self
+            .data
+            .get(&p.key)
+            .map_err(sled_err("checking a revision"))?;
+        Ok(match (&current, p.slot) {
+            (None, _) => None,
+            (Some(v), Slot::Object) => Some(codec::decode_borrowed::<ObjectRecord>(v)?.rev),
+            (Some(v), Slot::LinkFirst) => Some(codec::decode_borrowed::<LinkRecordView>(v)?.rev),
+            (Some(_), Slot::LinkSecond) => Some(0),
+        })
     }
 
     pub fn apply_entries(&self, batch: ItemBatch) -> Result<()> {

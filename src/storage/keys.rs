@@ -76,14 +76,19 @@ fn take_lp(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 pub(crate) fn object_prefix(set: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + set.len());
+    object_key_with(set, 0)
+}
+
+/// An object prefix with room for an id of `id_len` bytes (keys are built in one allocation).
+fn object_key_with(set: &str, id_len: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + set.len() + id_len);
     k.push(OBJECT);
     push_lp(&mut k, set.as_bytes());
     k
 }
 
 pub(crate) fn object_key(set: &str, id: &str) -> Vec<u8> {
-    let mut k = object_prefix(set);
+    let mut k = object_key_with(set, id.len());
     k.extend_from_slice(id.as_bytes());
     k
 }
@@ -124,7 +129,11 @@ pub(crate) fn index_terms(value: &Value, out: &mut Vec<Vec<u8>>) {
 }
 
 pub(crate) fn index_prefix(set: &str, attr: &str, term: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(16 + set.len() + attr.len() + term.len());
+    index_key_with(set, attr, term, 0)
+}
+
+fn index_key_with(set: &str, attr: &str, term: &[u8], id_len: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13 + set.len() + attr.len() + term.len() + id_len);
     k.push(INDEX);
     push_lp(&mut k, set.as_bytes());
     push_lp(&mut k, attr.as_bytes());
@@ -133,7 +142,7 @@ pub(crate) fn index_prefix(set: &str, attr: &str, term: &[u8]) -> Vec<u8> {
 }
 
 pub(crate) fn index_key(set: &str, attr: &str, term: &[u8], id: &str) -> Vec<u8> {
-    let mut k = index_prefix(set, attr, term);
+    let mut k = index_key_with(set, attr, term, id.len());
     k.extend_from_slice(id.as_bytes());
     k
 }
@@ -145,7 +154,11 @@ pub(crate) fn index_set_prefix(set: &str) -> Vec<u8> {
 }
 
 pub(crate) fn link_prefix(side: u8, link_type: &str, qualifier: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(12 + link_type.len() + qualifier.len());
+    link_key_with(side, link_type, qualifier, 0)
+}
+
+fn link_key_with(side: u8, link_type: &str, qualifier: &str, id_len: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + link_type.len() + qualifier.len() + id_len);
     k.push(side);
     push_lp(&mut k, link_type.as_bytes());
     push_lp(&mut k, qualifier.as_bytes());
@@ -159,7 +172,7 @@ pub(crate) fn link_type_prefix(side: u8, link_type: &str) -> Vec<u8> {
 }
 
 pub(crate) fn link_key(side: u8, link_type: &str, qualifier: &str, id: &str) -> Vec<u8> {
-    let mut k = link_prefix(side, link_type, qualifier);
+    let mut k = link_key_with(side, link_type, qualifier, id.len());
     k.extend_from_slice(id.as_bytes());
     k
 }
@@ -266,6 +279,16 @@ mod tests {
         assert_eq!(seq_from_tagged(&sync_audit_key(9)), Some(9));
         assert_eq!(sync_token_key("system/a")[0], SYNC_TOKEN);
         assert_ne!(SYNC_TOKEN, SYNC_AUDIT);
+    }
+
+    #[test]
+    fn keys_are_built_in_one_allocation() {
+        let k = link_key(LINK_FIRST, "m", "default", "u/1");
+        assert_eq!(k.capacity(), k.len());
+        let k = object_key("managed/user", "abc");
+        assert_eq!(k.capacity(), k.len());
+        let k = index_key("managed/user", "/userName", b"sx", "abc");
+        assert_eq!(k.capacity(), k.len());
     }
 
     #[test]

@@ -2,8 +2,17 @@
 
 use std::ops::ControlFlow;
 
+use sled::IVec;
+
+use super::locks::{key_hash, Seen};
 use super::records::{Link, LinkRecord};
-use super::{codec, keys, sled_err, Result, Store, StoreError};
+use super::{codec, keys, sled_err, DataBatch, Result, Store, StoreError};
+
+/// A link key's hash and its slot's write epoch, taken before reading it.
+struct ReadStart {
+    hash: u64,
+    epoch: u64,
+}
 
 impl Store {
     fn decode_link(key: &[u8], value: &[u8]) -> Result<Link> {
@@ -25,11 +34,7 @@ impl Store {
         qualifier: &str,
         first_id: &str,
     ) -> Result<Option<Link>> {
-        let key = keys::link_key(keys::LINK_FIRST, link_type, qualifier, first_id);
-        match self.data.get(&key).map_err(sled_err("reading a link"))? {
-            Some(v) => Self::decode_link(&key, &v).map(Some),
-            None => Ok(None),
-        }
+        self.first_noted(None, link_type, qualifier, first_id)
     }
 
     pub fn link_by_second(
@@ -38,11 +43,100 @@ impl Store {
         qualifier: &str,
         second_id: &str,
     ) -> Result<Option<Link>> {
+        self.second_noted(None, link_type, qualifier, second_id)
+    }
+
+    /// [`Store::link_by_first`] for a writer: what it found is noted in `batch`, so that a
+    /// precondition of the batch on the same link needs no second read (see `locks`).
+    pub fn link_by_first_for(
+        &self,
+        batch: &mut DataBatch,
+        link_type: &str,
+        qualifier: &str,
+        first_id: &str,
+    ) -> Result<Option<Link>> {
+        self.first_noted(Some(batch), link_type, qualifier, first_id)
+    }
+
+    /// [`Store::link_by_second`] for a writer (see [`Store::link_by_first_for`]).
+    pub fn link_by_second_for(
+        &self,
+        batch: &mut DataBatch,
+        link_type: &str,
+        qualifier: &str,
+        second_id: &str,
+    ) -> Result<Option<Link>> {
+        self.second_noted(Some(batch), link_type, qualifier, second_id)
+    }
+
+    /// Reads a link key; with a batch, also what its slot's write epoch was before the read.
+    fn read_link_key(&self, noting: bool, key: &[u8]) -> Result<(Option<IVec>, Option<ReadStart>)> {
+        let epoch = noting.then(|| {
+            let hash = key_hash(key);
+            ReadStart {
+                hash,
+                epoch: self.stripes.epoch(hash),
+            }
+        });
+        let value = self.data.get(key).map_err(sled_err("reading a link"))?;
+        Ok((value, epoch))
+    }
+
+    fn first_noted(
+        &self,
+        batch: Option<&mut DataBatch>,
+        link_type: &str,
+        qualifier: &str,
+        first_id: &str,
+    ) -> Result<Option<Link>> {
+        let key = keys::link_key(keys::LINK_FIRST, link_type, qualifier, first_id);
+        let (value, epoch) = self.read_link_key(batch.is_some(), &key)?;
+        let link = match value {
+            Some(v) => {
+                let rec: LinkRecord = codec::decode(&v)?;
+                Some(Link {
+                    link_type: link_type.to_string(),
+                    qualifier: qualifier.to_string(),
+                    first_id: first_id.to_string(),
+                    second_id: rec.second_id,
+                    rev: rec.rev,
+                })
+            }
+            None => None,
+        };
+        if let (Some(batch), Some(ReadStart { hash, epoch })) = (batch, epoch) {
+            batch.note(Seen {
+                hash,
+                key,
+                epoch,
+                found: link.as_ref().map(|l| l.rev),
+            });
+        }
+        Ok(link)
+    }
+
+    fn second_noted(
+        &self,
+        mut batch: Option<&mut DataBatch>,
+        link_type: &str,
+        qualifier: &str,
+        second_id: &str,
+    ) -> Result<Option<Link>> {
         let key = keys::link_key(keys::LINK_SECOND, link_type, qualifier, second_id);
-        match self.data.get(&key).map_err(sled_err("reading a link"))? {
+        let (value, epoch) = self.read_link_key(batch.is_some(), &key)?;
+        if let (Some(batch), Some(ReadStart { hash, epoch })) = (batch.as_deref_mut(), epoch) {
+            // A reverse key has no revision: present reads as 0 (as in `Store::check`).
+            batch.note(Seen {
+                hash,
+                key,
+                epoch,
+                found: value.as_ref().map(|_| 0),
+            });
+        }
+        match value {
             Some(first) => {
                 let first = String::from_utf8_lossy(&first).into_owned();
-                self.link_by_first(link_type, qualifier, &first)
+                self.first_noted(batch, link_type, qualifier, &first)
             }
             None => Ok(None),
         }

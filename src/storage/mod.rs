@@ -15,13 +15,14 @@
 //! completion record is written after all of its entries and audit events.
 //!
 //! Files: `records` (what is stored), `batch` (batches and the write discipline), `objects`,
-//! `links` and `runs` (reads of each tree), `keys` and `codec`; this file opens the store and
-//! keeps the small named `meta` values.
+//! `links` and `runs` (reads of each tree), `keys` and `codec`, `locks` (write locks and
+//! epochs); this file opens the store and keeps the small named `meta` values.
 
 mod batch;
 mod codec;
 mod keys;
 mod links;
+mod locks;
 mod objects;
 mod records;
 mod runs;
@@ -82,19 +83,10 @@ impl Default for StoreOptions {
 }
 
 /// The embedded store. Cheap to clone (sled handles are reference-counted).
-const STRIPES: usize = 256;
-
-fn stripe_of(key: &[u8]) -> usize {
-    let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    });
-    (h % STRIPES as u64) as usize
-}
-
 #[derive(Clone)]
 pub struct Store {
-    /// Striped locks held around check + apply of a batch with preconditions.
-    stripes: std::sync::Arc<Vec<parking_lot::Mutex<()>>>,
+    /// Striped locks held around check + apply of a batch, and link keys' write epochs.
+    stripes: std::sync::Arc<locks::WriteLocks>,
     db: sled::Db,
     data: sled::Tree,
     runs: sled::Tree,
@@ -127,9 +119,7 @@ impl Store {
             meta: tree("meta")?,
             sync: tree("sync")?,
             sync_appends: std::sync::Arc::default(),
-            stripes: std::sync::Arc::new(
-                (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
-            ),
+            stripes: std::sync::Arc::new(locks::WriteLocks::new()),
             db,
         })
     }

@@ -29,6 +29,15 @@ pub(super) struct LinkRecord {
     pub(super) rev: u64,
 }
 
+/// A [`LinkRecord`] borrowed: written from the caller's strings, read in place (the same
+/// layout, nothing copied).
+#[derive(Serialize, Deserialize)]
+pub(super) struct LinkRecordView<'a> {
+    #[serde(borrow)]
+    pub(super) second_id: &'a str,
+    pub(super) rev: u64,
+}
+
 /// One row of the link table (reference §5). Ids are unqualified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {

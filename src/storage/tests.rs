@@ -249,6 +249,140 @@ fn compare_and_swap_preconditions_guard_the_whole_batch() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+fn link(first: &str, second: &str, rev: u64) -> Link {
+    Link {
+        link_type: "m".into(),
+        qualifier: "default".into(),
+        first_id: first.into(),
+        second_id: second.into(),
+        rev,
+    }
+}
+
+/// A new link staged on what the writer read: its preconditions are taken from the reads.
+fn stage_new_link(store: &Store, first: &str, second: &str) -> DataBatch {
+    let mut b = DataBatch::new();
+    let by_first = store
+        .link_by_first_for(&mut b, "m", "default", first)
+        .expect("read");
+    let by_second = store
+        .link_by_second_for(&mut b, "m", "default", second)
+        .expect("read");
+    assert_eq!((by_first, by_second), (None, None), "both sides free");
+    b.expect_link("m", "default", first, Expect::Absent);
+    b.expect_no_link_to_second("m", "default", second);
+    b.put_link(&link(first, second, 1), None).expect("stage");
+    b
+}
+
+#[test]
+fn a_link_read_for_a_batch_answers_its_precondition_until_the_key_is_written() {
+    let (store, dir) = temp_store("noted");
+    // Nothing written since the reads: the batch applies.
+    store
+        .apply(stage_new_link(&store, "s1", "t1"))
+        .expect("first link");
+    // A link to t2 written by another writer after this batch's reads: the reads are stale
+    // and the batch is refused, both when the forward key and when the target side was taken.
+    let stale = stage_new_link(&store, "s2", "t2");
+    store
+        .apply(stage_new_link(&store, "s3", "t2"))
+        .expect("the other writer");
+    assert!(
+        matches!(store.apply(stale), Err(StoreError::Conflict(m)) if m.contains("t2")),
+        "a second link to t2 is refused"
+    );
+    let stale = stage_new_link(&store, "s4", "t4");
+    store
+        .apply(stage_new_link(&store, "s4", "t5"))
+        .expect("the other writer");
+    assert!(
+        matches!(store.apply(stale), Err(StoreError::Conflict(m)) if m.contains("s4")),
+        "a second link from s4 is refused"
+    );
+    // A read that found the link: an update at its revision applies, a stale one does not.
+    let mut b = DataBatch::new();
+    let found = store
+        .link_by_first_for(&mut b, "m", "default", "s1")
+        .expect("read")
+        .expect("linked");
+    let mut other = DataBatch::new();
+    let again = store
+        .link_by_first_for(&mut other, "m", "default", "s1")
+        .expect("read")
+        .expect("linked");
+    for batch in [&mut b, &mut other] {
+        batch.expect_link("m", "default", "s1", Expect::Rev(found.rev));
+        batch.expect_no_link_to_second("m", "default", "t9");
+        batch
+            .put_link(&link("s1", "t9", found.rev + 1), Some(&again.second_id))
+            .expect("stage");
+    }
+    store.apply(b).expect("repoint at the read revision");
+    assert!(
+        matches!(store.apply(other), Err(StoreError::Conflict(m)) if m.contains("revision")),
+        "the second repoint read revision 1 and is refused"
+    );
+    let now = store
+        .link_by_second("m", "default", "t9")
+        .expect("read")
+        .expect("repointed");
+    assert_eq!((now.first_id.as_str(), now.rev), ("s1", 2));
+    assert_eq!(
+        store.link_by_second("m", "default", "t1").expect("read"),
+        None
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn racing_writers_on_noted_reads_link_a_target_once() {
+    let (store, dir) = temp_store("noted-race");
+    // Eight writers, each linking its own source to the same 200 targets in turn, each
+    // from its own reads: every target ends with exactly one link.
+    let targets = 200;
+    std::thread::scope(|s| {
+        for w in 0..8 {
+            let store = &store;
+            s.spawn(move || {
+                for t in 0..targets {
+                    let second = format!("t{t}");
+                    let first = format!("w{w}-{t}");
+                    let mut b = DataBatch::new();
+                    let taken = store
+                        .link_by_second_for(&mut b, "m", "default", &second)
+                        .expect("read");
+                    store
+                        .link_by_first_for(&mut b, "m", "default", &first)
+                        .expect("read");
+                    if taken.is_some() {
+                        continue;
+                    }
+                    b.expect_link("m", "default", &first, Expect::Absent);
+                    b.expect_no_link_to_second("m", "default", &second);
+                    b.put_link(&link(&first, &second, 1), None).expect("stage");
+                    match store.apply(b) {
+                        Ok(()) | Err(StoreError::Conflict(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    let mut per_target = std::collections::HashMap::new();
+    store
+        .scan_links(Some("m"), None, &mut |l| {
+            *per_target.entry(l.second_id).or_insert(0) += 1;
+            ControlFlow::Continue(())
+        })
+        .expect("scan");
+    assert_eq!(per_target.len(), targets);
+    assert!(per_target.values().all(|n| *n == 1), "{per_target:?}");
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn sync_tokens_and_sync_audit_events_round_trip_and_trim() {
     let (store, dir) = temp_store("sync");
@@ -301,4 +435,22 @@ fn sync_tokens_and_sync_audit_events_round_trip_and_trim() {
     );
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_borrowed_link_record_is_stored_as_the_owned_one() {
+    use records::{LinkRecord, LinkRecordView};
+    let owned = codec::encode(&LinkRecord {
+        second_id: "t/1".into(),
+        rev: 7,
+    })
+    .expect("encode");
+    let view = codec::encode(&LinkRecordView {
+        second_id: "t/1",
+        rev: 7,
+    })
+    .expect("encode");
+    assert_eq!(owned, view);
+    let back: LinkRecordView = codec::decode_borrowed(&view).expect("decode");
+    assert_eq!((back.second_id, back.rev), ("t/1", 7));
 }

@@ -194,11 +194,9 @@ fn insert_many(
 ) -> Result<Vec<Value>, DbError> {
     let d = conn.dialect();
     let n = group.len();
-    let full = rows::insert_sql(m, d, cols, n);
-    let sql = match full.rfind(" RETURNING ") {
-        Some(at) => format!("{} RETURNING {}", &full[..at], d.select_expr(&m.key, "")),
-        None => full,
-    };
+    let mut sql = rows::insert_values_sql(m, d, cols, n);
+    sql.push_str(" RETURNING ");
+    sql.push_str(&d.select_expr(&m.key, ""));
     // The keys the rows carry (to match RETURNING's rows), then the values move into the
     // statement's parameters: no value is copied.
     let sent_keys: Vec<Option<String>> = group

@@ -103,10 +103,30 @@ pub enum Dialect {
 impl Dialect {
     /// The text of parameter `n` (1-based).
     pub fn placeholder(self, n: usize) -> String {
-        match self {
-            Dialect::Postgres => format!("${n}"),
-            Dialect::Sqlite => format!("?{n}"),
+        let mut s = String::with_capacity(6);
+        self.push_placeholder(&mut s, n);
+        s
+    }
+
+    /// Appends [`Dialect::placeholder`] to `out`.
+    pub fn push_placeholder(self, out: &mut String, n: usize) {
+        out.push(match self {
+            Dialect::Postgres => '$',
+            Dialect::Sqlite => '?',
+        });
+        // Digits by hand: `write!` costs more than the rest of a row's statement text.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
         }
+        out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
     }
 
     /// How a column is selected so that [`Conn::query`] can turn it into JSON. `prefix` is

@@ -87,30 +87,43 @@ pub fn create_values<'m>(
 /// `INSERT INTO <table> (<cols>) VALUES (...), ... RETURNING ...` for `rows` rows of `cols`,
 /// placeholders numbered row after row.
 pub fn insert_sql(m: &Model, d: Dialect, cols: &[&Column], rows: usize) -> String {
+    let mut sql = insert_values_sql(m, d, cols, rows);
+    sql.push_str(&returning(m, d));
+    sql
+}
+
+/// [`insert_sql`] without its `RETURNING` clause. Written into one string: a batch's
+/// statement has ten thousand placeholders, and a string for each cost more than the rows'
+/// values.
+pub fn insert_values_sql(m: &Model, d: Dialect, cols: &[&Column], rows: usize) -> String {
+    use std::fmt::Write;
     if cols.is_empty() {
         // Only ever one row: a row of defaults.
-        return format!(
-            "INSERT INTO {} AS t DEFAULT VALUES{}",
-            m.table,
-            returning(m, d)
-        );
+        return format!("INSERT INTO {} AS t DEFAULT VALUES", m.table);
     }
-    let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
-    let tuples: Vec<String> = (0..rows)
-        .map(|r| {
-            let phs: Vec<String> = (1..=cols.len())
-                .map(|i| d.placeholder(r * cols.len() + i))
-                .collect();
-            format!("({})", phs.join(", "))
-        })
-        .collect();
-    format!(
-        "INSERT INTO {} AS t ({}) VALUES {}{}",
-        m.table,
-        names.join(", "),
-        tuples.join(", "),
-        returning(m, d)
-    )
+    let mut sql = String::with_capacity(64 + 24 * cols.len() + rows * cols.len() * 8);
+    // Writing to a String cannot fail.
+    let _ = write!(sql, "INSERT INTO {} AS t (", m.table);
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&quote_ident(&c.name));
+    }
+    sql.push_str(") VALUES ");
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for i in 0..cols.len() {
+            n += 1;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            d.push_placeholder(&mut sql, n);
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 pub fn create_row(
@@ -200,4 +213,48 @@ fn same_key(a: &Param, b: &Param) -> bool {
         _ => None,
     };
     text(a) == text(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::sql::db::ColKind;
+
+    fn col(name: &str) -> Column {
+        Column {
+            name: name.into(),
+            sql_type: "text".into(),
+            kind: ColKind::Text,
+        }
+    }
+
+    #[test]
+    fn a_multi_row_insert_numbers_its_placeholders_row_after_row() {
+        let m = Model {
+            table: "\"people\"".into(),
+            key: col("uid"),
+            attrs: Vec::new(),
+            selected: vec![col("uid")],
+            enable_empty_string: false,
+            change_log: None,
+        };
+        let (a, b) = (col("uid"), col("mail"));
+        let cols = [&a, &b];
+        assert_eq!(
+            insert_values_sql(&m, Dialect::Postgres, &cols, 3),
+            "INSERT INTO \"people\" AS t (\"uid\", \"mail\") VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert_eq!(
+            insert_values_sql(&m, Dialect::Sqlite, &cols[..1], 2),
+            "INSERT INTO \"people\" AS t (\"uid\") VALUES (?1), (?2)"
+        );
+        assert_eq!(
+            insert_values_sql(&m, Dialect::Postgres, &[], 1),
+            "INSERT INTO \"people\" AS t DEFAULT VALUES"
+        );
+        assert!(insert_sql(&m, Dialect::Postgres, &cols, 1).contains(") RETURNING "));
+        for n in [0, 9, 10, 99, 100, 65_535, usize::MAX] {
+            assert_eq!(Dialect::Postgres.placeholder(n), format!("${n}"));
+        }
+    }
 }

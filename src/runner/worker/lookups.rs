@@ -22,30 +22,46 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn link_for_source(&self, q: &str, sid: &str) -> Result<Option<Link>, WorkerError> {
+    /// The link of a source. What was read is noted in the unit's batch: a link the unit
+    /// then writes has its compare-and-swap precondition answered from this read, not read
+    /// again, unless the key was written in between (see `storage::locks`).
+    pub(super) fn link_for_source(
+        &self,
+        unit: &mut Unit,
+        q: &str,
+        sid: &str,
+    ) -> Result<Option<Link>, WorkerError> {
         if !self.mapping.enable_linking {
             return Ok(None);
         }
         let sid = self.norm_source(sid);
         let lt = &self.mapping.link_type;
+        let store = &self.inner.store;
         let r = if self.mapping.links_reversed {
-            self.inner.store.link_by_second(lt, q, &sid)
+            store.link_by_second_for(&mut unit.batch, lt, q, &sid)
         } else {
-            self.inner.store.link_by_first(lt, q, &sid)
+            store.link_by_first_for(&mut unit.batch, lt, q, &sid)
         };
         r.map_err(WorkerError::store("reading a link"))
     }
 
-    pub(super) fn link_for_target(&self, q: &str, tid: &str) -> Result<Option<Link>, WorkerError> {
+    /// The link of a target (noted in the unit's batch, as in [`Ctx::link_for_source`]).
+    pub(super) fn link_for_target(
+        &self,
+        unit: &mut Unit,
+        q: &str,
+        tid: &str,
+    ) -> Result<Option<Link>, WorkerError> {
         if !self.mapping.enable_linking {
             return Ok(None);
         }
         let tid = self.norm_target(tid);
         let lt = &self.mapping.link_type;
+        let store = &self.inner.store;
         let r = if self.mapping.links_reversed {
-            self.inner.store.link_by_first(lt, q, &tid)
+            store.link_by_first_for(&mut unit.batch, lt, q, &tid)
         } else {
-            self.inner.store.link_by_second(lt, q, &tid)
+            store.link_by_second_for(&mut unit.batch, lt, q, &tid)
         };
         r.map_err(WorkerError::store("reading a link"))
     }

@@ -72,7 +72,7 @@ pub(super) fn assess_and_act_source(
     op: &mut Op,
 ) -> Result<(), WorkerError> {
     let start = Instant::now();
-    let link = ctx.link_for_source(q, sid)?;
+    let link = ctx.link_for_source(unit, q, sid)?;
     unit.tally
         .time("sourceLinkQuery", start.elapsed().as_nanos() as u64);
     let mut target: Option<Value> = None;
@@ -99,9 +99,9 @@ pub(super) fn assess_and_act_source(
         if link.is_some() {
             engine::situation_linked(qualifies, target.is_some())
         } else {
-            let candidates = ctx.correlate(ws, unit, source, q)?;
+            let mut candidates = ctx.correlate(ws, unit, source, q)?;
             let mut already_linked = false;
-            if let Some(c) = &candidates {
+            if let Some(c) = &mut candidates {
                 match c.len() {
                     0 => {}
                     1 => {
@@ -113,13 +113,15 @@ pub(super) fn assess_and_act_source(
                         let has_attrs = c[0]
                             .as_object()
                             .is_some_and(|m| m.keys().any(|k| !k.starts_with('_')));
+                        // Only the count of the candidates is read after this: the one
+                        // found is moved out, not copied.
                         target = if has_attrs {
-                            Some(c[0].clone())
+                            Some(std::mem::take(&mut c[0]))
                         } else {
                             ctx.read_target(unit, &tid)?
                         };
                         let start = Instant::now();
-                        already_linked = ctx.link_for_target(q, &tid)?.is_some();
+                        already_linked = ctx.link_for_target(unit, q, &tid)?.is_some();
                         unit.tally
                             .time("targetLinkQuery", start.elapsed().as_nanos() as u64);
                         op.target_id = Some(tid);

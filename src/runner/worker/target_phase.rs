@@ -64,7 +64,7 @@ pub(super) fn assess_and_act_target(
     op: &mut Op,
 ) -> Result<(), WorkerError> {
     let start = Instant::now();
-    let link = ctx.link_for_target(q, tid)?;
+    let link = ctx.link_for_target(unit, q, tid)?;
     unit.tally
         .time("targetLinkQuery", start.elapsed().as_nanos() as u64);
     let valid = ctx.valid(ws, &ctx.mapping.valid_target, "target", target, q)?;
