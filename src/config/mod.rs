@@ -304,6 +304,37 @@ mod tests {
         );
     }
 
+    /// The store defaults have one owner (`storage`), and the shipped `recon.toml` either
+    /// leaves a store setting out or writes the default: the memory figure of issue #19 is
+    /// measured with these settings and the README promises them.
+    #[test]
+    fn store_defaults_are_the_storage_layers_and_the_shipped_config_keeps_them() {
+        let c = parse("").expect("valid");
+        let defaults = crate::storage::StoreOptions::default();
+        assert_eq!(
+            c.storage.cache_capacity_mb * 1024 * 1024,
+            defaults.cache_capacity_bytes
+        );
+        assert_eq!(Some(c.storage.flush_every_ms), defaults.flush_every_ms);
+        assert_eq!(c.storage.cache_capacity_mb, 64);
+
+        let shipped: toml::Value = toml::from_str(include_str!("../../recon.toml"))
+            .expect("the shipped recon.toml is TOML");
+        let storage = shipped.get("storage").and_then(toml::Value::as_table);
+        let setting = |key: &str| {
+            storage
+                .and_then(|s| s.get(key))
+                .map(|v| v.as_integer().expect("a number of MiB or ms") as u64)
+        };
+        let cache = setting("cache_capacity_mb").unwrap_or(c.storage.cache_capacity_mb);
+        let flush = setting("flush_every_ms").unwrap_or(c.storage.flush_every_ms);
+        assert_eq!(cache, c.storage.cache_capacity_mb, "recon.toml's cache");
+        assert_eq!(
+            flush, c.storage.flush_every_ms,
+            "recon.toml's flush interval"
+        );
+    }
+
     #[test]
     fn unknown_server_keys_are_errors() {
         let e = parse("[server]\nlisten = \"x\"\nlisen = 1\n").expect_err("typo");
