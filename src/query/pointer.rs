@@ -249,7 +249,7 @@ const SCAN_KEYS: usize = 16;
 /// `m[key]`. IDM key order makes every map an `IndexMap` hashed with SipHash; on the small
 /// objects of identities (a dozen attributes) comparing the keys in order costs a fraction of
 /// hashing the one looked for (callgrind: about a quarter of the instructions per lookup).
-pub fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub(super) fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     if m.len() <= SCAN_KEYS {
         m.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
     } else {

@@ -69,17 +69,16 @@ impl Store {
         self.second_noted(Some(batch), link_type, qualifier, second_id)
     }
 
-    /// Reads a link key; with a batch, also what its slot's write epoch was before the read.
-    fn read_link_key(&self, noting: bool, key: &[u8]) -> Result<(Option<IVec>, Option<ReadStart>)> {
-        let epoch = noting.then(|| {
-            let hash = key_hash(key);
-            ReadStart {
-                hash,
-                epoch: self.stripes.epoch(hash),
-            }
-        });
+    /// Reads a link key, with its hash and its slot's write epoch taken before the read (what
+    /// a writer's read notes in its batch; a plain read ignores them).
+    fn read_link_key(&self, key: &[u8]) -> Result<(Option<IVec>, ReadStart)> {
+        let hash = key_hash(key);
+        let start = ReadStart {
+            hash,
+            epoch: self.stripes.epoch(hash),
+        };
         let value = self.data.get(key).map_err(sled_err("reading a link"))?;
-        Ok((value, epoch))
+        Ok((value, start))
     }
 
     fn first_noted(
@@ -90,7 +89,7 @@ impl Store {
         first_id: &str,
     ) -> Result<Option<Link>> {
         let key = keys::link_key(keys::LINK_FIRST, link_type, qualifier, first_id);
-        let (value, epoch) = self.read_link_key(batch.is_some(), &key)?;
+        let (value, start) = self.read_link_key(&key)?;
         let link = match value {
             Some(v) => {
                 let rec: LinkRecord = codec::decode(&v)?;
@@ -104,11 +103,11 @@ impl Store {
             }
             None => None,
         };
-        if let (Some(batch), Some(ReadStart { hash, epoch })) = (batch, epoch) {
+        if let Some(batch) = batch {
             batch.note(Seen {
-                hash,
+                hash: start.hash,
                 key,
-                epoch,
+                epoch: start.epoch,
                 found: link.as_ref().map(|l| l.rev),
             });
         }
@@ -123,13 +122,13 @@ impl Store {
         second_id: &str,
     ) -> Result<Option<Link>> {
         let key = keys::link_key(keys::LINK_SECOND, link_type, qualifier, second_id);
-        let (value, epoch) = self.read_link_key(batch.is_some(), &key)?;
-        if let (Some(batch), Some(ReadStart { hash, epoch })) = (batch.as_deref_mut(), epoch) {
+        let (value, start) = self.read_link_key(&key)?;
+        if let Some(batch) = batch.as_deref_mut() {
             // A reverse key has no revision: present reads as 0 (as in `Store::check`).
             batch.note(Seen {
-                hash,
+                hash: start.hash,
                 key,
-                epoch,
+                epoch: start.epoch,
                 found: value.as_ref().map(|_| 0),
             });
         }
