@@ -35,6 +35,7 @@ const SCENARIOS: &[&str] = &[
     "first-load",
     "first-load-assoc",
     "first-load-diffs",
+    "first-load-10x",
     "steady",
     "drift",
     "drift-assoc",
@@ -50,6 +51,19 @@ const SCENARIOS: &[&str] = &[
     "ldap-target",
     "pg-first-load",
 ];
+
+/// Scenarios that run only when named in `--scenario`: `first-load-10x` loads ten times
+/// `--records` (10,000,000 at the default), which takes many minutes and ~2 GB of disk.
+const OPT_IN: &[&str] = &["first-load-10x"];
+
+/// The number of records a scenario runs over, for `--records n`.
+fn records_of(scenario: &str, n: usize) -> usize {
+    if scenario == "first-load-10x" {
+        10 * n
+    } else {
+        n
+    }
+}
 
 struct Args {
     records: usize,
@@ -154,7 +168,11 @@ fn main() {
                     })
             })
             .collect(),
-        None => SCENARIOS.to_vec(),
+        None => SCENARIOS
+            .iter()
+            .copied()
+            .filter(|s| !OPT_IN.contains(s))
+            .collect(),
     };
     let exe = std::env::current_exe().expect("the benchmark knows its own path");
     let run_child = |name: &str, floor: Option<f64>| -> Option<Value> {
@@ -164,7 +182,7 @@ fn main() {
             "--scenario",
             name,
             "--records",
-            &args.records.to_string(),
+            &records_of(name, args.records).to_string(),
             "--threads",
             &args.threads.to_string(),
         ]);
@@ -214,8 +232,17 @@ fn main() {
     );
     for r in &rows {
         let secs = r["seconds"].as_f64().unwrap_or(0.0);
+        // Per record, so that a scenario over ten times the records compares with the same
+        // floor (measured over `--records`).
+        let records = r["records"].as_f64().unwrap_or(0.0);
         let ratio = floor
-            .map(|f| if f > 0.0 { secs / f } else { 0.0 })
+            .map(|f| {
+                if f > 0.0 && records > 0.0 {
+                    (secs / records) / (f / args.records as f64)
+                } else {
+                    0.0
+                }
+            })
             .unwrap_or(0.0);
         eprintln!(
             "{:<18} {:>10} {:>10.2} {:>14.0} {:>12.0} {:>10.2}",
@@ -343,7 +370,7 @@ fn target_body(i: usize) -> Map<String, Value> {
 
 /// Scenarios whose config has no `[storage]` section, so that they run with recon.toml's
 /// default store settings and their peak memory is the figure a user gets (issue #19).
-const DEFAULT_STORE_SCENARIOS: &[&str] = &["first-load", "steady", "http"];
+const DEFAULT_STORE_SCENARIOS: &[&str] = &["first-load", "first-load-10x", "steady", "http"];
 
 /// The `[storage]` section of a scenario's config: none (the defaults) for
 /// [`DEFAULT_STORE_SCENARIOS`], else the bench's larger cache and slower flush, which the
@@ -543,13 +570,16 @@ fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f6
             store.flush().expect("flush");
             (started.elapsed().as_secs_f64(), json!({}))
         }
-        "first-load" | "first-load-assoc" | "first-load-diffs" => {
+        "first-load" | "first-load-10x" | "first-load-assoc" | "first-load-diffs" => {
             write_csv(&csv, n, None, None);
             let app = b.app(&config_text(name, threads, false, None));
-            let assoc = name != "first-load";
+            let assoc = matches!(name, "first-load-assoc" | "first-load-diffs");
             let (secs, s) = recon_with(&app, assoc, diffs_body(name));
             assert_eq!(situation(&s, "ABSENT"), n as u64);
-            let mut extra = json!({"created": s["progress"]["target"]["created"]});
+            app.store.flush().expect("flush the store");
+            let mut extra = json!({"created": s["progress"]["target"]["created"],
+                "store_disk_bytes": app.store.size_on_disk(),
+                "source_csv_bytes": std::fs::metadata(&csv).map(|m| m.len()).unwrap_or(0)});
             if assoc {
                 // One page of 100 entries at the start and deep into the run, by cookie.
                 let id = s["_id"].as_str().unwrap_or_default().to_string();

@@ -310,8 +310,7 @@ impl App {
             flush_every_ms: (config.storage.flush_every_ms > 0)
                 .then_some(config.storage.flush_every_ms),
         };
-        let store = Store::open(&config.data_dir, &options)
-            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        let store = open_store(&config.data_dir, options)?;
         let objects =
             ObjectSets::new(&config, &store).map_err(|e| AppError::Runtime(e.to_string()))?;
         let runner = Runner::new(
@@ -447,4 +446,28 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// Opens the store from a thread at the runs' scheduling priority. sled starts its background
+/// threads (the log flusher, and the IO pool it warms up while opening) from the thread that
+/// opens it, and a thread inherits its creator's nice value: so they run at the runs' priority
+/// too, and while a run keeps both cores writing they do not delay the HTTP runtime (the
+/// `GET /openidm/recon/{id}` latency of issue #19). Nothing else about them changes.
+fn open_store(dir: &std::path::Path, options: StoreOptions) -> Result<Store, AppError> {
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("store-open".into())
+        .spawn(move || {
+            crate::runner::priority::lower_current_thread();
+            Store::open(&dir, &options)
+        })
+        .map_err(|e| AppError::Runtime(format!("cannot start a thread to open the store: {e}")))?
+        .join()
+        .map_err(|p| {
+            AppError::Runtime(format!(
+                "opening the store panicked: {}",
+                crate::runner::panic_message(p.as_ref())
+            ))
+        })?
+        .map_err(|e| AppError::Runtime(e.to_string()))
 }

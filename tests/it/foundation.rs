@@ -370,3 +370,53 @@ fn graceful_shutdown_flushes_and_exits_0() {
     s.start_again();
     assert_eq!(s.get("/openidm/managed/user/a").body["userName"], "a");
 }
+
+/// (name, nice value) of every thread of process `pid`, from /proc.
+fn thread_priorities(pid: u32) -> Vec<(String, i32)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the server's threads")
+        .filter_map(Result::ok)
+        .map(|t| {
+            let name = std::fs::read_to_string(t.path().join("comm")).expect("comm");
+            let stat = std::fs::read_to_string(t.path().join("stat")).expect("stat");
+            // Fields after the name's closing parenthesis start at field 3; nice is field 19.
+            let after = stat.rsplit_once(')').expect("stat has a name").1;
+            let nice = after
+                .split_whitespace()
+                .nth(16)
+                .and_then(|n| n.parse().ok())
+                .expect("stat has a nice value");
+            (name.trim().to_string(), nice)
+        })
+        .collect()
+}
+
+/// Issue #19: sled's background threads (log flusher, IO pool) start from the thread that
+/// opens the store and inherit its priority; the store is opened at the runs' priority, so
+/// during a run they do not compete with the HTTP runtime. The runtime stays where it was.
+#[test]
+fn store_background_threads_run_at_the_runs_priority() {
+    let own = rustix::process::getpriority_process(None).expect("own nice value");
+    let s = Server::start(MINIMAL, &[]);
+    let threads = thread_priorities(s.pid().expect("the server runs"));
+    let store: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n == "log flusher" || n.starts_with("sled-io"))
+        .collect();
+    assert!(
+        store.iter().any(|(n, _)| n == "log flusher") && store.len() > 1,
+        "the store's threads are running: {threads:?}"
+    );
+    let runs = own.max(10);
+    for (name, nice) in &store {
+        assert_eq!(*nice, runs, "{name} at the runs' priority: {threads:?}");
+    }
+    let runtime: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n == "tokio-rt-worker")
+        .collect();
+    assert!(!runtime.is_empty(), "{threads:?}");
+    for (name, nice) in runtime {
+        assert_eq!(*nice, own, "{name} at the server's priority: {threads:?}");
+    }
+}

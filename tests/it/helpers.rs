@@ -164,6 +164,11 @@ impl Server {
     }
 
     /// SIGTERM and wait; returns the exit code.
+    /// The server process's id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill")
