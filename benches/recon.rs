@@ -535,6 +535,7 @@ fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f6
                 &StoreOptions {
                     cache_capacity_bytes: 256 << 20,
                     flush_every_ms: Some(1000),
+                    ..StoreOptions::default()
                 },
             )
             .expect("open the store");

@@ -20,7 +20,8 @@ mod sets;
 mod users;
 
 pub use server::{
-    AuditLevel, AuditSection, ReconSection, ScriptSection, ServerSection, StorageSection,
+    AuditLevel, AuditSection, ReconSection, ScriptSection, ServerSection, StorageBackend,
+    StorageSection,
 };
 use sets::SystemSection;
 pub use sets::{ManagedSection, ObjectSetConfig, ObjectSetKind};
@@ -218,6 +219,30 @@ impl Config {
             return Err(ConfigError::new(
                 path,
                 "[server] max_connections and body_read_timeout_secs must be at least 1",
+            ));
+        }
+        match (raw.storage.backend, &raw.storage.url) {
+            (StorageBackend::Postgres, None) => {
+                return Err(ConfigError::new(
+                    path,
+                    "[storage] backend = \"postgres\" needs url = \"postgres://user:password@host:port/database\"",
+                ))
+            }
+            (StorageBackend::Postgres, Some(url)) => {
+                crate::storage::check_postgres_url(url).map_err(|e| ConfigError::new(path, e))?;
+            }
+            (StorageBackend::Sled, Some(_)) => {
+                return Err(ConfigError::new(
+                    path,
+                    "[storage] url is for backend = \"postgres\" (the backend is sled)",
+                ))
+            }
+            (StorageBackend::Sled, None) => {}
+        }
+        if raw.storage.pool_size == 0 {
+            return Err(ConfigError::new(
+                path,
+                "[storage] pool_size must be at least 1",
             ));
         }
         if raw.recon.batch_size == 0 {

@@ -24,6 +24,8 @@ mod model;
 mod objects;
 mod perform_action;
 mod pg;
+mod pg_shared;
+mod pg_store;
 mod recon;
 mod scheduler;
 mod scripts;
