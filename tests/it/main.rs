@@ -24,6 +24,7 @@ mod model;
 mod objects;
 mod perform_action;
 mod pg;
+mod pg_crash;
 mod pg_shared;
 mod pg_store;
 mod recon;
