@@ -314,6 +314,49 @@ mod tests {
     }
 
     #[test]
+    fn the_storage_backend_and_its_url_are_checked() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.storage.backend, StorageBackend::Sled);
+        assert_eq!(c.storage.pool_size, crate::storage::DEFAULT_POOL_SIZE);
+        let c = parse(
+            "[storage]\nbackend = \"postgres\"\nurl = \"postgres://u:hunter2@db:5433/r\"\npool_size = 3\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.storage.backend, c.storage.pool_size),
+            (StorageBackend::Postgres, 3)
+        );
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the url's password never prints"
+        );
+        for (bad, says) in [
+            ("backend = \"postgres\"", "needs url"),
+            ("url = \"postgres://u@h/d\"", "is for backend"),
+            (
+                "backend = \"postgres\"\nurl = \"mysql://u:hunter2@h/d\"",
+                "postgres://",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://h/d\"",
+                "no user",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://u@h/d\"\npool_size = 0",
+                "pool_size",
+            ),
+            ("backend = \"mysql\"", "backend"),
+            ("uri = \"postgres://u@h/d\"", "uri"),
+        ] {
+            let e = parse(&format!("[storage]\n{bad}\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
     fn secrets_never_print() {
         let c = parse(
             "[[users]]\nusername = \"u\"\npassword = \"hunter2\"\ntokens = [\"tok-secret-1\"]\n",
