@@ -39,6 +39,8 @@ pub(in crate::storage) struct PgStore {
     pool: Arc<pool::Pool>,
     /// `sync` audit appends by this process since its last trim.
     sync_appends: Arc<AtomicU64>,
+    /// When to refresh the planner's statistics of the data tables (see `apply::Statistics`).
+    statistics: Arc<apply::Statistics>,
 }
 
 /// Reads `[storage] url` (no IO).
@@ -89,6 +91,7 @@ impl PgStore {
         Ok(PgStore {
             pool: Arc::new(pool),
             sync_appends: Arc::default(),
+            statistics: Arc::default(),
         })
     }
 
