@@ -438,6 +438,13 @@ fn pg_runs_entries_audit_state_and_sync() {
         })
         .expect("scan");
     assert_eq!(after, [3, 4]);
+    // Nothing comes after the largest number (as on the embedded store), no error.
+    store
+        .scan_sync_audit(Some(u64::MAX), &mut |_, ev| panic!("{ev}"))
+        .expect("scan");
+    store
+        .scan_entries(6, Some(u64::MAX), &mut |no, _| panic!("{no}"))
+        .expect("scan");
 }
 
 /// Migrations: a fresh database is migrated, opening again changes nothing, nodes opening at

@@ -44,11 +44,13 @@ const TRIM_SYNC: &str = "DELETE FROM recond_sync_audit WHERE no <= \
 const SYNC_AFTER: &str =
     "SELECT no, event FROM recond_sync_audit WHERE no > $1 ORDER BY no LIMIT $2";
 
-/// The first item number of a page after `after` (items and runs start at 0).
-fn start(after: Option<u64>) -> Result<i64> {
+/// The number a scan continues after (-1: from the start; items and events start at 0), or
+/// None when nothing can come after it (a number beyond BIGINT, as the embedded store
+/// answers nothing after `u64::MAX`).
+fn start(after: Option<u64>) -> Option<i64> {
     match after {
-        Some(a) => to_sql(a, "an item number"),
-        None => Ok(-1),
+        Some(a) => i64::try_from(a).ok(),
+        None => Some(-1),
     }
 }
 
@@ -158,7 +160,9 @@ impl PgStore {
         f: &mut dyn FnMut(u64, EntryRecord) -> ControlFlow<()>,
     ) -> Result<()> {
         let seq = to_sql(seq, "a run number")?;
-        let mut after = start(after)?;
+        let Some(mut after) = start(after) else {
+            return Ok(());
+        };
         loop {
             let rows = self.query("scanning entries", ENTRIES_AFTER, &[&seq, &after, &PAGE])?;
             for r in &rows {
@@ -295,7 +299,9 @@ impl PgStore {
         after: Option<u64>,
         f: &mut dyn FnMut(u64, serde_json::Value) -> ControlFlow<()>,
     ) -> Result<()> {
-        let mut after = start(after)?;
+        let Some(mut after) = start(after) else {
+            return Ok(());
+        };
         loop {
             let rows = self.query("scanning sync audit events", SYNC_AFTER, &[&after, &PAGE])?;
             for r in &rows {
