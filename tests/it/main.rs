@@ -25,6 +25,7 @@ mod objects;
 mod perform_action;
 mod pg;
 mod pg_crash;
+mod pg_repo_admin;
 mod pg_shared;
 mod pg_store;
 mod recon;
