@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+use crate::config::StorageBackend;
 use crate::config::{Config, ConfigError};
 use crate::http::AppState;
 use crate::objects::ObjectSets;
@@ -20,7 +21,7 @@ use crate::runner::{ReconKind, Runner, RunnerSettings, StartRequest};
 use crate::scheduler::{
     self, LastFiring, LaunchOutcome, Launcher, ScheduleSpec, ScheduleState, Scheduler, Trigger,
 };
-use crate::storage::{Store, StoreOptions};
+use crate::storage::{Repository, Store, StoreOptions};
 
 /// Why the process stops with an error: configuration problems exit 2, the rest 1.
 #[derive(Debug)]
@@ -305,7 +306,18 @@ impl App {
                 config.data_dir.display()
             ))
         })?;
+        let repository = match config.storage.backend {
+            StorageBackend::Sled => Repository::Embedded,
+            StorageBackend::Postgres => Repository::Postgres {
+                // `Config::parse` refuses postgres without a url; this is never reached.
+                url: config.storage.url.clone().ok_or_else(|| {
+                    AppError::Runtime("[storage] backend = \"postgres\" without url".into())
+                })?,
+                pool_size: config.storage.pool_size,
+            },
+        };
         let options = StoreOptions {
+            repository,
             cache_capacity_bytes: config.storage.cache_capacity_mb.saturating_mul(1024 * 1024),
             flush_every_ms: (config.storage.flush_every_ms > 0)
                 .then_some(config.storage.flush_every_ms),

@@ -20,7 +20,8 @@ mod sets;
 mod users;
 
 pub use server::{
-    AuditLevel, AuditSection, ReconSection, ScriptSection, ServerSection, StorageSection,
+    AuditLevel, AuditSection, ReconSection, ScriptSection, ServerSection, StorageBackend,
+    StorageSection,
 };
 use sets::SystemSection;
 pub use sets::{ManagedSection, ObjectSetConfig, ObjectSetKind};
@@ -220,6 +221,30 @@ impl Config {
                 "[server] max_connections and body_read_timeout_secs must be at least 1",
             ));
         }
+        match (raw.storage.backend, &raw.storage.url) {
+            (StorageBackend::Postgres, None) => {
+                return Err(ConfigError::new(
+                    path,
+                    "[storage] backend = \"postgres\" needs url = \"postgres://user:password@host:port/database\"",
+                ))
+            }
+            (StorageBackend::Postgres, Some(url)) => {
+                crate::storage::check_postgres_url(url).map_err(|e| ConfigError::new(path, e))?;
+            }
+            (StorageBackend::Sled, Some(_)) => {
+                return Err(ConfigError::new(
+                    path,
+                    "[storage] url is for backend = \"postgres\" (the backend is sled)",
+                ))
+            }
+            (StorageBackend::Sled, None) => {}
+        }
+        if raw.storage.pool_size == 0 {
+            return Err(ConfigError::new(
+                path,
+                "[storage] pool_size must be at least 1",
+            ));
+        }
         if raw.recon.batch_size == 0 {
             return Err(ConfigError::new(
                 path,
@@ -286,6 +311,49 @@ mod tests {
         .expect("valid");
         assert_eq!(c.listen, "127.0.0.1:0");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+    }
+
+    #[test]
+    fn the_storage_backend_and_its_url_are_checked() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.storage.backend, StorageBackend::Sled);
+        assert_eq!(c.storage.pool_size, crate::storage::DEFAULT_POOL_SIZE);
+        let c = parse(
+            "[storage]\nbackend = \"postgres\"\nurl = \"postgres://u:hunter2@db:5433/r\"\npool_size = 3\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.storage.backend, c.storage.pool_size),
+            (StorageBackend::Postgres, 3)
+        );
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the url's password never prints"
+        );
+        for (bad, says) in [
+            ("backend = \"postgres\"", "needs url"),
+            ("url = \"postgres://u@h/d\"", "is for backend"),
+            (
+                "backend = \"postgres\"\nurl = \"mysql://u:hunter2@h/d\"",
+                "postgres://",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://h/d\"",
+                "no user",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://u@h/d\"\npool_size = 0",
+                "pool_size",
+            ),
+            ("backend = \"mysql\"", "backend"),
+            ("uri = \"postgres://u@h/d\"", "uri"),
+        ] {
+            let e = parse(&format!("[storage]\n{bad}\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 
     #[test]

@@ -71,9 +71,28 @@ impl Default for ServerSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[storage] backend`: which repository holds objects, links, runs and state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// The embedded store (sled) in `data_dir`.
+    #[default]
+    Sled,
+    /// A PostgreSQL database (`url`), which several nodes may share.
+    Postgres,
+}
+
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// `postgres://user:password@host:port/database?sslmode=...` (required for `postgres`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL connections this node keeps at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
     /// sled's page cache, in MiB (sled's own default of 1 GiB is far too much for an edge box;
     /// the process holds about 2.5-3.5 times this at peak, see `storage::DEFAULT_CACHE_MB`).
     #[serde(default = "default_cache_mb")]
@@ -87,6 +106,23 @@ pub struct StorageSection {
     pub unwritable_exit_secs: u64,
 }
 
+impl std::fmt::Debug for StorageSection {
+    // `url` may hold a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageSection")
+            .field("backend", &self.backend)
+            .field("url", &self.url.as_ref().map(|_| "***"))
+            .field("pool_size", &self.pool_size)
+            .field("cache_capacity_mb", &self.cache_capacity_mb)
+            .field("flush_every_ms", &self.flush_every_ms)
+            .field("unwritable_exit_secs", &self.unwritable_exit_secs)
+            .finish()
+    }
+}
+
+fn default_pool_size() -> u32 {
+    crate::storage::DEFAULT_POOL_SIZE
+}
 fn default_cache_mb() -> u64 {
     crate::storage::DEFAULT_CACHE_MB
 }
@@ -100,6 +136,9 @@ fn default_unwritable_exit() -> u64 {
 impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
+            backend: StorageBackend::Sled,
+            url: None,
+            pool_size: default_pool_size(),
             cache_capacity_mb: default_cache_mb(),
             flush_every_ms: default_flush_ms(),
             unwritable_exit_secs: default_unwritable_exit(),

@@ -144,7 +144,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     r.register(
         "recond_store_size_bytes",
-        "Size on disk of the embedded store's folder",
+        "Size on disk of the repository (the embedded store's folder, or PostgreSQL's tables)",
         store_bytes.clone(),
     );
     Metrics {

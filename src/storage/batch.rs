@@ -1,10 +1,17 @@
-//! Batches and the one write discipline: a [`DataBatch`] of objects, index entries and links
-//! with its compare-and-swap preconditions, applied atomically under striped locks; an
-//! [`ItemBatch`] of a run's association entries or audit events.
+//! Batches, as every writer stages them: a [`DataBatch`] of objects, index entries and links
+//! with its compare-and-swap preconditions (applied atomically by `Store::apply`, the one
+//! write discipline); an [`ItemBatch`] of a run's association entries or audit events.
+//!
+//! A batch is the same for both repositories. Its writes are the embedded store's keys and
+//! values (built here, by [`keys`] and [`codec`], while staging: the embedded store applies
+//! them as they are, with no second pass). Each key names one logical operation — an object
+//! (set, id), an index entry (set, attr, term, id), a link by its source or by its target —
+//! so the PostgreSQL repository reads the operations back from the keys (`keys::parse`)
+//! instead of the batch carrying them twice.
 
-use super::locks::{key_hash, stripe, Seen};
+use super::embedded::locks::{key_hash, Seen};
 use super::records::{EntryRecord, IndexTerm, Link, LinkRecordView, ObjectRecord};
-use super::{codec, keys, sled_err, Result, Store, StoreError};
+use super::{codec, keys, Result, StoreError};
 
 /// What a write expects to find (compare-and-swap precondition).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,19 +23,19 @@ pub enum Expect {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
+pub(in crate::storage) enum Slot {
     Object,
     LinkFirst,
     LinkSecond,
 }
 
 /// One precondition of a batch: the key, how to read its revision, and what is expected.
-struct Precondition {
-    key: Vec<u8>,
+pub(in crate::storage) struct Precondition {
+    pub(in crate::storage) key: Vec<u8>,
     /// `locks::key_hash(key)`.
-    hash: u64,
-    slot: Slot,
-    expect: Expect,
+    pub(in crate::storage) hash: u64,
+    pub(in crate::storage) slot: Slot,
+    pub(in crate::storage) expect: Expect,
 }
 
 impl Precondition {
@@ -62,12 +69,12 @@ impl BatchMark {
 #[derive(Default)]
 pub struct DataBatch {
     /// Writes in order (a later write of a key wins); `None` removes.
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    ops: usize,
-    preconditions: Vec<Precondition>,
+    pub(in crate::storage) writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub(in crate::storage) ops: usize,
+    pub(in crate::storage) preconditions: Vec<Precondition>,
     /// Link keys read for this batch (by the `*_noted` reads), which a precondition on the same
     /// key takes instead of reading again while the key's write epoch is unchanged.
-    seen: Vec<Seen>,
+    pub(in crate::storage) seen: Vec<Seen>,
 }
 
 impl DataBatch {
@@ -113,7 +120,7 @@ impl DataBatch {
     }
 
     /// Keeps what a read of a link key found, for a precondition on the same key.
-    pub(super) fn note(&mut self, seen: Seen) {
+    pub(in crate::storage) fn note(&mut self, seen: Seen) {
         self.seen.push(seen);
     }
 
@@ -244,34 +251,30 @@ impl DataBatch {
     }
 }
 
-/// A batch of per-run items (association entries or audit events).
+/// A batch of per-run items (association entries or audit events): (run seq, item number,
+/// encoded value), in order.
 #[derive(Default)]
 pub struct ItemBatch {
-    batch: sled::Batch,
-    ops: usize,
+    pub(in crate::storage) items: Vec<(u64, u64, Vec<u8>)>,
 }
 
 impl ItemBatch {
     pub fn len(&self) -> usize {
-        self.ops
+        self.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops == 0
+        self.items.is_empty()
     }
 
     pub fn put_entry(&mut self, seq: u64, item: u64, entry: &EntryRecord) -> Result<()> {
-        self.batch
-            .insert(&keys::item_key(seq, item)[..], codec::encode(entry)?);
-        self.ops += 1;
+        self.items.push((seq, item, codec::encode(entry)?));
         Ok(())
     }
 
     pub fn put_audit(&mut self, seq: u64, item: u64, event: &serde_json::Value) -> Result<()> {
         let text = serde_json::to_string(event).map_err(|e| StoreError::Codec(e.to_string()))?;
-        self.batch
-            .insert(&keys::item_key(seq, item)[..], codec::encode(&text)?);
-        self.ops += 1;
+        self.items.push((seq, item, codec::encode(&text)?));
         Ok(())
     }
 }
@@ -280,7 +283,7 @@ impl ItemBatch {
 /// run writes, so the pairs are sorted by hash (integers, where a sort of the byte strings
 /// compared long shared prefixes: callgrind put it at ~1.9 k instructions per key) and only
 /// keys of equal hash are compared.
-fn key_twice<'k>(keys: &mut [(u64, &'k [u8])]) -> Option<&'k [u8]> {
+pub(in crate::storage) fn key_twice<'k>(keys: &mut [(u64, &'k [u8])]) -> Option<&'k [u8]> {
     keys.sort_unstable_by_key(|(hash, _)| *hash);
     keys.chunk_by(|a, b| a.0 == b.0)
         .filter(|same_hash| same_hash.len() > 1)
@@ -292,137 +295,6 @@ fn key_twice<'k>(keys: &mut [(u64, &'k [u8])]) -> Option<&'k [u8]> {
                     .then_some(*key)
             })
         })
-}
-
-impl Store {
-    /// Applies a batch atomically: the write discipline of every writer of the `data` tree
-    /// (runs, REST, scripts). Its preconditions (expected revision, or "must not exist") are
-    /// checked and the batch applied while holding the striped locks of every key they name,
-    /// so no other checked write of those keys can come between the check and the write. A
-    /// failed check writes nothing and returns [`StoreError::Conflict`]; the caller re-reads
-    /// and retries. (A shared-database backend does the same with `UPDATE … WHERE rev = $old`.)
-    ///
-    /// A precondition on a link key the writer read for this batch (`Store::link_by_*_for`)
-    /// takes what that read found instead of reading again, if the key's write epoch, checked
-    /// under the same locks, shows no write since the read (see `locks`).
-    pub fn apply(&self, batch: DataBatch) -> Result<()> {
-        if batch.ops == 0 && batch.preconditions.is_empty() {
-            return Ok(());
-        }
-        let DataBatch {
-            writes,
-            preconditions,
-            mut seen,
-            ..
-        } = batch;
-        // Written link keys are locked too and their write epochs bumped under the locks, so
-        // that a read of a link key noted earlier can be trusted while its epoch holds (see
-        // `locks`).
-        let written_links: Vec<u64> = writes
-            .iter()
-            .filter(|(k, _)| matches!(k.first(), Some(&keys::LINK_FIRST | &keys::LINK_SECOND)))
-            .map(|(k, _)| key_hash(k))
-            .collect();
-        let mut stripes: Vec<usize> = preconditions
-            .iter()
-            .map(|p| p.hash)
-            .chain(written_links.iter().copied())
-            .map(stripe)
-            .collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let _guards = self.stripes.lock(&stripes);
-        seen.sort_unstable_by_key(|s| s.hash);
-        self.check(&preconditions, &seen)?;
-        let mut sb = sled::Batch::default();
-        for (k, v) in writes {
-            match v {
-                Some(v) => sb.insert(k, v),
-                None => sb.remove(k),
-            }
-        }
-        let applied = self.data.apply_batch(sb);
-        // Bumped even if sled failed: a needless re-read is harmless, a missed bump is not.
-        for h in written_links {
-            self.stripes.bump(h);
-        }
-        applied.map_err(sled_err("writing objects and links"))
-    }
-
-    /// What a noted read found for a precondition's key, if the key was not written since.
-    fn seen_for<'s>(&self, p: &Precondition, seen: &'s [Seen]) -> Option<&'s Seen> {
-        if p.slot == Slot::Object {
-            return None;
-        }
-        let from = seen.partition_point(|s| s.hash < p.hash);
-        seen[from..]
-            .iter()
-            .take_while(|s| s.hash == p.hash)
-            .find(|s| s.key == p.key && self.stripes.still_current(s))
-    }
-
-    fn check(&self, preconditions: &[Precondition], seen: &[Seen]) -> Result<()> {
-        // A key expected twice means two writes of it in one batch: refused.
-        let mut keys: Vec<(u64, &[u8])> =
-            preconditions.iter().map(|p| (p.hash, &p.key[..])).collect();
-        if let Some(key) = key_twice(&mut keys) {
-            return Err(StoreError::Conflict(format!(
-                "{} is written twice in one batch",
-                keys::describe(key)
-            )));
-        }
-        for p in preconditions {
-            let found = match self.seen_for(p, seen) {
-                Some(s) => s.found,
-                None => self.read_revision(p)?,
-            };
-            let ok = match (p.expect, found) {
-                (Expect::Absent, None) => true,
-                (Expect::Rev(want), Some(have)) => want == have,
-                _ => false,
-            };
-            if !ok {
-                let what = keys::describe(&p.key);
-                return Err(StoreError::Conflict(match (p.expect, found) {
-                    (Expect::Absent, Some(_)) => format!("{what} already exists"),
-                    (Expect::Rev(want), Some(have)) => {
-                        format!("{what} is at revision {have}, expected {want}")
-                    }
-                    _ => format!("{what} no longer exists"),
-                }));
-            }
-        }
-        Ok(())
-    }
-
-    /// The stored revision of a precondition's key (0 for a `LINK_SECOND` key), or None.
-    fn read_revision(&self, p: &Precondition) -> Result<Option<u64>> {
-        let current = self
-            .data
-            .get(&p.key)
-            .map_err(sled_err("checking a revision"))?;
-        Ok(match (&current, p.slot) {
-            (None, _) => None,
-            (Some(v), Slot::Object) => Some(codec::decode_borrowed::<ObjectRecord>(v)?.rev),
-            (Some(v), Slot::LinkFirst) => Some(codec::decode_borrowed::<LinkRecordView>(v)?.rev),
-            (Some(_), Slot::LinkSecond) => Some(0),
-        })
-    }
-
-    pub fn apply_entries(&self, batch: ItemBatch) -> Result<()> {
-        Self::apply_items(&self.entries, batch, "writing association entries")
-    }
-
-    pub fn apply_audit(&self, batch: ItemBatch) -> Result<()> {
-        Self::apply_items(&self.audit, batch, "writing audit events")
-    }
-
-    fn apply_items(tree: &sled::Tree, batch: ItemBatch, context: &str) -> Result<()> {
-        if batch.ops == 0 {
-            return Ok(());
-        }
-        tree.apply_batch(batch.batch).map_err(sled_err(context))
-    }
 }
 
 #[cfg(test)]

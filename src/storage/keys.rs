@@ -177,7 +177,6 @@ pub(crate) fn link_key(side: u8, link_type: &str, qualifier: &str, id: &str) -> 
     k
 }
 
-/// Splits a `LINK_FIRST`/`LINK_SECOND` key into (linkType, qualifier, id).
 /// A data-tree key in words, for error messages ("the object managed/user/x").
 pub(crate) fn describe(key: &[u8]) -> String {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -201,6 +200,7 @@ pub(crate) fn describe(key: &[u8]) -> String {
     }
 }
 
+/// Splits a `LINK_FIRST`/`LINK_SECOND` key into (linkType, qualifier, id).
 pub(crate) fn parse_link_key(key: &[u8]) -> Option<(&str, &str, &str)> {
     let rest = key.get(1..)?;
     let (lt, rest) = take_lp(rest)?;
@@ -208,6 +208,34 @@ pub(crate) fn parse_link_key(key: &[u8]) -> Option<(&str, &str, &str)> {
     Some((
         std::str::from_utf8(lt).ok()?,
         std::str::from_utf8(q).ok()?,
+        std::str::from_utf8(id).ok()?,
+    ))
+}
+
+/// Splits an `OBJECT` key into (set, id).
+pub(crate) fn parse_object_key(key: &[u8]) -> Option<(&str, &str)> {
+    if key.first() != Some(&OBJECT) {
+        return None;
+    }
+    let (set, id) = take_lp(key.get(1..)?)?;
+    Some((
+        std::str::from_utf8(set).ok()?,
+        std::str::from_utf8(id).ok()?,
+    ))
+}
+
+/// Splits an `INDEX` key into (set, attr, term, id).
+pub(crate) fn parse_index_key(key: &[u8]) -> Option<(&str, &str, &[u8], &str)> {
+    if key.first() != Some(&INDEX) {
+        return None;
+    }
+    let (set, rest) = take_lp(key.get(1..)?)?;
+    let (attr, rest) = take_lp(rest)?;
+    let (term, id) = take_lp(rest)?;
+    Some((
+        std::str::from_utf8(set).ok()?,
+        std::str::from_utf8(attr).ok()?,
+        term,
         std::str::from_utf8(id).ok()?,
     ))
 }
@@ -289,6 +317,20 @@ mod tests {
         assert_eq!(k.capacity(), k.len());
         let k = index_key("managed/user", "/userName", b"sx", "abc");
         assert_eq!(k.capacity(), k.len());
+    }
+
+    #[test]
+    fn object_and_index_keys_parse_back() {
+        let k = object_key("managed/user", "a/b");
+        assert_eq!(parse_object_key(&k), Some(("managed/user", "a/b")));
+        let k = index_key("managed/user", "/mail", b"sx@y", "a1");
+        assert_eq!(
+            parse_index_key(&k),
+            Some(("managed/user", "/mail", &b"sx@y"[..], "a1"))
+        );
+        assert_eq!(parse_object_key(&k), None);
+        assert_eq!(parse_index_key(&object_key("s", "i")), None);
+        assert_eq!(parse_index_key(&[INDEX, 0, 0, 0, 9]), None);
     }
 
     #[test]

@@ -44,6 +44,65 @@ impl Drop for TempDir {
     }
 }
 
+thread_local! {
+    /// The tag of the test running on this thread under [`on_postgres`] (each server it
+    /// starts gets a fresh database named after it); None: the embedded store.
+    static REPOSITORY: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `test` with every server it starts on the PostgreSQL repository, each in a fresh
+/// database of the shared test server (`pg_shared`), as each gets a fresh folder. Without
+/// PostgreSQL (and not under `CI=true`) the test is skipped with a message.
+pub fn on_postgres(tag: &str, test: impl FnOnce()) {
+    // Starts the shared server (or finds PostgreSQL missing) before the test does anything.
+    if super::pg_shared::fresh_database(tag).is_none() {
+        return;
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REPOSITORY.with(|r| r.borrow_mut().take());
+        }
+    }
+    REPOSITORY.with(|r| *r.borrow_mut() = Some(tag.to_string()));
+    let _reset = Reset;
+    test();
+}
+
+/// `config` with the repository of the running test: unchanged on the embedded store, else
+/// `backend = "postgres"` and a fresh database's `url` in its `[storage]` section (added if
+/// absent), and that url.
+fn with_repository(config: &str) -> (String, Option<String>) {
+    let Some(tag) = REPOSITORY.with(|r| r.borrow().clone()) else {
+        return (config.to_string(), None);
+    };
+    let url = super::pg_shared::fresh_database(&tag).expect("the shared PostgreSQL");
+    let keys = format!("backend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n");
+    let config = match config.find("[storage]\n") {
+        Some(at) => {
+            let after = at + "[storage]\n".len();
+            format!("{}{keys}{}", &config[..after], &config[after..])
+        }
+        None => format!("{config}\n[storage]\n{keys}"),
+    };
+    (config, Some(url))
+}
+
+/// Test functions of the enclosing module run again on the PostgreSQL repository: expands
+/// to `#[test] fn <name>()` calling `super::<name>` under [`on_postgres`]. Used inside a
+/// `mod on_postgres { ... }` of a test file (a child module sees the file's private tests).
+macro_rules! on_postgres_too {
+    ($($test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::helpers::on_postgres(stringify!($test), super::$test);
+            }
+        )*
+    };
+}
+pub(crate) use on_postgres_too;
+
 pub struct Response {
     pub status: u16,
     pub body: Value,
@@ -70,6 +129,9 @@ pub struct Server {
     pub dir: TempDir,
     pub addr: String,
     child: Option<Child>,
+    /// The PostgreSQL database the server uses, if not the embedded store.
+    #[allow(dead_code)]
+    pub repository: Option<String>,
     log: PathBuf,
     /// Extra environment of the server process (test hooks).
     env: Vec<(String, String)>,
@@ -93,6 +155,7 @@ impl Server {
             std::fs::create_dir_all(p.parent().expect("file has a parent")).expect("mkdir");
             std::fs::write(&p, content).expect("write file");
         }
+        let (config, repository) = with_repository(config);
         std::fs::write(dir.0.join("recon.toml"), format!("{config}\n{USERS}"))
             .expect("write config");
         let log = dir.0.join("server.log");
@@ -100,6 +163,7 @@ impl Server {
             dir,
             addr: String::new(),
             child: None,
+            repository,
             log,
             env: env
                 .iter()

@@ -308,3 +308,14 @@ fn sigkill_mid_run_then_repair() {
         .body;
     assert_eq!(links["totalPagedResults"], n as u64);
 }
+
+/// A representative part of this file on the PostgreSQL repository (issue #20).
+mod on_postgres {
+    crate::helpers::on_postgres_too!(
+        history_survives_a_restart,
+        associations_analyze_delete_and_paging,
+        retention_per_mapping_and_kind,
+        audit_levels,
+        sigkill_mid_run_then_repair,
+    );
+}

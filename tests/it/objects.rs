@@ -345,3 +345,13 @@ fn bad_object_requests_are_crest_errors() {
         400
     );
 }
+
+/// A representative part of this file on the PostgreSQL repository (issue #20).
+mod on_postgres {
+    crate::helpers::on_postgres_too!(
+        crud_revisions_and_conditions,
+        queries_paging_sorting_fields,
+        objects_survive_a_restart,
+        bad_object_requests_are_crest_errors,
+    );
+}

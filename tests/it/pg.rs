@@ -314,6 +314,13 @@ impl Pg {
         format!("jdbc:postgresql://127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The server's process id and folder (to stop it when the test process is gone, see
+    /// `pg_shared`).
+    #[allow(dead_code)]
+    pub fn pid_and_dir(&self) -> Option<(u32, PathBuf)> {
+        Some((self.child.as_ref()?.id(), self.dir.0.clone()))
+    }
+
     /// Fast shutdown (SIGINT), waiting for the server to exit.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

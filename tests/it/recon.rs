@@ -637,3 +637,17 @@ fn query_full_entry_flags_are_booleans_with_their_meaning() {
     assert!(d.get("sourceObjectQuery").is_some(), "{d}");
     assert!(d.get("targetObjectQuery").is_none() || d["targetObjectQuery"].is_object());
 }
+
+/// A representative part of this file on the PostgreSQL repository (issue #20).
+mod on_postgres {
+    crate::helpers::on_postgres_too!(
+        first_load_changes_and_the_run_summary,
+        default_actions_and_target_phase_situations,
+        policies_with_conditions_and_configured_actions,
+        unlink_delete_and_found_already_linked,
+        link_qualifiers_each_get_their_own_link,
+        recon_by_id_touches_one_object,
+        cancel_and_one_active_run_per_mapping,
+        a_failing_object_does_not_abort_the_run,
+    );
+}

@@ -283,6 +283,55 @@ fn parse_url(
     Ok(Backend::Postgres(t))
 }
 
+/// A libpq connection URI, `postgres[ql]://[user[:password]@]host[:port]/database[?params]`
+/// (the PostgreSQL repository's `[storage] url`), read with the JDBC URL's rules: the same
+/// `sslmode`, `sslrootcert`, `connectTimeout`, `socketTimeout` (the statement timeout) and
+/// `currentSchema` parameters. User and password are percent-decoded; messages never show
+/// the password.
+pub fn parse_postgres_uri(url: &str) -> Result<PgTarget, String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or_else(|| {
+            "must start with postgres:// (postgres://user:password@host:port/database)".to_string()
+        })?;
+    let (location, query) = match rest.split_once('?') {
+        Some((l, q)) => (l, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = location.split_once('/').unwrap_or((location, ""));
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (user, password) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((name, pass)) => (Some(percent_decode(name)?), Some(percent_decode(pass)?)),
+            None => (Some(percent_decode(u)?), None),
+        },
+        None => (None, None),
+    };
+    let shown = format!(
+        "postgres://{}{host_port}/{path}",
+        if userinfo.is_some() { "***@" } else { "" }
+    );
+    let jdbc = match query {
+        Some(q) => format!("jdbc:postgresql://{host_port}/{path}?{q}"),
+        None => format!("jdbc:postgresql://{host_port}/{path}"),
+    };
+    let password = password.filter(|p| !p.is_empty());
+    match parse_url(
+        &jdbc,
+        user.filter(|u| !u.is_empty()),
+        password,
+        Path::new(""),
+    ) {
+        Ok(Backend::Postgres(t)) => Ok(t),
+        Ok(Backend::Sqlite(_)) => Err(format!("\"{shown}\" is not a PostgreSQL URL")),
+        Err(e) => Err(e.replace(&jdbc, &shown)),
+    }
+}
+
 fn split_host_port(hp: &str) -> Result<(String, u16), String> {
     if hp.is_empty() {
         return Ok(("localhost".into(), 5432));
@@ -345,6 +394,35 @@ mod tests {
             "hr",
         )
         .expect("parses")
+    }
+
+    #[test]
+    fn postgres_uris_are_read_like_jdbc_urls() {
+        let t =
+            parse_postgres_uri("postgres://rec%40d:p%3Ass@db.example:6543/recon?sslmode=require")
+                .expect("valid");
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.database.as_str(),
+                t.user.as_str()
+            ),
+            ("db.example", 6543, "recon", "rec@d")
+        );
+        assert_eq!(t.password.as_deref(), Some("p:ss"));
+        assert_eq!(t.tls.mode, SslMode::Require);
+        let t = parse_postgres_uri("postgresql://u@127.0.0.1/db").expect("valid");
+        assert_eq!((t.port, t.password), (5432, None));
+        for bad in [
+            "jdbc:postgresql://h/db?user=u",
+            "postgres://h/db",
+            "postgres://u:secret@h:99999/db",
+            "postgres://u:secret@h/db?sslmode=sometimes",
+        ] {
+            let e = parse_postgres_uri(bad).expect_err(bad);
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod config;
 mod db;
 mod filter;
 mod model;
-mod pg;
+pub(crate) mod pg;
 mod rows;
 pub mod set;
 mod sqlite;

@@ -53,6 +53,24 @@ impl PgConn {
 
 /// Connects, with the target's timeouts.
 pub fn connect(t: &PgTarget) -> Result<Box<dyn Conn>, DbError> {
+    let client = client(t)?;
+    let mut conn = PgConn {
+        client,
+        statements: HashMap::new(),
+    };
+    if let Some(schema) = &t.schema {
+        // search_path is set through a bound value so the schema name is never SQL text.
+        conn.execute(
+            "SELECT set_config('search_path', $1, false)",
+            &[Param::Text(quote_ident(schema))],
+        )?;
+    }
+    Ok(Box::new(conn))
+}
+
+/// A plain client for `t`: its timeouts, keepalives and TLS (also the PostgreSQL
+/// repository's connections, `storage::pg`). `currentSchema` is left to the caller.
+pub fn client(t: &PgTarget) -> Result<Client, DbError> {
     let mut cfg = postgres::Config::new();
     cfg.host(&t.host)
         .port(t.port)
@@ -92,7 +110,7 @@ pub fn connect(t: &PgTarget) -> Result<Box<dyn Conn>, DbError> {
             cfg.connect(tls_connector(&t.tls).map_err(cannot)?)
         }
     };
-    let client = connected.map_err(|e| {
+    connected.map_err(|e| {
         DbError::new(
             DbErrorKind::Connect,
             format!(
@@ -104,19 +122,7 @@ pub fn connect(t: &PgTarget) -> Result<Box<dyn Conn>, DbError> {
                 describe(&e)
             ),
         )
-    })?;
-    let mut conn = PgConn {
-        client,
-        statements: HashMap::new(),
-    };
-    if let Some(schema) = &t.schema {
-        // search_path is set through a bound value so the schema name is never SQL text.
-        conn.execute(
-            "SELECT set_config('search_path', $1, false)",
-            &[Param::Text(quote_ident(schema))],
-        )?;
-    }
-    Ok(Box::new(conn))
+    })
 }
 
 /// The TLS client for `tls` (native-tls: the system's OpenSSL on Linux, as the LDAP
@@ -194,7 +200,7 @@ fn text_params(params: &[Param]) -> Vec<TextParam<'_>> {
 }
 
 /// The server's message (with its detail) or the client's.
-fn describe(e: &postgres::Error) -> String {
+pub fn describe(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         match db.detail() {
             Some(d) => format!("{} ({d})", db.message()),

@@ -3,10 +3,11 @@
 
 use std::ops::ControlFlow;
 
-use super::records::{EntryRecord, RunRecord};
-use super::{codec, keys, sled_err, Result, Store, StoreError};
+use super::{sled_err, Embedded};
+use crate::storage::records::{EntryRecord, RunRecord};
+use crate::storage::{codec, keys, Result, StoreError};
 
-impl Store {
+impl Embedded {
     pub fn put_run(&self, run: &RunRecord) -> Result<()> {
         self.runs
             .insert(keys::run_key(run.seq), codec::encode(run)?)
@@ -37,7 +38,7 @@ impl Store {
     }
 
     /// Removes a run record and leaves a purge marker for its entries and audit events, in
-    /// one atomic batch; the entries themselves are reclaimed by [`Store::reclaim`].
+    /// one atomic batch; the entries themselves are reclaimed by [`Embedded::reclaim`].
     pub fn remove_run(&self, seq: u64) -> Result<()> {
         let mut batch = sled::Batch::default();
         batch.remove(&keys::run_key(seq)[..]);

@@ -1,4 +1,4 @@
-//! Striped write locks and write epochs of the `data` tree (see [`super::Store::apply`]).
+//! Striped write locks and write epochs of the `data` tree (see [`super::Embedded::apply`]).
 //!
 //! A key hashes to one of [`SLOTS`] slots; a slot belongs to one of [`STRIPES`] stripes (the
 //! slot's low bits), each with a lock. `apply` holds the locks of every key it checks or
@@ -21,7 +21,7 @@ const STRIPES: usize = 256;
 const SLOTS: usize = 1 << 16;
 
 /// A 64-bit hash of a key (FxHash-style, eight bytes at a time).
-pub(super) fn key_hash(key: &[u8]) -> u64 {
+pub(in crate::storage) fn key_hash(key: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h = key.len() as u64;
     let mut chunks = key.chunks_exact(8);
@@ -52,12 +52,12 @@ pub(super) fn stripe(hash: u64) -> usize {
 /// Kept in a [`super::DataBatch`] so that a precondition on the same key can take it instead
 /// of reading again, while the slot's epoch is unchanged (see the module doc).
 #[derive(Debug, Clone)]
-pub(super) struct Seen {
-    pub(super) hash: u64,
-    pub(super) key: Vec<u8>,
-    pub(super) epoch: u64,
+pub(in crate::storage) struct Seen {
+    pub(in crate::storage) hash: u64,
+    pub(in crate::storage) key: Vec<u8>,
+    pub(in crate::storage) epoch: u64,
     /// The revision found (0 for a `LINK_SECOND` key, which has none), or None if absent.
-    pub(super) found: Option<u64>,
+    pub(in crate::storage) found: Option<u64>,
 }
 
 pub(super) struct WriteLocks {
@@ -105,8 +105,8 @@ mod tests {
         let mut stripes = vec![0u32; STRIPES];
         let mut slots = std::collections::HashSet::new();
         for i in 0..10_000 {
-            let k = super::super::keys::link_key(
-                super::super::keys::LINK_FIRST,
+            let k = crate::storage::keys::link_key(
+                crate::storage::keys::LINK_FIRST,
                 "bench",
                 "default",
                 &format!("u{i:08}"),

@@ -1,30 +1,15 @@
 //! liveSync tokens (one per object set, durable on write) and IDM's `sync` audit topic
-//! (implicit and live synchronization events, the newest [`SYNC_AUDIT_KEEP`] kept), in the
+//! (implicit and live synchronization events, the newest `SYNC_AUDIT_KEEP` kept), in the
 //! `sync` tree. Keys come from [`keys`], values go through [`codec`].
 
 use std::ops::ControlFlow;
 
-use serde::{Deserialize, Serialize};
+use super::{sled_err, Embedded};
+use crate::storage::{
+    codec, keys, Result, StoreError, SyncTokenRecord, SYNC_AUDIT_KEEP, SYNC_AUDIT_TRIM_EVERY,
+};
 
-use super::{codec, keys, sled_err, Result, Store, StoreError};
-
-/// The persisted liveSync token of one object set (contract §7).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct SyncTokenRecord {
-    /// The token as JSON text (a token is the set's own JSON value).
-    pub token: String,
-    /// Increases by one with every token written (the `_rev` IDM shows).
-    pub rev: u64,
-    /// When it was written (ms since the epoch).
-    pub updated_ms: i64,
-}
-
-/// How many `sync` audit events are kept; older ones are removed as new ones come.
-pub const SYNC_AUDIT_KEEP: u64 = 100_000;
-/// Old events are trimmed once per this many appends (a trim walks the kept events' keys).
-const SYNC_AUDIT_TRIM_EVERY: u64 = 1_000;
-
-impl Store {
+impl Embedded {
     pub fn get_sync_token(&self, set: &str) -> Result<Option<SyncTokenRecord>> {
         match self
             .sync
@@ -73,7 +58,7 @@ impl Store {
     }
 
     /// Removes the oldest `sync` audit events beyond the newest `keep`.
-    pub(super) fn trim_sync_audit(&self, keep: u64) -> Result<()> {
+    pub(in crate::storage) fn trim_sync_audit(&self, keep: u64) -> Result<()> {
         let prefix = [keys::SYNC_AUDIT];
         let mut newest_first = self.sync.scan_prefix(prefix).keys().rev();
         let mut cut = None;

@@ -5,8 +5,9 @@ use std::ops::ControlFlow;
 use sled::IVec;
 
 use super::locks::{key_hash, Seen};
-use super::records::{Link, LinkRecord};
-use super::{codec, keys, sled_err, DataBatch, Result, Store, StoreError};
+use super::{sled_err, Embedded};
+use crate::storage::records::{Link, LinkRecord};
+use crate::storage::{codec, keys, DataBatch, Result, StoreError};
 
 /// A link key's hash and its slot's write epoch, taken before reading it.
 struct ReadStart {
@@ -14,7 +15,7 @@ struct ReadStart {
     epoch: u64,
 }
 
-impl Store {
+impl Embedded {
     fn decode_link(key: &[u8], value: &[u8]) -> Result<Link> {
         let (lt, q, first) = keys::parse_link_key(key)
             .ok_or_else(|| StoreError::Codec("malformed link key".into()))?;
@@ -46,7 +47,7 @@ impl Store {
         self.second_noted(None, link_type, qualifier, second_id)
     }
 
-    /// [`Store::link_by_first`] for a writer: what it found is noted in `batch`, so that a
+    /// [`Embedded::link_by_first`] for a writer: what it found is noted in `batch`, so that a
     /// precondition of the batch on the same link needs no second read (see `locks`).
     pub fn link_by_first_for(
         &self,
@@ -58,7 +59,7 @@ impl Store {
         self.first_noted(Some(batch), link_type, qualifier, first_id)
     }
 
-    /// [`Store::link_by_second`] for a writer (see [`Store::link_by_first_for`]).
+    /// [`Embedded::link_by_second`] for a writer (see [`Embedded::link_by_first_for`]).
     pub fn link_by_second_for(
         &self,
         batch: &mut DataBatch,
@@ -124,7 +125,7 @@ impl Store {
         let key = keys::link_key(keys::LINK_SECOND, link_type, qualifier, second_id);
         let (value, start) = self.read_link_key(&key)?;
         if let Some(batch) = batch.as_deref_mut() {
-            // A reverse key has no revision: present reads as 0 (as in `Store::check`).
+            // A reverse key has no revision: present reads as 0 (as in `Embedded::check`).
             batch.note(Seen {
                 hash: start.hash,
                 key,
@@ -162,14 +163,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn count_links(&self, link_type: &str, qualifier: &str) -> Result<u64> {
-        let never = || false;
-        Ok(self
-            .count_links_until(link_type, qualifier, &never)?
-            .unwrap_or_default())
-    }
-
-    /// [`Store::count_links`], giving up (`None`) as soon as `stop` says so.
+    /// Counts, giving up (`None`) as soon as `stop` says so.
     pub fn count_links_until(
         &self,
         link_type: &str,

@@ -2,42 +2,11 @@
 
 use std::ops::ControlFlow;
 
-use super::records::{IndexTerm, ObjectRecord, StoredObject};
-use super::{codec, keys, sled_err, Result, Store, StoreError};
+use super::{sled_err, Embedded};
+use crate::storage::records::{parse_body, IndexTerm, ObjectRecord, StoredObject};
+use crate::storage::{codec, keys, Result, StoreError};
 
-/// Keys an object body's map is made with: a map grown key by key rehashes its index three
-/// times for a dozen attributes (IDM key order makes it an `IndexMap`).
-const BODY_KEYS: usize = 16;
-
-/// A stored body (always a JSON object) parsed into a map sized for it up front.
-fn parse_body(bytes: &[u8]) -> serde_json::Result<serde_json::Map<String, serde_json::Value>> {
-    struct Body;
-    impl<'de> serde::de::Visitor<'de> for Body {
-        type Value = serde_json::Map<String, serde_json::Value>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut access: A,
-        ) -> std::result::Result<Self::Value, A::Error> {
-            let mut map = serde_json::Map::with_capacity(access.size_hint().unwrap_or(BODY_KEYS));
-            while let Some((key, value)) = access.next_entry()? {
-                map.insert(key, value);
-            }
-            Ok(map)
-        }
-    }
-    // Checked as UTF-8 once, in one pass over the whole body: parsed from bytes, serde_json
-    // checks every string on its own (callgrind: an eighth of the cost of decoding a body).
-    let text = std::str::from_utf8(bytes).map_err(serde::de::Error::custom)?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let map = serde::Deserializer::deserialize_map(&mut de, Body)?;
-    de.end()?;
-    Ok(map)
-}
-
-impl Store {
+impl Embedded {
     fn decode_object(id: &str, bytes: &[u8]) -> Result<StoredObject> {
         let rec: ObjectRecord = codec::decode_borrowed(bytes)?;
         let body =
@@ -116,12 +85,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn count_objects(&self, set: &str) -> Result<u64> {
-        let never = || false;
-        Ok(self.count_objects_until(set, &never)?.unwrap_or_default())
-    }
-
-    /// [`Store::count_objects`], giving up (`None`) as soon as `stop` says so.
+    /// Counts, giving up (`None`) as soon as `stop` says so.
     pub fn count_objects_until(&self, set: &str, stop: &dyn Fn() -> bool) -> Result<Option<u64>> {
         let mut n = 0u64;
         let mut stopped = false;
@@ -179,39 +143,5 @@ impl Store {
         self.data
             .apply_batch(batch)
             .map_err(sled_err("dropping an index"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_body;
-
-    #[test]
-    fn bodies_parse_in_key_order_and_bad_ones_fail() {
-        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
-        let text = format!("{{\"_id\":\"a\",{many}\"z\":\"é\",\"a\":[1,{{\"b\":null}}]}}");
-        let body = parse_body(text.as_bytes()).expect("a valid body");
-        let keys: Vec<&str> = body.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 43);
-        assert_eq!((keys[0], keys[41], keys[42]), ("_id", "z", "a"));
-        assert_eq!(body["z"], "é");
-        assert_eq!(
-            serde_json::to_string(&body).expect("encodes"),
-            text,
-            "the same text back"
-        );
-        for bad in [
-            &b"[1,2]"[..],
-            b"\"text\"",
-            b"{\"a\":1} trailing",
-            b"{\"a\":\"\xff\"}",
-            b"{\"a\":",
-        ] {
-            assert!(
-                parse_body(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
     }
 }
