@@ -189,22 +189,7 @@ impl PgStore {
         qualifier: &str,
         first_id: &str,
     ) -> Result<Option<Link>> {
-        let rows = self.query(
-            "reading a link",
-            LINK_BY_FIRST,
-            &[&link_type, &qualifier, &first_id],
-        )?;
-        rows.first()
-            .map(|r| {
-                Ok(Link {
-                    link_type: link_type.to_string(),
-                    qualifier: qualifier.to_string(),
-                    first_id: first_id.to_string(),
-                    second_id: r.get(0),
-                    rev: from_sql(r.get(1), "a link revision")?,
-                })
-            })
-            .transpose()
+        self.one_link(LINK_BY_FIRST, link_type, qualifier, first_id, true)
     }
 
     pub fn link_by_second(
@@ -213,18 +198,37 @@ impl PgStore {
         qualifier: &str,
         second_id: &str,
     ) -> Result<Option<Link>> {
+        self.one_link(LINK_BY_SECOND, link_type, qualifier, second_id, false)
+    }
+
+    /// The link whose first (`known_is_first`) or second id is `known`: the statement answers
+    /// the other id and the revision.
+    fn one_link(
+        &self,
+        statement: &'static str,
+        link_type: &str,
+        qualifier: &str,
+        known: &str,
+        known_is_first: bool,
+    ) -> Result<Option<Link>> {
         let rows = self.query(
             "reading a link",
-            LINK_BY_SECOND,
-            &[&link_type, &qualifier, &second_id],
+            statement,
+            &[&link_type, &qualifier, &known],
         )?;
         rows.first()
             .map(|r| {
+                let other: String = r.get(0);
+                let (first_id, second_id) = if known_is_first {
+                    (known.to_string(), other)
+                } else {
+                    (other, known.to_string())
+                };
                 Ok(Link {
                     link_type: link_type.to_string(),
                     qualifier: qualifier.to_string(),
-                    first_id: r.get(0),
-                    second_id: second_id.to_string(),
+                    first_id,
+                    second_id,
                     rev: from_sql(r.get(1), "a link revision")?,
                 })
             })
