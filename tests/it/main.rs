@@ -4,6 +4,7 @@
 mod helpers;
 
 mod client;
+mod cluster_pg;
 mod diffs;
 mod foundation;
 mod full_disk;
