@@ -319,6 +319,9 @@ impl App {
             objects.clone(),
             mappings,
             RunnerSettings::from_config(&config),
+            // One node on its own store: claims stay in-process (a shared repository brings
+            // the PostgreSQL coordinator, `cluster::PgCoordinator`).
+            crate::cluster::Coordinator::in_process(),
         );
         let sync = crate::sync::SyncService::install(runner.clone());
         let live = Arc::new(crate::sync::LiveSync::new(runner.clone()));

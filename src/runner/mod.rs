@@ -37,6 +37,7 @@ pub use host::{SetResolver, SetsHost, StoreHost};
 pub use implicit::{ExplicitAction, PerformRequest, SyncOutcome};
 pub use state::{ReconKind, RunOptions, RunState};
 
+use crate::cluster::Coordinator;
 use crate::config::{AuditLevel, Config};
 use crate::engine::model::Stage;
 use crate::engine::stats::summary_in_idm_order;
@@ -111,6 +112,8 @@ pub struct RunnerSettings {
     pub batch_size: usize,
     pub audit: AuditLevel,
     pub script_limits: ScriptLimits,
+    /// This node's id (`[cluster] node_id`): its name in claims and `sourceProcessedByNode`.
+    pub node_id: String,
 }
 
 impl RunnerSettings {
@@ -124,6 +127,7 @@ impl RunnerSettings {
                 time: Duration::from_millis(c.scripts.time_limit_ms),
                 memory_bytes: (c.scripts.memory_limit_mb as usize).saturating_mul(1024 * 1024),
             },
+            node_id: c.cluster.node_id.clone(),
         }
     }
 }
@@ -133,6 +137,8 @@ pub(crate) struct Inner {
     pub objects: ObjectSets,
     pub mappings: BTreeMap<String, Arc<Mapping>>,
     pub settings: RunnerSettings,
+    /// Coordination with the other nodes (in-process on a single node).
+    pub coordinator: Coordinator,
     /// Active run per mapping name.
     active: Mutex<HashMap<String, Arc<RunState>>>,
     /// Free execution slots (bounded parallel runs).
@@ -159,6 +165,7 @@ impl Runner {
         objects: ObjectSets,
         mappings: BTreeMap<String, Arc<Mapping>>,
         settings: RunnerSettings,
+        coordinator: Coordinator,
     ) -> Runner {
         let slots = settings.max_concurrent_runs.max(1);
         Runner {
@@ -167,6 +174,7 @@ impl Runner {
                 objects,
                 mappings,
                 settings,
+                coordinator,
                 active: Mutex::new(HashMap::new()),
                 slots: Mutex::new(slots),
                 slot_freed: Condvar::new(),

@@ -5,6 +5,7 @@ mod helpers;
 
 mod client;
 mod cluster_pg;
+mod clustered;
 mod diffs;
 mod foundation;
 mod full_disk;
