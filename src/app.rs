@@ -321,7 +321,7 @@ impl App {
             RunnerSettings::from_config(&config),
             // One node on its own store: claims stay in-process (a shared repository brings
             // the PostgreSQL coordinator, `cluster::PgCoordinator`).
-            crate::cluster::Coordinator::in_process(),
+            Arc::new(crate::cluster::Coordinator::in_process()),
         );
         let sync = crate::sync::SyncService::install(runner.clone());
         let live = Arc::new(crate::sync::LiveSync::new(runner.clone()));
@@ -337,18 +337,26 @@ impl App {
         let scheduler = if schedules.is_empty() {
             None
         } else {
-            Some(Arc::new(Scheduler::new(
-                schedules,
-                Arc::new(scheduler::SystemClock),
-                Arc::new(RunLauncher {
-                    runner: runner.clone(),
-                    script_limits: RunnerSettings::from_config(&config).script_limits,
-                    live: live.clone(),
-                }),
-                Arc::new(StoredScheduleState {
-                    store: store.clone(),
-                }),
-            )))
+            Some(Arc::new(
+                Scheduler::new(
+                    schedules,
+                    Arc::new(scheduler::SystemClock),
+                    Arc::new(RunLauncher {
+                        runner: runner.clone(),
+                        script_limits: RunnerSettings::from_config(&config).script_limits,
+                        live: live.clone(),
+                    }),
+                    Arc::new(StoredScheduleState {
+                        store: store.clone(),
+                    }),
+                )
+                // Each firing claimed cluster-wide first: on a shared repository, one node fires
+                // each tick (in-process: always this node).
+                .with_firing_claims(Arc::new(crate::cluster::FiringClaimer {
+                    coordinator: runner.coordinator().clone(),
+                    node: config.cluster.node_id.clone(),
+                })),
+            ))
         };
         let state =
             AppState::new(Arc::new(config), runner, objects, scheduler).with_live_sync(live);

@@ -24,6 +24,7 @@
 mod local;
 pub mod pg;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use local::Local;
@@ -240,6 +241,36 @@ impl Coordinator {
                 Ok(())
             }
             Coordinator::Postgres(p) => p.drop_pages(run),
+        }
+    }
+}
+
+/// How long a firing's claim is held before it is marked done. A firing is claimed and
+/// completed at once (a node that fails between the two leaves the tick unfired, as a node
+/// dying just before its launch would); the lease only bounds that gap.
+const FIRING_LEASE: Duration = Duration::from_secs(600);
+
+/// The scheduler's firing claims over the coordinator: one node fires each tick.
+pub struct FiringClaimer {
+    pub coordinator: Arc<Coordinator>,
+    pub node: String,
+}
+
+impl crate::scheduler::FiringClaims for FiringClaimer {
+    fn claim_firing(&self, name: &str, fire_time: i64) -> bool {
+        let key = firing_key(name, fire_time.saturating_mul(1000));
+        let claimed = self
+            .coordinator
+            .claim(&key, &self.node, FIRING_LEASE, "")
+            .and_then(|mine| Ok(mine && self.coordinator.complete(&key, &self.node)?));
+        match claimed {
+            Ok(mine) => mine,
+            Err(e) => {
+                // Without the repository no run could start anyway: skip rather than risk a
+                // second firing.
+                tracing::error!(schedule = name, error = %e, "cannot claim a firing; skipped");
+                false
+            }
         }
     }
 }
