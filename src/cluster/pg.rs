@@ -227,37 +227,50 @@ pub fn drop_pages<C: GenericClient>(c: &mut C, run: &str) -> Result<(), ClusterE
 }
 
 /// The shared coordinator over one connection of its own (calls are short; they take turns).
+///
+/// The blocking client runs a small runtime of its own, which tokio refuses to start or drop
+/// on a thread inside an async context: connecting and dropping happen on a thread of their
+/// own, so the coordinator may be built and dropped anywhere; its calls come from OS threads
+/// (runs, the lease thread) and `spawn_blocking` (requests, the scheduler).
 pub struct PgCoordinator {
-    client: Mutex<postgres::Client>,
+    /// Always `Some` until the coordinator drops.
+    client: Mutex<Option<postgres::Client>>,
 }
 
 impl PgCoordinator {
     /// Connects to `url` (`postgres://...`), without TLS.
     pub fn connect(url: &str) -> Result<PgCoordinator, ClusterError> {
-        let client = postgres::Client::connect(url, postgres::NoTls)
-            .map_err(ClusterError::db("connecting to the repository"))?;
-        Ok(PgCoordinator::new(client))
+        let url = url.to_string();
+        std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls))
+            .join()
+            // A panic there is one here, as if the thread were not needed.
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map(PgCoordinator::new)
+            .map_err(ClusterError::db("connecting to the repository"))
     }
 
     pub fn new(client: postgres::Client) -> PgCoordinator {
         PgCoordinator {
-            client: Mutex::new(client),
+            client: Mutex::new(Some(client)),
         }
     }
 
     /// Creates the tables when missing (what the repository's migration 0002 does).
     pub fn install_schema(&self) -> Result<(), ClusterError> {
-        self.client
-            .lock()
-            .batch_execute(MIGRATION)
-            .map_err(ClusterError::db("creating the cluster tables"))
+        self.with(|c| {
+            c.batch_execute(MIGRATION)
+                .map_err(ClusterError::db("creating the cluster tables"))
+        })
     }
 
     fn with<R>(
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<R, ClusterError>,
     ) -> Result<R, ClusterError> {
-        f(&mut self.client.lock())
+        let mut client = self.client.lock();
+        f(client
+            .as_mut()
+            .expect("the client is taken only when the coordinator drops"))
     }
 
     pub fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), ClusterError> {
@@ -306,5 +319,14 @@ impl PgCoordinator {
     }
     pub fn drop_pages(&self, run: &str) -> Result<(), ClusterError> {
         self.with(|c| drop_pages(c, run))
+    }
+}
+
+impl Drop for PgCoordinator {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.get_mut().take() {
+            // Off any async context (see the type's doc).
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod client;
+mod cluster_nodes;
 mod cluster_pg;
 mod clustered;
 mod diffs;
