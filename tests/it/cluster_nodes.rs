@@ -206,3 +206,71 @@ fn two_nodes_sharing_claims_fire_each_tick_once() {
         );
     }
 }
+
+/// A clustered run cancelled mid-page: while it runs, its pages and its claim on the mapping
+/// are in the table; once it ended, both are gone and the next run starts and succeeds.
+#[test]
+fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
+    let Some(db) = Pg::start() else { return };
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let data = format!("{HEADER}{}", people(150, 0));
+    let url = pg_url(&db);
+    let s = Server::start_with_env(
+        CLUSTERED,
+        &[("data/hr.csv", &data)],
+        &[
+            ("RECOND_TEST_CLUSTER_PG_URL", url.as_str()),
+            ("RECOND_TEST_HOLD_DIR", hold_dir.as_str()),
+        ],
+    );
+    // Page 0 (one unit) commits; page 1's unit is held before its write.
+    std::fs::write(hold.0.join("gate"), "1").expect("gate");
+    let r = s.post("/openidm/recon?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    wait_held(&hold.0, Duration::from_secs(60));
+    let mut c = db.client();
+    let count =
+        |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).expect(sql).get(0) };
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM claims WHERE scope IS NOT NULL"
+        ),
+        4,
+        "150 ids in pages of 40"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM claims WHERE scope IS NOT NULL AND done"
+        ),
+        1,
+        "page 0 is done"
+    );
+    let holder: String = c
+        .query_one("SELECT payload FROM claims WHERE key = 'run/hr'", &[])
+        .expect("the run's claim")
+        .get(0);
+    assert_eq!(holder, rid);
+    let r = s.post(&format!("/openidm/recon/{rid}?_action=cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let run = s.wait_run(&rid);
+    assert_eq!(run["stage"], "COMPLETED_CANCELED", "{run}");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM claims WHERE scope IS NOT NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM claims WHERE key = 'run/hr'"),
+        0
+    );
+    let next = start_run(&s, "hr");
+    assert_eq!(next["state"], "SUCCESS", "{next}");
+    assert_eq!(links(&s).len(), 150);
+}
