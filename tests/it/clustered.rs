@@ -148,6 +148,9 @@ fn a_clustered_run_on_one_node_matches_the_unclustered_run() {
         "{}",
         r.body
     );
+    // The deprecated sync service's recon always waits: refused the same way.
+    let r = clustered.post("/openidm/sync?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(
         clustered.get("/openidm/recon").body["reconciliations"],
         json!([])
