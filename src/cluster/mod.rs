@@ -170,6 +170,15 @@ impl Coordinator {
         }
     }
 
+    /// Removes done claims older than `older_than` (the in-process coordinator prunes them as
+    /// it grows, so there it does nothing).
+    pub fn purge_done(&self, older_than: Duration) -> Result<u64, ClusterError> {
+        match self {
+            Coordinator::Local(_) => Ok(0),
+            Coordinator::Postgres(p) => p.purge_done(older_than),
+        }
+    }
+
     /// Offers the pages of `run` (page `i` carries `payloads[i]`). Offering again is harmless:
     /// pages already there are kept as they are.
     pub fn offer_pages(&self, run: &str, payloads: &[String]) -> Result<(), ClusterError> {

@@ -139,6 +139,17 @@ pub fn holder<C: GenericClient>(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
+/// Removes done claims (fired ticks) whose lease ended more than `older_than` ago, so the
+/// table keeps the recent firings only; returns how many went. Pages go with their run.
+pub fn purge_done<C: GenericClient>(c: &mut C, older_than: Duration) -> Result<u64, ClusterError> {
+    c.execute(
+        "DELETE FROM claims WHERE done AND scope IS NULL \
+            AND lease_until < now() - $1::bigint * interval '1 millisecond'",
+        &[&ms(older_than)],
+    )
+    .map_err(ClusterError::db("removing old done claims"))
+}
+
 /// Offers a run's pages, in one transaction; pages already offered stay as they are.
 pub fn offer_pages<C: GenericClient>(
     c: &mut C,
@@ -316,6 +327,9 @@ impl PgCoordinator {
     }
     pub fn pages_left(&self, run: &str) -> Result<u64, ClusterError> {
         self.with(|c| pages_left(c, run))
+    }
+    pub fn purge_done(&self, older_than: Duration) -> Result<u64, ClusterError> {
+        self.with(|c| purge_done(c, older_than))
     }
     pub fn drop_pages(&self, run: &str) -> Result<(), ClusterError> {
         self.with(|c| drop_pages(c, run))

@@ -20,6 +20,11 @@ const RUN_LEASE: Duration = Duration::from_secs(60);
 /// A node's heartbeat lease (renewed with the run claims).
 const NODE_LEASE: Duration = RUN_LEASE;
 
+/// How often the lease thread removes old done claims (fired ticks), and how old they must be:
+/// a day keeps every firing another node could still be deciding on.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+const PURGE_OLDER_THAN: Duration = Duration::from_secs(24 * 3600);
+
 /// Claims `run`'s mapping for this node; a 409 naming the holder when another node runs it.
 pub(super) fn claim_run(inner: &Inner, run: &Arc<RunState>) -> Result<(), RunError> {
     claim_mapping(
@@ -68,14 +73,21 @@ pub(super) fn release_run(inner: &Inner, run: &RunState) {
 }
 
 /// The lease thread: every third of a lease, says this node is live and renews the claims of
-/// its active runs, until the runner stops.
+/// its active runs; every hour, removes day-old done claims; until the runner stops.
 pub(super) fn keep_leases(inner: &Arc<Inner>) {
     let every = RUN_LEASE / 3;
     let mut last: Option<Instant> = None;
+    let mut purged: Option<Instant> = None;
     while !inner.stopping.load(Ordering::SeqCst) {
         if last.is_none_or(|t| t.elapsed() >= every) {
             renew(inner);
             last = Some(Instant::now());
+        }
+        if purged.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            if let Err(e) = inner.coordinator.purge_done(PURGE_OLDER_THAN) {
+                tracing::warn!(error = %e, "removing old done claims failed");
+            }
+            purged = Some(Instant::now());
         }
         // Short naps, so shutdown never waits on this thread.
         std::thread::sleep(Duration::from_millis(200));

@@ -96,6 +96,15 @@ fn claims_leases_and_pages_on_a_shared_postgresql() {
     assert!(b.complete("fire/nightly/1000", "b").expect("complete"));
     assert!(!a.claim("fire/nightly/1000", "a", long, "").expect("claim"));
     assert!(!b.claim("fire/nightly/1000", "b", long, "").expect("claim"));
+    // Old done claims are removed; live ones stay.
+    assert!(a.claim("run/kept", "a", long, "").expect("claim"));
+    assert_eq!(a.purge_done(long).expect("purge"), 0, "not old enough");
+    assert_eq!(a.purge_done(Duration::ZERO).expect("purge"), 1);
+    assert_eq!(
+        a.holder("run/kept").expect("holder"),
+        Some(("a".to_string(), String::new()))
+    );
+    assert!(a.release("run/kept", "a").expect("release"));
 
     // Liveness.
     a.heartbeat("a", long).expect("heartbeat");
