@@ -120,6 +120,34 @@ pub fn load_schedules(
     Ok(out)
 }
 
+/// The coordination with other nodes. One node on its own store keeps its claims in-process;
+/// a shared PostgreSQL repository will bring the PostgreSQL coordinator. Until then the test
+/// hook `RECOND_TEST_CLUSTER_PG_URL` puts the claims (runs, firings, pages) of a node with its
+/// own store into a PostgreSQL database, so tests drive the shared coordinator's SQL through
+/// real servers.
+fn coordinator() -> Result<crate::cluster::Coordinator, AppError> {
+    let Some(url) = std::env::var("RECOND_TEST_CLUSTER_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(crate::cluster::Coordinator::in_process());
+    };
+    // On a thread of its own: the blocking client cannot run inside the async context that
+    // builds the app.
+    let pg = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                crate::cluster::PgCoordinator::connect(&url)
+                    .and_then(|pg| pg.install_schema().map(|()| pg))
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+    .map_err(|e| AppError::Runtime(e.to_string()))?;
+    tracing::warn!("test hook: cluster claims in PostgreSQL (RECOND_TEST_CLUSTER_PG_URL)");
+    Ok(crate::cluster::Coordinator::Postgres(pg))
+}
+
 /// Starts scheduled runs through the runner, runs script schedules, and starts scheduled
 /// liveSyncs through the liveSync service (on a thread of their own, so the scheduler never
 /// waits for one).
@@ -330,6 +358,7 @@ impl App {
             objects.clone(),
             mappings,
             RunnerSettings::from_config(&config),
+            Arc::new(coordinator()?),
         );
         let sync = crate::sync::SyncService::install(runner.clone());
         let live = Arc::new(crate::sync::LiveSync::new(runner.clone()));
@@ -345,18 +374,26 @@ impl App {
         let scheduler = if schedules.is_empty() {
             None
         } else {
-            Some(Arc::new(Scheduler::new(
-                schedules,
-                Arc::new(scheduler::SystemClock),
-                Arc::new(RunLauncher {
-                    runner: runner.clone(),
-                    script_limits: RunnerSettings::from_config(&config).script_limits,
-                    live: live.clone(),
-                }),
-                Arc::new(StoredScheduleState {
-                    store: store.clone(),
-                }),
-            )))
+            Some(Arc::new(
+                Scheduler::new(
+                    schedules,
+                    Arc::new(scheduler::SystemClock),
+                    Arc::new(RunLauncher {
+                        runner: runner.clone(),
+                        script_limits: RunnerSettings::from_config(&config).script_limits,
+                        live: live.clone(),
+                    }),
+                    Arc::new(StoredScheduleState {
+                        store: store.clone(),
+                    }),
+                )
+                // Each firing claimed cluster-wide first: on a shared repository, one node fires
+                // each tick (in-process: always this node).
+                .with_firing_claims(Arc::new(crate::cluster::FiringClaimer {
+                    coordinator: runner.coordinator().clone(),
+                    node: config.cluster.node_id.clone(),
+                })),
+            ))
         };
         let state =
             AppState::new(Arc::new(config), runner, objects, scheduler).with_live_sync(live);

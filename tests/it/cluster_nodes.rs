@@ -1,0 +1,276 @@
+//! Real servers whose cluster claims live in a real PostgreSQL (test hook
+//! `RECOND_TEST_CLUSTER_PG_URL`; each node keeps its own embedded store until the repository
+//! is shared): a clustered run driven through the shared coordinator's SQL, and two nodes whose
+//! schedule fires once per tick between them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::pg::Pg;
+
+fn pg_url(db: &Pg) -> String {
+    format!("postgres://postgres@127.0.0.1:{}/postgres", db.port)
+}
+
+fn start_run(s: &Server, mapping: &str) -> Value {
+    let r = s.post(
+        &format!("/openidm/recon?_action=recon&mapping={mapping}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "start: {}", r.body);
+    s.wait_run(r.body["_id"].as_str().expect("run id"))
+}
+
+fn links(s: &Server) -> Vec<(String, String)> {
+    let body = s.query("/openidm/repo/link", "true");
+    let mut v: Vec<(String, String)> = body["result"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| {
+            let f = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (f("firstId"), f("secondId"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const CLUSTERED: &str = r#"
+[cluster]
+node_id = "node-a"
+
+[managed.user]
+indexed = ["userName"]
+
+[system.hr.account]
+connector = "csv"
+file = "data/hr.csv"
+id_column = "uid"
+
+[[mappings]]
+name = "hr"
+source = "system/hr/account"
+target = "managed/user"
+clusteredSourceReconEnabled = true
+reconSourceQueryPageSize = 40
+properties = [
+  { source = "uid", target = "_id" },
+  { source = "userName", target = "userName" },
+]
+policies = [
+  { situation = "CONFIRMED", action = "UPDATE" },
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "SOURCE_MISSING", action = "DELETE" },
+]
+"#;
+
+#[test]
+fn a_clustered_run_with_its_claims_in_postgresql_matches_the_in_process_one() {
+    let Some(db) = Pg::start() else { return };
+    let data = format!("{HEADER}{}", people(150, 0));
+    let files = [("data/hr.csv", data.as_str())];
+    let mut shared = Server::start_with_env(
+        CLUSTERED,
+        &files,
+        &[("RECOND_TEST_CLUSTER_PG_URL", &pg_url(&db))],
+    );
+    let local = Server::start(CLUSTERED, &files);
+    for round in 0..2 {
+        if round == 1 {
+            let changed = format!("{HEADER}{}", people(120, 30));
+            shared.write("data/hr.csv", &changed);
+            local.write("data/hr.csv", &changed);
+        }
+        let a = start_run(&shared, "hr");
+        let b = start_run(&local, "hr");
+        assert_eq!(a["state"], "SUCCESS", "{a}");
+        for key in [
+            "situationSummary",
+            "statusSummary",
+            "progress",
+            "sourceProcessedByNode",
+        ] {
+            assert_eq!(a[key], b[key], "round {round}: {key}");
+        }
+        assert_eq!(
+            a["durationSummary"]["sourcePagePhase"]["count"],
+            b["durationSummary"]["sourcePagePhase"]["count"]
+        );
+        assert_eq!(links(&shared), links(&local), "round {round}");
+    }
+    assert!(shared.log().contains("cluster claims in PostgreSQL"));
+    // The run's pages went with it and its claim on the mapping was released.
+    let mut c = db.client();
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM claims WHERE scope IS NOT NULL", &[])
+        .expect("count pages")
+        .get(0);
+    assert_eq!(left, 0);
+    let held: i64 = c
+        .query_one("SELECT count(*) FROM claims WHERE key = 'run/hr'", &[])
+        .expect("count run claims")
+        .get(0);
+    assert_eq!(held, 0);
+    let live: Vec<String> = c
+        .query("SELECT node_id FROM nodes", &[])
+        .expect("nodes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(live, vec!["node-a"], "the node's heartbeat is in the table");
+    // The coordinator's client is dropped off the async runtime: a clean exit.
+    assert_eq!(shared.stop(), Some(0), "{}", shared.log());
+}
+
+/// The runs a node started from schedule `name`.
+fn scheduled_runs(s: &Server, name: &str) -> Vec<Value> {
+    s.get("/openidm/recon").body["reconciliations"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["parameters"]["schedule"] == name)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn two_nodes_sharing_claims_fire_each_tick_once() {
+    let Some(db) = Pg::start() else { return };
+    // Every 2 seconds, for about 8 seconds from now.
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
+    let end_text = end.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let config = |node: &str| {
+        format!(
+            "{HR}\n[cluster]\nnode_id = \"{node}\"\n\n[[schedules]]\nname = \"tick\"\n\
+             schedule = \"*/2 * * * * ?\"\nmapping = \"hr\"\nendTime = \"{end_text}\"\n"
+        )
+    };
+    let data = format!("{HEADER}{}", people(3, 0));
+    let url = pg_url(&db);
+    let env = [("RECOND_TEST_CLUSTER_PG_URL", url.as_str())];
+    let a = Server::start_with_env(&config("node-a"), &[("data/hr.csv", &data)], &env);
+    let b = Server::start_with_env(&config("node-b"), &[("data/hr.csv", &data)], &env);
+    // Past the end time, then until every run of both nodes ended.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while jiff::Timestamp::now() < end + jiff::SignedDuration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let runs = loop {
+        let runs: Vec<Value> = [&a, &b]
+            .iter()
+            .flat_map(|s| scheduled_runs(s, "tick"))
+            .collect();
+        if runs
+            .iter()
+            .all(|r| r["ended"].as_str().is_some_and(|e| !e.is_empty()))
+        {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "runs did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut c = db.client();
+    let fired: Vec<(String, String)> = c
+        .query(
+            "SELECT key, node_id FROM claims WHERE key LIKE 'fire/tick/%' ORDER BY key",
+            &[],
+        )
+        .expect("firings")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(fired.len() >= 2, "the schedule fired: {fired:?}");
+    // Each claimed tick launched one run on its node (or was skipped there because the
+    // mapping was busy, which the log says); no tick launched a run on both nodes.
+    let skipped: usize = [&a, &b]
+        .iter()
+        .map(|s| s.log().matches("skipped: mapping busy").count())
+        .sum();
+    assert_eq!(
+        runs.len() + skipped,
+        fired.len(),
+        "runs {} + skipped {skipped} = claimed ticks {fired:?}",
+        runs.len()
+    );
+    for (node, server) in [("node-a", &a), ("node-b", &b)] {
+        let claimed = fired.iter().filter(|(_, n)| n == node).count();
+        let ran = scheduled_runs(server, "tick").len();
+        let skipped = server.log().matches("skipped: mapping busy").count();
+        assert_eq!(
+            ran + skipped,
+            claimed,
+            "{node}: runs only for the ticks it claimed"
+        );
+    }
+}
+
+/// A clustered run cancelled mid-page: while it runs, its pages and its claim on the mapping
+/// are in the table; once it ended, both are gone and the next run starts and succeeds.
+#[test]
+fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
+    let Some(db) = Pg::start() else { return };
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let data = format!("{HEADER}{}", people(150, 0));
+    let url = pg_url(&db);
+    let s = Server::start_with_env(
+        CLUSTERED,
+        &[("data/hr.csv", &data)],
+        &[
+            ("RECOND_TEST_CLUSTER_PG_URL", url.as_str()),
+            ("RECOND_TEST_HOLD_DIR", hold_dir.as_str()),
+        ],
+    );
+    // Page 0 (one unit) commits; page 1's unit is held before its write.
+    std::fs::write(hold.0.join("gate"), "1").expect("gate");
+    let r = s.post("/openidm/recon?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    wait_held(&hold.0, Duration::from_secs(60));
+    let mut c = db.client();
+    let count =
+        |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).expect(sql).get(0) };
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM claims WHERE scope IS NOT NULL"
+        ),
+        4,
+        "150 ids in pages of 40"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM claims WHERE scope IS NOT NULL AND done"
+        ),
+        1,
+        "page 0 is done"
+    );
+    let holder: String = c
+        .query_one("SELECT payload FROM claims WHERE key = 'run/hr'", &[])
+        .expect("the run's claim")
+        .get(0);
+    assert_eq!(holder, rid);
+    let r = s.post(&format!("/openidm/recon/{rid}?_action=cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let run = s.wait_run(&rid);
+    assert_eq!(run["stage"], "COMPLETED_CANCELED", "{run}");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM claims WHERE scope IS NOT NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM claims WHERE key = 'run/hr'"),
+        0
+    );
+    let next = start_run(&s, "hr");
+    assert_eq!(next["state"], "SUCCESS", "{next}");
+    assert_eq!(links(&s).len(), 150);
+}
