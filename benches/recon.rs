@@ -373,7 +373,8 @@ fn target_body(i: usize) -> Map<String, Value> {
 
 /// Scenarios whose config has no `[storage]` section, so that they run with recon.toml's
 /// default store settings and their peak memory is the figure a user gets (issue #19).
-const DEFAULT_STORE_SCENARIOS: &[&str] = &["first-load", "first-load-10x", "steady", "http", "pg-repo"];
+const DEFAULT_STORE_SCENARIOS: &[&str] =
+    &["first-load", "first-load-10x", "steady", "http", "pg-repo"];
 
 /// The `[storage]` section of a scenario's config: none (the defaults) for
 /// [`DEFAULT_STORE_SCENARIOS`], else the bench's larger cache and slower flush, which the

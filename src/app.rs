@@ -120,32 +120,17 @@ pub fn load_schedules(
     Ok(out)
 }
 
-/// The coordination with other nodes. One node on its own store keeps its claims in-process;
-/// a shared PostgreSQL repository will bring the PostgreSQL coordinator. Until then the test
-/// hook `RECOND_TEST_CLUSTER_PG_URL` puts the claims (runs, firings, pages) of a node with its
-/// own store into a PostgreSQL database, so tests drive the shared coordinator's SQL through
-/// real servers.
-fn coordinator() -> Result<crate::cluster::Coordinator, AppError> {
-    let Some(url) = std::env::var("RECOND_TEST_CLUSTER_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        return Ok(crate::cluster::Coordinator::in_process());
-    };
-    // On a thread of its own: the blocking client cannot run inside the async context that
-    // builds the app.
-    let pg = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                crate::cluster::PgCoordinator::connect(&url)
-                    .and_then(|pg| pg.install_schema().map(|()| pg))
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
-    .map_err(|e| AppError::Runtime(e.to_string()))?;
-    tracing::warn!("test hook: cluster claims in PostgreSQL (RECOND_TEST_CLUSTER_PG_URL)");
-    Ok(crate::cluster::Coordinator::Postgres(pg))
+/// The coordination with other nodes: on the shared PostgreSQL repository, its `recond_nodes`
+/// and `recond_claims` tables through the repository's own pool (so every node of the
+/// repository sees the same claims); on the embedded store, in-process (one node).
+fn coordinator(store: &Store) -> crate::cluster::Coordinator {
+    if store.is_shared() {
+        crate::cluster::Coordinator::Postgres(crate::cluster::PgCoordinator::on_repository(
+            store.clone(),
+        ))
+    } else {
+        crate::cluster::Coordinator::in_process()
+    }
 }
 
 /// Starts scheduled runs through the runner, runs script schedules, and starts scheduled
@@ -358,7 +343,7 @@ impl App {
             objects.clone(),
             mappings,
             RunnerSettings::from_config(&config),
-            Arc::new(coordinator()?),
+            Arc::new(coordinator(&store)),
         );
         let sync = crate::sync::SyncService::install(runner.clone());
         let live = Arc::new(crate::sync::LiveSync::new(runner.clone()));

@@ -5,7 +5,7 @@
 //! [`Coordinator`] is a concrete type over two implementations:
 //! * `Local` (`local.rs`): in-process maps under one mutex; what a single node needs, at the
 //!   cost of a lock and a map operation per call. It is the default.
-//! * `Postgres` (`pg.rs`): rows of the `nodes` and `claims` tables of a shared PostgreSQL
+//! * `Postgres` (`pg.rs`): rows of the `recond_nodes` and `recond_claims` tables of a shared PostgreSQL
 //!   repository (schema: `storage/pg/migrations/0002_cluster.sql`), written with plain
 //!   statements that CockroachDB and YugabyteDB also run (no advisory locks).
 //!
@@ -33,17 +33,22 @@ pub use pg::PgCoordinator;
 /// A coordination failure: the shared database could not be reached or refused a statement.
 /// The in-process implementation never fails.
 #[derive(Debug, thiserror::Error)]
-#[error("cluster coordination: {what}: {source}")]
-pub struct ClusterError {
-    pub what: String,
-    #[source]
-    pub source: postgres::Error,
+pub enum ClusterError {
+    #[error("cluster coordination: {what}: {source}")]
+    Database {
+        what: String,
+        #[source]
+        source: postgres::Error,
+    },
+    /// The repository could not lend a connection.
+    #[error("cluster coordination: {0}")]
+    Repository(#[source] crate::storage::StoreError),
 }
 
 impl ClusterError {
     pub(crate) fn db(what: impl Into<String>) -> impl FnOnce(postgres::Error) -> ClusterError {
         let what = what.into();
-        move |source| ClusterError { what, source }
+        move |source| ClusterError::Database { what, source }
     }
 }
 
@@ -67,6 +72,12 @@ pub fn run_key(mapping: &str) -> String {
 /// epoch), so each tick fires on one node.
 pub fn firing_key(schedule: &str, fire_ms: i64) -> String {
     format!("fire/{schedule}/{fire_ms}")
+}
+
+/// The claim key of a request to cancel run `run` (made on a node that does not run it; the
+/// running node polls for it).
+pub fn cancel_key(run: &str) -> String {
+    format!("cancel/{run}")
 }
 
 /// The scope that groups a run's pages.
@@ -170,8 +181,9 @@ impl Coordinator {
         }
     }
 
-    /// Removes done claims older than `older_than` (the in-process coordinator prunes them as
-    /// it grows, so there it does nothing).
+    /// Removes claims whose lease ended more than `older_than` ago: fired ticks, cancel
+    /// requests, claims of nodes long gone (the in-process coordinator prunes as it grows, so
+    /// there it does nothing).
     pub fn purge_done(&self, older_than: Duration) -> Result<u64, ClusterError> {
         match self {
             Coordinator::Local(_) => Ok(0),
@@ -291,6 +303,7 @@ mod tests {
     #[test]
     fn keys_are_distinct_per_kind_and_pages_sort_in_order() {
         assert_ne!(run_key("m"), firing_key("m", 0));
+        assert_ne!(run_key("m"), cancel_key("m"));
         assert!(page_key("r", 9) < page_key("r", 10));
         assert_eq!(page_number(&page_key("r-1", 123)), 123);
         assert!(!page_key("r", 1).starts_with(&page_scope("r")));

@@ -1,10 +1,11 @@
-//! The shared coordinator: the `nodes` and `claims` tables of a PostgreSQL repository (schema:
+//! The shared coordinator: the `recond_nodes` and `recond_claims` tables of a PostgreSQL repository (schema:
 //! `storage/pg/migrations/0002_cluster.sql`).
 //!
 //! Each operation is one statement (offering pages: one transaction), written against
 //! `postgres::GenericClient`, so it runs on a plain client, a pooled one or inside a caller's
-//! transaction alike. [`PgCoordinator`] holds one connection of its own for now; once the
-//! repository has a pool, it borrows from that instead and the statements stay as they are.
+//! transaction alike. [`PgCoordinator`] borrows a connection of the repository's pool per call
+//! (`Store::with_pg`) on a node whose store is the shared repository, or holds a client of its
+//! own (tests of the SQL on a bare database).
 //!
 //! Why it is safe without advisory locks:
 //! * a claim is `INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE <lease past or mine>
@@ -40,7 +41,7 @@ pub fn heartbeat<C: GenericClient>(
     ttl: Duration,
 ) -> Result<(), ClusterError> {
     c.execute(
-        "INSERT INTO nodes (node_id, heartbeat_until) \
+        "INSERT INTO recond_nodes (node_id, heartbeat_until) \
          VALUES ($1, now() + $2::bigint * interval '1 millisecond') \
          ON CONFLICT (node_id) DO UPDATE SET heartbeat_until = excluded.heartbeat_until",
         &[&node, &ms(ttl)],
@@ -53,7 +54,7 @@ pub fn heartbeat<C: GenericClient>(
 pub fn live_nodes<C: GenericClient>(c: &mut C) -> Result<Vec<String>, ClusterError> {
     let rows = c
         .query(
-            "SELECT node_id FROM nodes WHERE heartbeat_until >= now() ORDER BY node_id",
+            "SELECT node_id FROM recond_nodes WHERE heartbeat_until >= now() ORDER BY node_id",
             &[],
         )
         .map_err(ClusterError::db("listing live nodes"))?;
@@ -71,7 +72,7 @@ pub fn claim<C: GenericClient>(
 ) -> Result<bool, ClusterError> {
     let rows = c
         .query(
-            "INSERT INTO claims AS c (key, node_id, lease_until, payload) \
+            "INSERT INTO recond_claims AS c (key, node_id, lease_until, payload) \
              VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond', $4) \
              ON CONFLICT (key) DO UPDATE \
                 SET node_id = excluded.node_id, lease_until = excluded.lease_until, \
@@ -93,7 +94,7 @@ pub fn renew<C: GenericClient>(
 ) -> Result<bool, ClusterError> {
     let n = c
         .execute(
-            "UPDATE claims SET lease_until = now() + $3::bigint * interval '1 millisecond' \
+            "UPDATE recond_claims SET lease_until = now() + $3::bigint * interval '1 millisecond' \
               WHERE key = $1 AND node_id = $2 AND NOT done",
             &[&key, &node, &ms(ttl)],
         )
@@ -105,7 +106,7 @@ pub fn renew<C: GenericClient>(
 pub fn release<C: GenericClient>(c: &mut C, key: &str, node: &str) -> Result<bool, ClusterError> {
     let n = c
         .execute(
-            "DELETE FROM claims WHERE key = $1 AND node_id = $2 AND NOT done",
+            "DELETE FROM recond_claims WHERE key = $1 AND node_id = $2 AND NOT done",
             &[&key, &node],
         )
         .map_err(ClusterError::db(format!("releasing {key}")))?;
@@ -116,7 +117,7 @@ pub fn release<C: GenericClient>(c: &mut C, key: &str, node: &str) -> Result<boo
 pub fn complete<C: GenericClient>(c: &mut C, key: &str, node: &str) -> Result<bool, ClusterError> {
     let n = c
         .execute(
-            "UPDATE claims SET done = true, lease_until = now() \
+            "UPDATE recond_claims SET done = true, lease_until = now() \
               WHERE key = $1 AND node_id = $2 AND NOT done",
             &[&key, &node],
         )
@@ -131,7 +132,7 @@ pub fn holder<C: GenericClient>(
 ) -> Result<Option<(String, String)>, ClusterError> {
     let row = c
         .query_opt(
-            "SELECT node_id, payload FROM claims \
+            "SELECT node_id, payload FROM recond_claims \
               WHERE key = $1 AND NOT done AND node_id IS NOT NULL AND lease_until >= now()",
             &[&key],
         )
@@ -139,11 +140,12 @@ pub fn holder<C: GenericClient>(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// Removes done claims (fired ticks) whose lease ended more than `older_than` ago, so the
-/// table keeps the recent firings only; returns how many went. Pages go with their run.
+/// Removes claims whose lease ended more than `older_than` ago (fired ticks, cancel requests,
+/// claims of nodes long gone: none of them is held any more), so the table keeps the recent
+/// ones only; returns how many went. Pages go with their run.
 pub fn purge_done<C: GenericClient>(c: &mut C, older_than: Duration) -> Result<u64, ClusterError> {
     c.execute(
-        "DELETE FROM claims WHERE done AND scope IS NULL \
+        "DELETE FROM recond_claims WHERE scope IS NULL \
             AND lease_until < now() - $1::bigint * interval '1 millisecond'",
         &[&ms(older_than)],
     )
@@ -160,7 +162,7 @@ pub fn offer_pages<C: GenericClient>(
     let mut tx = c.transaction().map_err(ClusterError::db(what()))?;
     let insert = tx
         .prepare(
-            "INSERT INTO claims (key, node_id, lease_until, payload, scope) \
+            "INSERT INTO recond_claims (key, node_id, lease_until, payload, scope) \
              VALUES ($1, NULL, now(), $2, $3) ON CONFLICT (key) DO NOTHING",
         )
         .map_err(ClusterError::db(what()))?;
@@ -181,9 +183,9 @@ pub fn claim_page<C: GenericClient>(
 ) -> Result<Option<Page>, ClusterError> {
     let row = c
         .query_opt(
-            "UPDATE claims SET node_id = $2, \
+            "UPDATE recond_claims SET node_id = $2, \
                     lease_until = now() + $3::bigint * interval '1 millisecond' \
-              WHERE key = (SELECT key FROM claims \
+              WHERE key = (SELECT key FROM recond_claims \
                             WHERE scope = $1 AND NOT done \
                               AND (node_id IS NULL OR lease_until < now()) \
                             ORDER BY key LIMIT 1 \
@@ -210,7 +212,7 @@ pub fn release_page<C: GenericClient>(
 ) -> Result<bool, ClusterError> {
     let n = c
         .execute(
-            "UPDATE claims SET node_id = NULL, lease_until = now() \
+            "UPDATE recond_claims SET node_id = NULL, lease_until = now() \
               WHERE key = $1 AND node_id = $2 AND NOT done",
             &[&key, &node],
         )
@@ -222,7 +224,7 @@ pub fn release_page<C: GenericClient>(
 pub fn pages_left<C: GenericClient>(c: &mut C, run: &str) -> Result<u64, ClusterError> {
     let row = c
         .query_one(
-            "SELECT count(*) FROM claims WHERE scope = $1 AND NOT done",
+            "SELECT count(*) FROM recond_claims WHERE scope = $1 AND NOT done",
             &[&page_scope(run)],
         )
         .map_err(ClusterError::db(format!("counting the pages of run {run}")))?;
@@ -232,24 +234,37 @@ pub fn pages_left<C: GenericClient>(c: &mut C, run: &str) -> Result<u64, Cluster
 
 /// Removes every page of `run`.
 pub fn drop_pages<C: GenericClient>(c: &mut C, run: &str) -> Result<(), ClusterError> {
-    c.execute("DELETE FROM claims WHERE scope = $1", &[&page_scope(run)])
-        .map_err(ClusterError::db(format!("removing the pages of run {run}")))?;
+    c.execute(
+        "DELETE FROM recond_claims WHERE scope = $1",
+        &[&page_scope(run)],
+    )
+    .map_err(ClusterError::db(format!("removing the pages of run {run}")))?;
     Ok(())
 }
 
-/// The shared coordinator over one connection of its own (calls are short; they take turns).
-///
-/// The blocking client runs a small runtime of its own, which tokio refuses to start or drop
-/// on a thread inside an async context: connecting and dropping happen on a thread of their
-/// own, so the coordinator may be built and dropped anywhere; its calls come from OS threads
-/// (runs, the lease thread) and `spawn_blocking` (requests, the scheduler).
-pub struct PgCoordinator {
+/// Where the shared coordinator's statements run.
+enum Connection {
+    /// The repository's pool (`[storage] backend = "postgres"`): each call borrows a pooled
+    /// connection for its one statement (or transaction), off the async runtime.
+    Repository(crate::storage::Store),
+    /// One client of its own (tests of the SQL against a bare database); calls take turns.
     /// Always `Some` until the coordinator drops.
-    client: Mutex<Option<postgres::Client>>,
+    Own(Mutex<Option<postgres::Client>>),
+}
+
+/// The shared coordinator.
+///
+/// With a client of its own, the blocking client runs a small runtime of its own, which tokio
+/// refuses to start or drop on a thread inside an async context: connecting and dropping
+/// happen on a thread of their own, so the coordinator may be built and dropped anywhere. Its
+/// calls come from OS threads (runs, the lease thread) and `spawn_blocking` (requests, the
+/// scheduler); the repository's pool moves off the runtime itself.
+pub struct PgCoordinator {
+    connection: Connection,
 }
 
 impl PgCoordinator {
-    /// Connects to `url` (`postgres://...`), without TLS.
+    /// Connects to `url` (`postgres://...`), without TLS, on a client of its own.
     pub fn connect(url: &str) -> Result<PgCoordinator, ClusterError> {
         let url = url.to_string();
         std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls))
@@ -262,7 +277,16 @@ impl PgCoordinator {
 
     pub fn new(client: postgres::Client) -> PgCoordinator {
         PgCoordinator {
-            client: Mutex::new(Some(client)),
+            connection: Connection::Own(Mutex::new(Some(client))),
+        }
+    }
+
+    /// The coordinator of a node whose store is the shared PostgreSQL repository: its
+    /// statements run on the repository's pool (its tables come with the repository's
+    /// migration 0002).
+    pub fn on_repository(store: crate::storage::Store) -> PgCoordinator {
+        PgCoordinator {
+            connection: Connection::Repository(store),
         }
     }
 
@@ -278,10 +302,17 @@ impl PgCoordinator {
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<R, ClusterError>,
     ) -> Result<R, ClusterError> {
-        let mut client = self.client.lock();
-        f(client
-            .as_mut()
-            .expect("the client is taken only when the coordinator drops"))
+        match &self.connection {
+            Connection::Repository(store) => store
+                .with_pg("coordinating with the other nodes", f)
+                .map_err(ClusterError::Repository)?,
+            Connection::Own(client) => {
+                let mut client = client.lock();
+                f(client
+                    .as_mut()
+                    .expect("the client is taken only when the coordinator drops"))
+            }
+        }
     }
 
     pub fn heartbeat(&self, node: &str, ttl: Duration) -> Result<(), ClusterError> {
@@ -338,7 +369,10 @@ impl PgCoordinator {
 
 impl Drop for PgCoordinator {
     fn drop(&mut self) {
-        if let Some(client) = self.client.get_mut().take() {
+        if let Connection::Own(client) = &mut self.connection {
+            let Some(client) = client.get_mut().take() else {
+                return;
+            };
             // Off any async context (see the type's doc).
             let _ = std::thread::spawn(move || drop(client)).join();
         }

@@ -16,6 +16,8 @@
 //!   lease runs out.
 //! * `RECOND_TEST_PAGE_LEASE_MS=<ms>`: the lease of a clustered run's pages (so an abandoned
 //!   page comes back within a test's patience).
+//! * `RECOND_TEST_RUN_LEASE_MS=<ms>`: the lease of a run's cluster-wide claim (and the node's
+//!   heartbeat), so the runs of a node killed by a test are found by the survivors soon.
 //! * [`CommitLog`] (an API, not a variable: `Runner::record_commit_order`): records, per
 //!   runner, the order in which units committed their objects, so a model test can replay
 //!   them through a reference implementation in that order. Off, a commit pays one check of
@@ -38,6 +40,7 @@ pub struct TestHooks {
     /// The page to abandon was abandoned already (it is abandoned once).
     abandoned: AtomicBool,
     page_lease: Option<Duration>,
+    run_lease: Option<Duration>,
 }
 
 static HOOKS: OnceLock<TestHooks> = OnceLock::new();
@@ -60,6 +63,10 @@ pub fn get() -> &'static TestHooks {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .map(Duration::from_millis),
+        run_lease: std::env::var("RECOND_TEST_RUN_LEASE_MS")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Duration::from_millis),
     })
 }
 
@@ -74,6 +81,11 @@ impl TestHooks {
     /// Whether a node that just claimed page `number` should abandon it (true once).
     pub fn abandon_page(&self, number: u64) -> bool {
         self.abandon_page == Some(number) && !self.abandoned.swap(true, Ordering::SeqCst)
+    }
+
+    /// The run-claim lease set for tests, if any.
+    pub fn run_lease(&self) -> Option<Duration> {
+        self.run_lease
     }
 
     /// The page lease set for tests, if any.

@@ -11,14 +11,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Inner, RunError, RunState};
-use crate::cluster::{run_key, Coordinator};
+use crate::cluster::{cancel_key, run_key, Coordinator};
 
 /// A run claim's lease: renewed every third of it, so a node must miss two renewals in a row
 /// before another node may start the mapping.
 const RUN_LEASE: Duration = Duration::from_secs(60);
 
-/// A node's heartbeat lease (renewed with the run claims).
-const NODE_LEASE: Duration = RUN_LEASE;
+/// The run-claim lease in effect (a test hook shortens it, so a dead node's runs are found
+/// within a test's patience).
+fn run_lease() -> Duration {
+    super::hooks::get().run_lease().unwrap_or(RUN_LEASE)
+}
+
+/// How often, on a shared repository, this node looks for cancel requests of its runs made on
+/// other nodes.
+const CANCEL_POLL: Duration = Duration::from_secs(1);
+
+/// How long a cancel request stays readable: far longer than the running node's poll.
+const CANCEL_REQUEST_LEASE: Duration = Duration::from_secs(600);
 
 /// How often the lease thread removes old done claims (fired ticks), and how old they must be:
 /// a day keeps every firing another node could still be deciding on.
@@ -46,7 +56,7 @@ fn claim_mapping(
     let unavailable =
         |e: crate::cluster::ClusterError| RunError::Internal(format!("cannot start the run: {e}"));
     if coordinator
-        .claim(&key, node, RUN_LEASE, run_id)
+        .claim(&key, node, run_lease(), run_id)
         .map_err(unavailable)?
     {
         return Ok(());
@@ -72,16 +82,56 @@ pub(super) fn release_run(inner: &Inner, run: &RunState) {
     }
 }
 
-/// The lease thread: every third of a lease, says this node is live and renews the claims of
-/// its active runs; every hour, removes day-old done claims; until the runner stops.
+/// Records a request to cancel `run`, which another node runs (it polls for it).
+pub(super) fn request_cancel(inner: &Inner, run: &str) -> Result<(), RunError> {
+    inner
+        .coordinator
+        .claim(
+            &cancel_key(run),
+            &inner.settings.node_id,
+            CANCEL_REQUEST_LEASE,
+            "",
+        )
+        .map_err(|e| RunError::Internal(format!("cannot request the cancel of {run}: {e}")))?;
+    Ok(())
+}
+
+/// Cancels this node's runs that another node was asked to cancel.
+fn obey_cancel_requests(inner: &Inner) {
+    let runs: Vec<Arc<RunState>> = inner.active.lock().values().cloned().collect();
+    for run in runs.iter().filter(|r| !r.is_canceled()) {
+        match inner.coordinator.holder(&cancel_key(&run.id)) {
+            Ok(Some((node, _))) => {
+                tracing::info!(run = %run.id, requested_on = %node, "cancel requested on another node");
+                run.cancel();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(run = %run.id, error = %e, "reading cancel requests failed"),
+        }
+    }
+}
+
+/// The lease thread: every third of a lease, says this node is live, renews the claims of its
+/// active runs and (shared repository) marks the runs of dead nodes failed; every second
+/// (shared repository), obeys cancel requests made on other nodes; every hour, removes
+/// day-old claims; until the runner stops.
 pub(super) fn keep_leases(inner: &Arc<Inner>) {
-    let every = RUN_LEASE / 3;
+    let every = run_lease() / 3;
     let mut last: Option<Instant> = None;
+    let mut polled: Option<Instant> = None;
     let mut purged: Option<Instant> = None;
     while !inner.stopping.load(Ordering::SeqCst) {
         if last.is_none_or(|t| t.elapsed() >= every) {
             renew(inner);
+            match super::recovery::of_dead_nodes(inner) {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "looking for runs of stopped nodes failed"),
+            }
             last = Some(Instant::now());
+        }
+        if inner.coordinator.is_shared() && polled.is_none_or(|t| t.elapsed() >= CANCEL_POLL) {
+            obey_cancel_requests(inner);
+            polled = Some(Instant::now());
         }
         if purged.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
             if let Err(e) = inner.coordinator.purge_done(PURGE_OLDER_THAN) {
@@ -96,14 +146,14 @@ pub(super) fn keep_leases(inner: &Arc<Inner>) {
 
 fn renew(inner: &Inner) {
     let node = inner.settings.node_id.as_str();
-    if let Err(e) = inner.coordinator.heartbeat(node, NODE_LEASE) {
+    if let Err(e) = inner.coordinator.heartbeat(node, run_lease()) {
         tracing::warn!(error = %e, "cluster heartbeat failed");
     }
     let runs: Vec<Arc<RunState>> = inner.active.lock().values().cloned().collect();
     for run in runs {
         match inner
             .coordinator
-            .renew(&run_key(&run.mapping.name), node, RUN_LEASE)
+            .renew(&run_key(&run.mapping.name), node, run_lease())
         {
             Ok(true) => {}
             // Lost (the lease ran out while this node could not renew, and another node took

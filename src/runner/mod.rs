@@ -22,6 +22,7 @@ mod host;
 mod implicit;
 mod lease;
 pub(crate) mod priority;
+mod recovery;
 mod retention;
 mod state;
 mod worker;
@@ -176,45 +177,7 @@ impl Runner {
     /// Startup: interrupted runs become COMPLETED_FAILED; the purge thread starts and resumes
     /// pending purges.
     pub fn recover(&self) -> Result<usize, RunError> {
-        let mut interrupted = Vec::new();
-        self.inner.store.scan_runs(&mut |r| {
-            if !r.completed {
-                interrupted.push(r);
-            }
-            std::ops::ControlFlow::Continue(())
-        })?;
-        let n = interrupted.len();
-        for mut r in interrupted {
-            let mut summary: Value = serde_json::from_str(&r.summary).unwrap_or_else(|_| json!({}));
-            let now = ids::now_millis();
-            if let Some(obj) = summary.as_object_mut() {
-                let started_ms = obj.get("started").and_then(Value::as_str).map(|_| now);
-                obj.insert("stage".into(), json!(Stage::CompletedFailed.as_str()));
-                obj.insert("state".into(), json!(Stage::CompletedFailed.state()));
-                obj.insert(
-                    "stageDescription".into(),
-                    json!(Stage::CompletedFailed.description()),
-                );
-                obj.insert("ended".into(), json!(ids::iso_millis(now)));
-                if started_ms.is_some() {
-                    if let Some(d) = obj.get("duration").and_then(Value::as_i64) {
-                        obj.insert("duration".into(), json!(d));
-                    }
-                }
-                obj.insert(
-                    "message".into(),
-                    json!("The server stopped while this reconciliation was running; it was marked failed at the next start."),
-                );
-            }
-            r.summary = summary.to_string();
-            r.completed = true;
-            r.finish_time = Some(ids::iso_micros(ids::now_micros()));
-            tracing::warn!(run = %r.id, mapping = %r.mapping, "marking a run interrupted by a crash as COMPLETED_FAILED");
-            self.inner.store.put_run(&r)?;
-        }
-        if n > 0 {
-            self.inner.store.flush()?;
-        }
+        let n = recovery::at_start(&self.inner)?;
         let inner = self.inner.clone();
         let handle = std::thread::Builder::new()
             .name("recon-purge".into())
@@ -385,12 +348,18 @@ impl Runner {
         Ok(out)
     }
 
+    /// `POST /openidm/recon/{id}?_action=cancel`. A run active on another node of a shared
+    /// repository gets a cancel request in the repository, which its node polls and obeys.
     pub fn cancel(&self, id: &str) -> Result<Value, RunError> {
         if let Some(run) = self.live(id) {
             run.cancel();
             tracing::info!(run = %id, "cancel requested");
-        } else if self.stored(id)?.is_none() {
-            return Err(not_found(id));
+        } else {
+            let rec = self.stored(id)?.ok_or_else(|| not_found(id))?;
+            if !rec.completed && self.inner.coordinator.is_shared() {
+                lease::request_cancel(&self.inner, id)?;
+                tracing::info!(run = %id, "cancel requested of the node running it");
+            }
         }
         Ok(json!({ "_id": id, "action": "cancel", "status": "INITIATED" }))
     }

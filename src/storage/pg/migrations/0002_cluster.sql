@@ -6,7 +6,7 @@
 -- a node's, so nodes with skewed clocks still agree on who holds what.
 
 -- A node is live while heartbeat_until is in the future; it renews it periodically.
-CREATE TABLE IF NOT EXISTS nodes (
+CREATE TABLE IF NOT EXISTS recond_nodes (
     node_id         text PRIMARY KEY,
     heartbeat_until timestamptz NOT NULL
 );
@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS nodes (
 -- run. The holder (node_id) keeps it while lease_until is in the future; once it is past, any
 -- node may take it (the holder died or stalled). A done row is never taken again (a firing that
 -- happened, a page that was processed).
-CREATE TABLE IF NOT EXISTS claims (
+CREATE TABLE IF NOT EXISTS recond_claims (
     key         text PRIMARY KEY,
     -- The holder; NULL for an offered page nobody has taken yet.
     node_id     text,
@@ -33,4 +33,4 @@ CREATE TABLE IF NOT EXISTS claims (
 -- over 2,000 pages on the loaded build machine, of which ~1.7 ms are the claim's and the
 -- completion's round trips; see BENCHMARKS.md.) Partial indexes: PostgreSQL, CockroachDB
 -- (20.2+) and YugabyteDB.
-CREATE INDEX IF NOT EXISTS claims_open_pages ON claims (scope, key) WHERE NOT done;
+CREATE INDEX IF NOT EXISTS recond_claims_open_pages ON recond_claims (scope, key) WHERE NOT done;
