@@ -83,6 +83,9 @@ fn a_clustered_run_on_the_shared_repository_matches_the_embedded_one() {
     let files = [("data/hr.csv", data.as_str())];
     let mut shared = Server::start(&on_repository(CLUSTERED, &pg_url(&db), "node-a"), &files);
     let local = Server::start(CLUSTERED, &files);
+    // Two more nodes on the same repository: each reads the run node A ran.
+    let peers = ["node-b", "node-c"]
+        .map(|n| Server::start(&on_repository(CLUSTERED, &pg_url(&db), n), &files));
     for round in 0..2 {
         if round == 1 {
             let changed = format!("{HEADER}{}", people(120, 30));
@@ -92,13 +95,28 @@ fn a_clustered_run_on_the_shared_repository_matches_the_embedded_one() {
         let a = start_run(&shared, "hr");
         let b = start_run(&local, "hr");
         assert_eq!(a["state"], "SUCCESS", "{a}");
-        for key in [
-            "situationSummary",
-            "statusSummary",
-            "progress",
-            "sourceProcessedByNode",
-        ] {
+        for key in ["situationSummary", "statusSummary", "sourceProcessedByNode"] {
             assert_eq!(a[key], b[key], "round {round}: {key}");
+        }
+        assert_eq!(
+            comparable_progress(&a),
+            comparable_progress(&b),
+            "round {round}"
+        );
+        let id = a["_id"].as_str().expect("run id");
+        for peer in &peers {
+            let seen = peer.wait_run(id);
+            for key in [
+                "state",
+                "situationSummary",
+                "progress",
+                "sourceProcessedByNode",
+            ] {
+                assert_eq!(
+                    seen[key], a[key],
+                    "round {round}: {key} read on another node"
+                );
+            }
         }
         assert_eq!(
             a["durationSummary"]["sourcePagePhase"]["count"],
@@ -125,12 +143,16 @@ fn a_clustered_run_on_the_shared_repository_matches_the_embedded_one() {
         .get(0);
     assert_eq!(held, 0);
     let live: Vec<String> = c
-        .query("SELECT node_id FROM recond_nodes", &[])
+        .query("SELECT node_id FROM recond_nodes ORDER BY node_id", &[])
         .expect("nodes")
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(live, vec!["node-a"], "the node's heartbeat is in the table");
+    assert_eq!(
+        live,
+        vec!["node-a", "node-b", "node-c"],
+        "each node's heartbeat is in the table"
+    );
     // The repository's pool is dropped off the async runtime: a clean exit.
     assert_eq!(shared.stop(), Some(0), "{}", shared.log());
 }

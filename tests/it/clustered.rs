@@ -122,7 +122,7 @@ fn outcome(run: &Value) -> Value {
         "state": run["state"],
         "situationSummary": run["situationSummary"],
         "statusSummary": run["statusSummary"],
-        "progress": run["progress"],
+        "progress": comparable_progress(run),
     })
 }
 
