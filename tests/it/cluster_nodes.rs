@@ -339,6 +339,19 @@ fn a_run_on_one_node_is_read_listed_and_cancelled_from_another() {
     let rid = r.body["_id"].as_str().expect("id").to_string();
     wait_held(&hold.0, Duration::from_secs(60));
 
+    // A node starting while A runs leaves A's run alone (its startup recovery once marked
+    // every ACTIVE record of the repository failed).
+    let c = Server::start(
+        &on_repository(
+            &format!("{HR}\n[cluster]\nnode_id = \"node-c\"\n"),
+            &url,
+            "node-c",
+        ),
+        &files,
+    );
+    let seen = c.get(&format!("/openidm/recon/{rid}"));
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.body["state"], "ACTIVE", "{}", seen.body);
     let seen = b.get(&format!("/openidm/recon/{rid}"));
     assert_eq!(seen.status, 200, "{}", seen.body);
     assert_eq!(seen.body["state"], "ACTIVE", "{}", seen.body);
@@ -363,8 +376,8 @@ fn a_run_on_one_node_is_read_listed_and_cancelled_from_another() {
         second.body
     );
 
-    let c = b.post(&format!("/openidm/recon/{rid}?_action=cancel"), None);
-    assert_eq!(c.status, 200, "{}", c.body);
+    let r = b.post(&format!("/openidm/recon/{rid}?_action=cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
     // Node A sees the request before it writes anything more: the held unit is let through
     // only once A's run says it is cancelling.
     let deadline = Instant::now() + Duration::from_secs(30);
