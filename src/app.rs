@@ -120,6 +120,19 @@ pub fn load_schedules(
     Ok(out)
 }
 
+/// The coordination with other nodes: on the shared PostgreSQL repository, its `recond_nodes`
+/// and `recond_claims` tables through the repository's own pool (so every node of the
+/// repository sees the same claims); on the embedded store, in-process (one node).
+fn coordinator(store: &Store) -> crate::cluster::Coordinator {
+    if store.is_shared() {
+        crate::cluster::Coordinator::Postgres(crate::cluster::PgCoordinator::on_repository(
+            store.clone(),
+        ))
+    } else {
+        crate::cluster::Coordinator::in_process()
+    }
+}
+
 /// Starts scheduled runs through the runner, runs script schedules, and starts scheduled
 /// liveSyncs through the liveSync service (on a thread of their own, so the scheduler never
 /// waits for one).
@@ -330,6 +343,7 @@ impl App {
             objects.clone(),
             mappings,
             RunnerSettings::from_config(&config),
+            Arc::new(coordinator(&store)),
         );
         let sync = crate::sync::SyncService::install(runner.clone());
         let live = Arc::new(crate::sync::LiveSync::new(runner.clone()));
@@ -345,18 +359,26 @@ impl App {
         let scheduler = if schedules.is_empty() {
             None
         } else {
-            Some(Arc::new(Scheduler::new(
-                schedules,
-                Arc::new(scheduler::SystemClock),
-                Arc::new(RunLauncher {
-                    runner: runner.clone(),
-                    script_limits: RunnerSettings::from_config(&config).script_limits,
-                    live: live.clone(),
-                }),
-                Arc::new(StoredScheduleState {
-                    store: store.clone(),
-                }),
-            )))
+            Some(Arc::new(
+                Scheduler::new(
+                    schedules,
+                    Arc::new(scheduler::SystemClock),
+                    Arc::new(RunLauncher {
+                        runner: runner.clone(),
+                        script_limits: RunnerSettings::from_config(&config).script_limits,
+                        live: live.clone(),
+                    }),
+                    Arc::new(StoredScheduleState {
+                        store: store.clone(),
+                    }),
+                )
+                // Each firing claimed cluster-wide first: on a shared repository, one node fires
+                // each tick (in-process: always this node).
+                .with_firing_claims(Arc::new(crate::cluster::FiringClaimer {
+                    coordinator: runner.coordinator().clone(),
+                    node: config.cluster.node_id.clone(),
+                })),
+            ))
         };
         let state =
             AppState::new(Arc::new(config), runner, objects, scheduler).with_live_sync(live);

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod engine;

@@ -14,11 +14,13 @@ use serde::Deserialize;
 
 use crate::idm;
 
+mod cluster;
 mod idm_folder;
 mod server;
 mod sets;
 mod users;
 
+pub use cluster::{check_node_id, ClusterConfig, FALLBACK_NODE_ID};
 pub use server::{
     AuditLevel, AuditSection, ReconSection, ScriptSection, ServerSection, StorageBackend,
     StorageSection,
@@ -68,6 +70,8 @@ struct RawConfig {
     #[serde(default)]
     crypto: CryptoSection,
     #[serde(default)]
+    cluster: cluster::ClusterSection,
+    #[serde(default)]
     users: Vec<UserSection>,
     #[serde(default)]
     managed: BTreeMap<String, ManagedSection>,
@@ -101,6 +105,8 @@ pub struct Config {
     pub idm_project: Option<idm::Project>,
     /// `[crypto] key_file`, resolved against the configuration file's folder.
     pub crypto_key_file: Option<PathBuf>,
+    /// `[cluster]`: this node's id.
+    pub cluster: ClusterConfig,
 }
 
 /// `[crypto]`: the key of managed objects' `encryption` properties (contract §9).
@@ -252,6 +258,11 @@ impl Config {
             ));
         }
 
+        let cluster = raw
+            .cluster
+            .resolve(cluster::host_name().as_deref())
+            .map_err(|m| ConfigError::new(path, m))?;
+
         let listen = listen
             .map(str::to_string)
             .unwrap_or_else(|| raw.server.listen.clone());
@@ -275,6 +286,7 @@ impl Config {
             schedules,
             idm_project,
             crypto_key_file,
+            cluster,
         })
     }
 }
@@ -354,6 +366,18 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
             assert!(!e.contains("hunter2"), "{e}");
         }
+    }
+
+    #[test]
+    fn cluster_node_id_is_read_validated_and_defaulted() {
+        let c = parse("[cluster]\nnode_id = \"node-a\"\n").expect("valid");
+        assert_eq!(c.cluster.node_id, "node-a");
+        let e = parse("[cluster]\nnode_id = \"node a\"\n").expect_err("invalid id");
+        assert!(e.to_string().contains("[cluster] node_id"), "{e}");
+        let e = parse("[cluster]\nnode = \"x\"\n").expect_err("unknown key");
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let c = parse("").expect("valid");
+        assert!(check_node_id(&c.cluster.node_id).is_ok());
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub struct Mapping {
     pub target_query_full_entry: Option<bool>,
     pub prefetch_links: bool,
     pub task_threads: usize,
+    /// `clusteredSourceReconEnabled`: a full run's source phase goes in pages of source ids,
+    /// each claimed through the cluster coordinator (see `runner::worker::clustered`).
+    pub clustered: bool,
+    /// `reconSourceQueryPageSize`: source ids per page of a clustered run.
+    pub source_page_size: usize,
     pub correlate_empty_target_set: bool,
     pub enable_linking: bool,
     /// `enableSync`: false turns implicit synchronization and liveSync off for this mapping.
@@ -164,3 +169,6 @@ impl Mapping {
             || self.result.is_some()
     }
 }
+
+/// Source ids per page of a clustered run when the mapping names none (IDM's default).
+pub const DEFAULT_CLUSTERED_PAGE_SIZE: usize = 10_000;

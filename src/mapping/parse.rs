@@ -49,6 +49,9 @@ const KNOWN_KEYS: &[&str] = &[
     "onUnlink",
     "result",
     "reconGuard",
+    "clusteredSourceReconEnabled",
+    "reconSourceQueryPaging",
+    "reconSourceQueryPageSize",
 ];
 
 /// An object of a list in sync.json with its key path (`properties[2]`).
@@ -506,6 +509,8 @@ pub fn parse_mapping(
         target_query_full_entry: ctx.bool(m, "targetQueryFullEntry")?,
         prefetch_links: ctx.bool(m, "prefetchLinks")?.unwrap_or(true),
         task_threads: ctx.uint(m, "taskThreads")?.unwrap_or(10).min(64) as usize,
+        clustered: ctx.bool(m, "clusteredSourceReconEnabled")?.unwrap_or(false),
+        source_page_size: source_page_size(&ctx, m)?,
         correlate_empty_target_set: ctx.bool(m, "correlateEmptyTargetSet")?.unwrap_or(false),
         enable_linking: ctx.bool(m, "enableLinking")?.unwrap_or(true),
         enable_sync: ctx.bool(m, "enableSync")?.unwrap_or(true),
@@ -536,6 +541,18 @@ pub fn parse_mapping(
     })
 }
 
+/// Source ids per page of a clustered run: `reconSourceQueryPageSize`, else 10,000 (IDM's
+/// default for clustered runs, which always page). `reconSourceQueryPaging` itself changes
+/// nothing: recond streams every source, which is what paging achieves.
+fn source_page_size(ctx: &Ctx<'_>, m: &Map<String, Value>) -> Result<usize, ConfigError> {
+    ctx.bool(m, "reconSourceQueryPaging")?;
+    match ctx.uint(m, "reconSourceQueryPageSize")? {
+        None => Ok(DEFAULT_CLUSTERED_PAGE_SIZE),
+        Some(0) => Err(ctx.err("reconSourceQueryPageSize", "must be at least 1")),
+        Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+    }
+}
+
 #[cfg(test)]
 pub(super) fn test_project() -> Arc<ProjectEnv> {
     Arc::new(ProjectEnv::new(
@@ -546,74 +563,5 @@ pub(super) fn test_project() -> Arc<ProjectEnv> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use serde_json::Value;
-
-    fn sets() -> Vec<String> {
-        vec!["system/hr/account".into(), "managed/user".into()]
-    }
-
-    fn parse(v: Value) -> Result<Mapping, ConfigError> {
-        parse_mapping(Path::new("sync.json"), &test_project(), &v, &sets())
-    }
-
-    #[test]
-    fn parses_a_typical_mapping() {
-        let m = parse(json!({
-            "name": "hr_user", "source": "system/hr/account", "target": "managed/user",
-            "displayName": "UI only",
-            "correlationQuery": {"type": "text/javascript", "file": "ui/x.js", "expressionTree": {"all": ["userName", {"any": ["mail"]}]}},
-            "properties": [{"source": "email", "target": "mail"}, {"source": "", "target": "raw"}],
-            "policies": [{"situation": "ABSENT", "action": "CREATE"}, {"situation": "CONFIRMED", "action": "UPDATE", "condition": "/object/x pr"}],
-            "reconAssociation": {"maxNonAnalysisRunsPerMapping": 3}
-        }))
-        .expect("valid mapping");
-        assert_eq!(m.link_type, "hr_user");
-        assert!(matches!(
-            m.correlation_for("default"),
-            Some(Correlation::Tree(ExprTree::All(_)))
-        ));
-        assert!(m.properties[1]
-            .source
-            .as_ref()
-            .is_some_and(Pointer::is_root));
-        assert_eq!(m.max_runs, Some(3));
-        assert!(m.prefetch_links && m.enable_linking);
-    }
-
-    #[test]
-    fn errors_name_the_mapping_and_key() {
-        let e = parse(json!({"name": "m", "source": "system/nope", "target": "managed/user"}))
-            .expect_err("bad set");
-        assert!(e.to_string().contains("mapping \"m\": source"), "{e}");
-        let e = parse(
-            json!({"name": "m", "source": "system/hr/account", "target": "managed/user",
-            "policies": [{"situation": "WHATEVER", "action": "CREATE"}]}),
-        )
-        .expect_err("bad situation");
-        assert!(e.to_string().contains("policies[0].situation"), "{e}");
-        let e = parse(
-            json!({"name": "m", "source": "system/hr/account", "target": "managed/user",
-            "policies": [{"situation": "ABSENT", "action": "MAKE"}]}),
-        )
-        .expect_err("bad action");
-        assert!(e.to_string().contains("MAKE"), "{e}");
-        let e = parse(
-            json!({"name": "m", "source": "system/hr/account", "target": "managed/user",
-            "validSource": {"type": "groovy", "source": "true"}}),
-        )
-        .expect_err("groovy");
-        assert!(
-            e.to_string().contains("validSource") && e.to_string().contains("groovy"),
-            "{e}"
-        );
-        let e = parse(
-            json!({"name": "m", "source": "system/hr/account", "target": "managed/user",
-            "sourceQuery": {"_queryFilter": "a eq"}}),
-        )
-        .expect_err("bad filter");
-        assert!(e.to_string().contains("sourceQuery"), "{e}");
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;

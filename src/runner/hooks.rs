@@ -10,12 +10,21 @@
 //!   over REST to objects a run is holding. A gate holding a number `k > 0` lets `k` more
 //!   units through first (counting it down), so a test can stop a run after some units
 //!   committed without relying on the input being big.
+//! * `RECOND_TEST_ABANDON_PAGE=<n>`: the first time a node claims page `n` of a clustered
+//!   run, it processes the first half of the page's objects and then gives the page up
+//!   without completing it, as a node that dies mid-page would; the page is redone once its
+//!   lease runs out.
+//! * `RECOND_TEST_PAGE_LEASE_MS=<ms>`: the lease of a clustered run's pages (so an abandoned
+//!   page comes back within a test's patience).
+//! * `RECOND_TEST_RUN_LEASE_MS=<ms>`: the lease of a run's cluster-wide claim (and the node's
+//!   heartbeat), so the runs of a node killed by a test are found by the survivors soon.
 //! * [`CommitLog`] (an API, not a variable: `Runner::record_commit_order`): records, per
 //!   runner, the order in which units committed their objects, so a model test can replay
 //!   them through a reference implementation in that order. Off, a commit pays one check of
 //!   an unset `OnceLock`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
@@ -27,6 +36,11 @@ pub struct TestHooks {
     hold_dir: Option<PathBuf>,
     /// Serialises the count-down of a numbered gate between worker threads.
     gate_lock: Mutex<()>,
+    abandon_page: Option<u64>,
+    /// The page to abandon was abandoned already (it is abandoned once).
+    abandoned: AtomicBool,
+    page_lease: Option<Duration>,
+    run_lease: Option<Duration>,
 }
 
 static HOOKS: OnceLock<TestHooks> = OnceLock::new();
@@ -41,6 +55,18 @@ pub fn get() -> &'static TestHooks {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
         gate_lock: Mutex::new(()),
+        abandon_page: std::env::var("RECOND_TEST_ABANDON_PAGE")
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+        abandoned: AtomicBool::new(false),
+        page_lease: std::env::var("RECOND_TEST_PAGE_LEASE_MS")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Duration::from_millis),
+        run_lease: std::env::var("RECOND_TEST_RUN_LEASE_MS")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Duration::from_millis),
     })
 }
 
@@ -50,6 +76,21 @@ impl TestHooks {
         if self.panic_on_id.as_deref() == Some(id) {
             panic!("test hook: deliberate panic at object {id}");
         }
+    }
+
+    /// Whether a node that just claimed page `number` should abandon it (true once).
+    pub fn abandon_page(&self, number: u64) -> bool {
+        self.abandon_page == Some(number) && !self.abandoned.swap(true, Ordering::SeqCst)
+    }
+
+    /// The run-claim lease set for tests, if any.
+    pub fn run_lease(&self) -> Option<Duration> {
+        self.run_lease
+    }
+
+    /// The page lease set for tests, if any.
+    pub fn page_lease(&self) -> Option<Duration> {
+        self.page_lease
     }
 
     /// Holds the calling worker between its reads and its write while the gate exists.

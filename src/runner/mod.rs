@@ -15,11 +15,15 @@
 //! reclaims their entries and audit events in small batches and resumes after a restart.
 
 mod claims;
+mod error;
 mod history;
 mod hooks;
 mod host;
 mod implicit;
+mod lease;
 pub(crate) mod priority;
+mod recovery;
+mod retention;
 mod state;
 mod worker;
 
@@ -31,12 +35,14 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
+pub use error::RunError;
 pub use history::entry_key;
 pub use hooks::{CommitLog, Committed};
 pub use host::{SetResolver, SetsHost, StoreHost};
 pub use implicit::{ExplicitAction, PerformRequest, SyncOutcome};
 pub use state::{ReconKind, RunOptions, RunState};
 
+use crate::cluster::Coordinator;
 use crate::config::{AuditLevel, Config};
 use crate::engine::model::Stage;
 use crate::engine::stats::summary_in_idm_order;
@@ -44,48 +50,7 @@ use crate::ids;
 use crate::mapping::Mapping;
 use crate::objects::ObjectSets;
 use crate::script::ScriptLimits;
-use crate::storage::{RunRecord, Store, StoreError};
-
-/// Errors of run operations, mapped to CREST errors by the HTTP layer.
-#[derive(Debug)]
-pub enum RunError {
-    BadRequest(String),
-    NotFound(String),
-    Conflict(String),
-    Store(StoreError),
-    Internal(String),
-}
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::BadRequest(m)
-            | RunError::NotFound(m)
-            | RunError::Conflict(m)
-            | RunError::Internal(m) => f.write_str(m),
-            RunError::Store(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for RunError {}
-
-impl From<StoreError> for RunError {
-    fn from(e: StoreError) -> Self {
-        RunError::Store(e)
-    }
-}
-
-impl From<crate::objects::ObjectError> for RunError {
-    fn from(e: crate::objects::ObjectError) -> Self {
-        use crate::objects::ObjectErrorKind as K;
-        match e.kind {
-            K::BadRequest => RunError::BadRequest(e.message),
-            K::NotFound => RunError::NotFound(e.message),
-            _ => RunError::Internal(e.message),
-        }
-    }
-}
+use crate::storage::{RunRecord, Store};
 
 fn not_found(id: &str) -> RunError {
     RunError::NotFound(format!("Reconciliation with id {id} not found."))
@@ -111,6 +76,8 @@ pub struct RunnerSettings {
     pub batch_size: usize,
     pub audit: AuditLevel,
     pub script_limits: ScriptLimits,
+    /// This node's id (`[cluster] node_id`): its name in claims and `sourceProcessedByNode`.
+    pub node_id: String,
 }
 
 impl RunnerSettings {
@@ -124,6 +91,7 @@ impl RunnerSettings {
                 time: Duration::from_millis(c.scripts.time_limit_ms),
                 memory_bytes: (c.scripts.memory_limit_mb as usize).saturating_mul(1024 * 1024),
             },
+            node_id: c.cluster.node_id.clone(),
         }
     }
 }
@@ -133,6 +101,8 @@ pub(crate) struct Inner {
     pub objects: ObjectSets,
     pub mappings: BTreeMap<String, Arc<Mapping>>,
     pub settings: RunnerSettings,
+    /// Coordination with the other nodes (in-process on a single node).
+    pub coordinator: Arc<Coordinator>,
     /// Active run per mapping name.
     active: Mutex<HashMap<String, Arc<RunState>>>,
     /// Free execution slots (bounded parallel runs).
@@ -159,6 +129,7 @@ impl Runner {
         objects: ObjectSets,
         mappings: BTreeMap<String, Arc<Mapping>>,
         settings: RunnerSettings,
+        coordinator: Arc<Coordinator>,
     ) -> Runner {
         let slots = settings.max_concurrent_runs.max(1);
         Runner {
@@ -167,6 +138,7 @@ impl Runner {
                 objects,
                 mappings,
                 settings,
+                coordinator,
                 active: Mutex::new(HashMap::new()),
                 slots: Mutex::new(slots),
                 slot_freed: Condvar::new(),
@@ -191,6 +163,11 @@ impl Runner {
         &self.inner.store
     }
 
+    /// The coordination with other nodes (the scheduler claims its firings through it).
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.inner.coordinator
+    }
+
     /// Test-only: from now on, records the order in which this runner's units commit their
     /// objects (for replaying a run through a reference implementation).
     pub fn record_commit_order(&self) -> Arc<CommitLog> {
@@ -200,50 +177,18 @@ impl Runner {
     /// Startup: interrupted runs become COMPLETED_FAILED; the purge thread starts and resumes
     /// pending purges.
     pub fn recover(&self) -> Result<usize, RunError> {
-        let mut interrupted = Vec::new();
-        self.inner.store.scan_runs(&mut |r| {
-            if !r.completed {
-                interrupted.push(r);
-            }
-            std::ops::ControlFlow::Continue(())
-        })?;
-        let n = interrupted.len();
-        for mut r in interrupted {
-            let mut summary: Value = serde_json::from_str(&r.summary).unwrap_or_else(|_| json!({}));
-            let now = ids::now_millis();
-            if let Some(obj) = summary.as_object_mut() {
-                let started_ms = obj.get("started").and_then(Value::as_str).map(|_| now);
-                obj.insert("stage".into(), json!(Stage::CompletedFailed.as_str()));
-                obj.insert("state".into(), json!(Stage::CompletedFailed.state()));
-                obj.insert(
-                    "stageDescription".into(),
-                    json!(Stage::CompletedFailed.description()),
-                );
-                obj.insert("ended".into(), json!(ids::iso_millis(now)));
-                if started_ms.is_some() {
-                    if let Some(d) = obj.get("duration").and_then(Value::as_i64) {
-                        obj.insert("duration".into(), json!(d));
-                    }
-                }
-                obj.insert(
-                    "message".into(),
-                    json!("The server stopped while this reconciliation was running; it was marked failed at the next start."),
-                );
-            }
-            r.summary = summary.to_string();
-            r.completed = true;
-            r.finish_time = Some(ids::iso_micros(ids::now_micros()));
-            tracing::warn!(run = %r.id, mapping = %r.mapping, "marking a run interrupted by a crash as COMPLETED_FAILED");
-            self.inner.store.put_run(&r)?;
-        }
-        if n > 0 {
-            self.inner.store.flush()?;
-        }
+        let n = recovery::at_start(&self.inner)?;
         let inner = self.inner.clone();
         let handle = std::thread::Builder::new()
             .name("recon-purge".into())
-            .spawn(move || purge_loop(&inner))
+            .spawn(move || retention::purge_loop(&inner))
             .map_err(|e| RunError::Internal(format!("cannot start the purge thread: {e}")))?;
+        self.inner.threads.lock().push(handle);
+        let inner = self.inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("recon-leases".into())
+            .spawn(move || lease::keep_leases(&inner))
+            .map_err(|e| RunError::Internal(format!("cannot start the lease thread: {e}")))?;
         self.inner.threads.lock().push(handle);
         Ok(n)
     }
@@ -290,7 +235,14 @@ impl Runner {
             }
             active.insert(mapping.name.clone(), run.clone());
         }
+        // One active run per mapping across the nodes of a shared repository (on one node the
+        // map above decides; the in-process claim is the same node's and always granted).
+        if let Err(e) = lease::claim_run(&self.inner, &run) {
+            self.inner.deregister(&run);
+            return Err(e);
+        }
         if let Err(e) = self.inner.store.put_run(&run.record(None)) {
+            lease::release_run(&self.inner, &run);
             self.inner.deregister(&run);
             return Err(e.into());
         }
@@ -396,12 +348,18 @@ impl Runner {
         Ok(out)
     }
 
+    /// `POST /openidm/recon/{id}?_action=cancel`. A run active on another node of a shared
+    /// repository gets a cancel request in the repository, which its node polls and obeys.
     pub fn cancel(&self, id: &str) -> Result<Value, RunError> {
         if let Some(run) = self.live(id) {
             run.cancel();
             tracing::info!(run = %id, "cancel requested");
-        } else if self.stored(id)?.is_none() {
-            return Err(not_found(id));
+        } else {
+            let rec = self.stored(id)?.ok_or_else(|| not_found(id))?;
+            if !rec.completed && self.inner.coordinator.is_shared() {
+                lease::request_cancel(&self.inner, id)?;
+                tracing::info!(run = %id, "cancel requested of the node running it");
+            }
         }
         Ok(json!({ "_id": id, "action": "cancel", "status": "INITIATED" }))
     }
@@ -495,38 +453,6 @@ impl Inner {
         self.purge_wake.notify_all();
     }
 
-    /// Retention: removes the oldest completed runs of the same mapping and kind beyond the
-    /// limit (this run counts as one of those kept).
-    fn retain(&self, run: &RunState) -> Result<(), StoreError> {
-        let limit = if run.options.analyze {
-            run.mapping.max_analysis_runs
-        } else {
-            run.mapping.max_runs
-        }
-        .unwrap_or(self.settings.keep_runs_per_mapping)
-        .max(1) as usize;
-        let mut same = Vec::new();
-        self.store.scan_runs(&mut |r| {
-            if r.mapping == run.mapping.name
-                && r.is_analysis == run.options.analyze
-                && r.completed
-                && r.seq != run.seq
-            {
-                same.push(r.seq);
-            }
-            std::ops::ControlFlow::Continue(())
-        })?;
-        let keep_others = limit - 1;
-        if same.len() > keep_others {
-            let remove = same.len() - keep_others;
-            for seq in same.into_iter().take(remove) {
-                self.store.remove_run(seq)?;
-            }
-            self.wake_purge();
-        }
-        Ok(())
-    }
-
     /// Ends a run: retention, then the completed record (written last), flush, and only then
     /// the run stops being active and shows its end.
     fn finish(&self, run: &Arc<RunState>) {
@@ -569,6 +495,10 @@ impl Inner {
         if let Err(e) = self.store.flush() {
             tracing::error!(run = %run.id, error = %e, "flush after the run failed");
         }
+        // The record says the run ended: another node may start the mapping now. Released
+        // before the run leaves `active`, so a run started here meanwhile is refused by the
+        // map instead of losing its claim to this release.
+        lease::release_run(self, run);
         {
             let mut active = self.active.lock();
             if active
@@ -615,34 +545,4 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic with a non-text payload".into())
-}
-
-fn purge_loop(inner: &Arc<Inner>) {
-    loop {
-        if inner.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        match inner.store.pending_purges() {
-            Ok(seqs) => {
-                for seq in seqs {
-                    let keep_going = || !inner.stopping.load(Ordering::SeqCst);
-                    match inner.store.reclaim(seq, &keep_going) {
-                        Ok(true) => tracing::debug!(seq, "reclaimed a purged run's entries"),
-                        Ok(false) => return,
-                        Err(e) => {
-                            tracing::error!(seq, error = %e, "reclaiming a purged run failed")
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "listing pending purges failed"),
-        }
-        let mut pending = inner.purge_lock.lock();
-        if !*pending {
-            inner
-                .purge_wake
-                .wait_for(&mut pending, Duration::from_secs(30));
-        }
-        *pending = false;
-    }
 }

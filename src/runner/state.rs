@@ -1,6 +1,7 @@
 //! The live state of one run: its stage, statistics, parameters and times, and the summary
 //! JSON (reference §1.5) built from them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -79,6 +80,9 @@ pub struct RunState {
     /// The reasons of the failed operations of an implicit run (one object, so few), for
     /// the caller of `sync_object` / `perform_action`; a reconciliation keeps none here.
     pub object_failures: Mutex<Vec<String>>,
+    /// `sourceProcessedByNode`: source objects processed per node id (clustered runs only;
+    /// `{}` otherwise).
+    processed_by_node: Mutex<BTreeMap<String, u64>>,
 }
 
 impl RunState {
@@ -109,7 +113,17 @@ impl RunState {
             next_audit: AtomicU64::new(0),
             last_snapshot_ms: AtomicI64::new(0),
             object_failures: Mutex::new(Vec::new()),
+            processed_by_node: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Adds `n` source objects processed by `node` (a clustered run's page).
+    pub fn add_processed_by_node(&self, node: &str, n: u64) {
+        *self
+            .processed_by_node
+            .lock()
+            .entry(node.to_string())
+            .or_default() += n;
     }
 
     pub fn stage(&self) -> Stage {
@@ -204,7 +218,7 @@ impl RunState {
             "started": ids::iso_millis(self.started_ms),
             "ended": if ended > 0 { ids::iso_millis(ended) } else { String::new() },
             "duration": now - self.started_ms,
-            "sourceProcessedByNode": {},
+            "sourceProcessedByNode": self.processed_by_node.lock().clone(),
         });
         if let (Some(m), Some(obj)) = (self.message(), v.as_object_mut()) {
             obj.insert("message".into(), Value::String(m));

@@ -18,6 +18,10 @@
 //!   launcher that calls back into the scheduler cannot deadlock;
 //! * misfires (fire times missed while the server was down) are judged only from the persisted
 //!   last fire time, once, in [`Scheduler::startup`]; a schedule that never fired has none;
+//! * with [`FiringClaims`] (nodes sharing a repository), a scheduled or misfire firing is
+//!   claimed cluster-wide under its schedule's name and fire time before it launches: every
+//!   node computes the same fire times, so one node fires each tick; the others skip it and
+//!   record nothing (the firing node records it);
 //! * scheduled and misfire firings are always recorded (even when skipped or failed) at the
 //!   time they happened, so the next startup sees exactly the fire times after it.
 
@@ -74,6 +78,14 @@ pub trait Launcher: Send + Sync {
     fn launch(&self, spec: &ScheduleSpec, trigger: Trigger) -> LaunchOutcome;
 }
 
+/// Cluster-wide claims of firings: implemented over the cluster coordinator by the
+/// application. Without one (tests, a scheduler of its own) every firing proceeds.
+pub trait FiringClaims: Send + Sync {
+    /// Whether this node fires schedule `name` at `fire_time` (its scheduled time, seconds):
+    /// true for exactly one of the nodes that ask.
+    fn claim_firing(&self, name: &str, fire_time: i64) -> bool;
+}
+
 /// Live state of one schedule. `last` describes the last firing attempt (scheduled, misfire
 /// or manual), whatever its outcome.
 #[derive(Debug, Default)]
@@ -92,6 +104,7 @@ pub struct Scheduler {
     jobs: Mutex<Vec<JobState>>,
     /// When the schedules were loaded: simple triggers without `startTime` count from it.
     anchor: i64,
+    claims: Option<Arc<dyn FiringClaims>>,
 }
 
 impl Scheduler {
@@ -116,7 +129,27 @@ impl Scheduler {
             state,
             jobs: Mutex::new(jobs),
             anchor: now,
+            claims: None,
         }
+    }
+
+    /// Claims every scheduled and misfire firing through `claims` before it launches.
+    pub fn with_firing_claims(mut self, claims: Arc<dyn FiringClaims>) -> Scheduler {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// Whether this node fires schedule `i` at `fire_time` (always, without claims).
+    fn claimed(&self, i: usize, fire_time: i64) -> bool {
+        let Some(claims) = &self.claims else {
+            return true;
+        };
+        let name = &self.specs[i].name;
+        let mine = claims.claim_firing(name, fire_time);
+        if !mine {
+            tracing::debug!(schedule = %name, fire_time, "firing claimed by another node");
+        }
+        mine
     }
 
     /// The schedules, in configuration order.
@@ -155,6 +188,7 @@ impl Scheduler {
                     missed = %crate::ids::iso_millis(missed.saturating_mul(1000)),
                     "misfire skipped (misfirePolicy doNothing)"
                 ),
+                MisfirePolicy::FireAndProceed if !self.claimed(i, missed) => {}
                 MisfirePolicy::FireAndProceed => {
                     tracing::info!(
                         schedule = %spec.name,
@@ -167,7 +201,8 @@ impl Scheduler {
         }
     }
 
-    /// Fires every enabled schedule whose next fire time is at or before now, once each.
+    /// Fires every enabled schedule whose next fire time is at or before now, once each (and,
+    /// with claims, only the firings this node claimed).
     pub fn tick(&self) -> Vec<(String, LaunchOutcome)> {
         let now = self.clock.now();
         let mut due = Vec::new();
@@ -181,7 +216,7 @@ impl Scheduler {
                 match job.next_fire {
                     Some(t) if t <= now => {
                         job.next_fire = fresh;
-                        due.push(i);
+                        due.push((i, t));
                     }
                     // The clock went backwards: wait for the schedule's real next fire time
                     // instead of the one computed from the later time.
@@ -191,7 +226,8 @@ impl Scheduler {
             }
         }
         due.into_iter()
-            .map(|i| {
+            .filter(|(i, t)| self.claimed(*i, *t))
+            .map(|(i, _)| {
                 let outcome = self.fire(i, Trigger::Scheduled, now);
                 (self.specs[i].name.clone(), outcome)
             })

@@ -485,3 +485,52 @@ async fn run_loop_fires_due_schedule_then_stops() {
     assert!(fired.try_recv().is_err(), "fired once");
     assert_eq!(sched.next_wakeup(), Some(ts(2024, 3, 10, 10, 30, 0)));
 }
+
+/// Two nodes on one coordinator (as on a shared repository): each tick fires on one of them,
+/// and a missed firing is made up by one node only.
+#[test]
+fn with_firing_claims_each_tick_fires_on_one_node() {
+    let coordinator = Arc::new(crate::cluster::Coordinator::in_process());
+    let t0 = ts(2024, 3, 10, 9, 59, 0);
+    let specs = || vec![spec("hr", "0 0 * * * ?")];
+    // The schedule state is the repository's too: shared.
+    let state = Arc::new(MemoryScheduleState::new());
+    let node = |name: &str, now: i64| {
+        let clock = Arc::new(ManualClock::new(now));
+        let launcher = FakeLauncher::new();
+        let state = state.clone();
+        let sched = Scheduler::new(specs(), clock.clone(), launcher.clone(), state.clone())
+            .with_firing_claims(Arc::new(crate::cluster::FiringClaimer {
+                coordinator: coordinator.clone(),
+                node: name.to_string(),
+            }));
+        Rig {
+            clock,
+            launcher,
+            state,
+            sched,
+        }
+    };
+    let (a, b) = (node("a", t0), node("b", t0));
+    for hour in 10..13 {
+        for n in [&a, &b] {
+            n.clock.set(ts(2024, 3, 10, hour, 0, 0));
+        }
+        // b asks first at 11:00, a at the other hours: the first to ask fires.
+        let (first, second) = if hour == 11 { (&b, &a) } else { (&a, &b) };
+        assert_eq!(first.sched.tick().len(), 1, "{hour}:00");
+        assert!(second.sched.tick().is_empty(), "{hour}:00 fires once");
+    }
+    assert_eq!(a.launcher.calls().len(), 2);
+    assert_eq!(b.launcher.calls().len(), 1);
+    // Both restart after missing 13:00 (fireAndProceed by default): one makes it up.
+    let later = ts(2024, 3, 10, 13, 30, 0);
+    let (a2, b2) = (node("a", later), node("b", later));
+    a2.sched.startup();
+    b2.sched.startup();
+    assert_eq!(
+        a2.launcher.calls().len() + b2.launcher.calls().len(),
+        1,
+        "the missed 13:00 is made up once"
+    );
+}

@@ -168,10 +168,28 @@ impl Store {
         Ok(Store { backend })
     }
 
-    /// Whether this is the PostgreSQL repository (for messages and health only; nothing may
-    /// behave differently on it).
+    /// Whether this is the PostgreSQL repository, which several nodes may share: the app picks
+    /// the cluster coordinator by it; the data paths never behave differently on it.
     pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Lends one of the PostgreSQL repository's pooled connections to `f`, off the async
+    /// runtime (the cluster coordinator's statements run on the repository's own pool, so
+    /// nodes sharing the repository share its `nodes` and `claims` tables too). The outer
+    /// error is the repository's (the embedded store has no connection to lend, or none could
+    /// be opened); the inner one is `f`'s.
+    pub fn with_pg<T, E>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, E>,
+    ) -> Result<std::result::Result<T, E>> {
+        match &self.backend {
+            Backend::Postgres(b) => b.with_client(context, f),
+            Backend::Embedded(_) => Err(StoreError::Schema(format!(
+                "{context}: the embedded store has no PostgreSQL connection to lend"
+            ))),
+        }
     }
 
     /// Makes everything written so far durable (PostgreSQL: every commit already is).

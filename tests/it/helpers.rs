@@ -526,3 +526,18 @@ pub fn wait_held(dir: &std::path::Path, within: std::time::Duration) -> String {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// A run's `progress` without `links.existing.total`, which the run counts on a background
+/// thread while its source phase already writes links (runner/worker/totals.rs), so it may
+/// include some of the run's own links: timing-dependent, not comparable between two runs.
+pub fn comparable_progress(run: &Value) -> Value {
+    let mut p = run["progress"].clone();
+    if let Some(existing) = p
+        .get_mut("links")
+        .and_then(|l| l.get_mut("existing"))
+        .and_then(Value::as_object_mut)
+    {
+        existing.remove("total");
+    }
+    p
+}

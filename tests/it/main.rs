@@ -4,6 +4,9 @@
 mod helpers;
 
 mod client;
+mod cluster_nodes;
+mod cluster_pg;
+mod clustered;
 mod diffs;
 mod foundation;
 mod full_disk;

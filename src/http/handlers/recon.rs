@@ -170,9 +170,29 @@ fn start_run(
     };
     let req = start_request(&state.objects, params, body, user, kind)?;
     let wait = params.flag("waitForCompletion", false)?;
+    if wait {
+        refuse_blocking_clustered(state, &req.mapping)?;
+    }
     let run = state.runner.start(req)?;
     if wait {
         return Ok(Reply::Wait(run, WaitAnswer::Recon));
     }
     ok(json!({ "_id": run.id, "state": run.stage().state() }))
+}
+
+/// A clustered run may be finished by other nodes, so no request can wait for it (contract
+/// §4): a blocking start of a clustered mapping is refused before anything starts.
+pub(super) fn refuse_blocking_clustered(state: &AppState, mapping: &str) -> Result<(), ApiError> {
+    if state
+        .runner
+        .mappings()
+        .get(mapping)
+        .is_some_and(|m| m.clustered)
+    {
+        return Err(ApiError::bad_request(format!(
+            "waitForCompletion=true is not supported for clustered reconciliation environments \
+             (mapping {mapping} has clusteredSourceReconEnabled); poll the run instead"
+        )));
+    }
+    Ok(())
 }

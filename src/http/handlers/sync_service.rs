@@ -26,6 +26,7 @@ pub(super) fn dispatch(state: &AppState, call: Call) -> Result<Reply, ApiError> 
         // against it. Like IDM it runs the mapping to the end before answering.
         Some("recon") => {
             let req = super::recon::start_request(&state.objects, &params, &body, user, ReconKind::Full)?;
+            super::recon::refuse_blocking_clustered(state, &req.mapping)?;
             Ok(Reply::Wait(state.runner.start(req)?, WaitAnswer::Sync))
         }
         Some("performAction") => perform_action(state, &params, &body, user),

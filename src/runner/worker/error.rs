@@ -68,6 +68,9 @@ pub(in crate::runner) enum RunFailure {
     /// A script that belongs to the run, not to one object (the `result` script), failed.
     #[error("{0}")]
     Script(String),
+    /// The cluster coordination (the pages of a clustered run) failed.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// A bug: a worker panicked.
     #[error("Internal error: the reconciliation stopped: {0}")]
     Panic(String),

@@ -4,7 +4,8 @@
 //! Files, one job each: `options` (effective run options), `phases` (the order of a run),
 //! `pipeline` (units, claims, commits with compare-and-swap and redo), `lookups` (what an
 //! assessment reads), `source_phase` / `target_phase` (reference §3.2 / §3.3), `actions`
-//! (§3.5, staged into the unit's batch), `audit` (counters, entries, audit events). This file
+//! (§3.5, staged into the unit's batch), `audit` (counters, entries, audit events),
+//! `clustered` (the source phase in pages claimed through the cluster coordinator). This file
 //! holds the shared types.
 //!
 //! Data flow: a producer streams source objects (or target ids) in units of `batch_size`
@@ -45,6 +46,7 @@ use crate::storage::{DataBatch, EntryRecord, Expect, ItemBatch, Link, StoreError
 mod actions;
 mod audit;
 mod batched;
+mod clustered;
 mod commit_stage;
 mod error;
 mod guard;
@@ -60,6 +62,7 @@ use actions::*;
 use audit::*;
 pub(super) use audit::{audit_event, audit_summary};
 use batched::*;
+use clustered::*;
 use commit_stage::*;
 pub(super) use error::{ObjectFailure, RunFailure, WorkerError};
 use guard::*;

@@ -135,6 +135,9 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
     run.set_stage(Stage::ActiveReconcilingSource);
     let phase_start = Instant::now();
     let seen = match &run.kind {
+        ReconKind::Full if mapping.clustered && !run.options.implicit => {
+            clustered_source_phase(&ctx, threads)?
+        }
         ReconKind::Full if !run.options.source_full_entry => {
             // sourceQueryFullEntry=false: the query yields ids; each object is read alone.
             let filter = ctx.source_filter.clone();
@@ -368,7 +371,7 @@ fn stop(run: &RunState, message: String) -> Result<(), RunFailure> {
 /// Scans the source set, handing each object that passes `filter` to `emit`, and records
 /// `sourceQuery`: the time the scan spends reading, without the time its objects spend being
 /// reconciled inside `emit`.
-fn timed_source_scan(
+pub(super) fn timed_source_scan(
     run: &RunState,
     src: &Arc<dyn ObjectSet>,
     filter: &Filter,

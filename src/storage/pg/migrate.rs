@@ -24,11 +24,18 @@ pub(in crate::storage) struct Migration {
 }
 
 /// Every migration this build knows, in order (versions 1, 2, 3, ... without gaps).
-pub(in crate::storage) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "repository",
-    sql: include_str!("migrations/0001_repository.sql"),
-}];
+pub(in crate::storage) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "repository",
+        sql: include_str!("migrations/0001_repository.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "cluster",
+        sql: include_str!("migrations/0002_cluster.sql"),
+    },
+];
 
 /// The schema version this build writes.
 pub(in crate::storage) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -95,6 +95,15 @@ impl PgStore {
         })
     }
 
+    /// Runs `f` on a pooled connection (see `Store::with_pg`).
+    pub fn with_client<T, E>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, E>,
+    ) -> Result<std::result::Result<T, E>> {
+        self.pool.with(context, |c| Ok(f(&mut c.client)))
+    }
+
     /// Nothing to do: every commit is durable.
     pub fn flush(&self) -> Result<usize> {
         Ok(0)

@@ -1,0 +1,449 @@
+//! Real servers sharing one real PostgreSQL repository (`[storage] backend = "postgres"`, one
+//! database, different `[cluster] node_id`s): a clustered run driven through the shared
+//! coordinator's SQL, two nodes whose schedule fires once per tick between them, a run
+//! started on one node read, listed and cancelled from another, and the run of a killed node
+//! marked failed by a survivor.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::pg::Pg;
+
+fn pg_url(db: &Pg) -> String {
+    format!("postgres://postgres@127.0.0.1:{}/postgres", db.port)
+}
+
+/// `config` on the shared repository at `url`, as node `node`.
+fn on_repository(config: &str, url: &str, node: &str) -> String {
+    format!(
+        "{}\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n",
+        config.replace("node_id = \"node-a\"", &format!("node_id = \"{node}\""))
+    )
+}
+
+fn start_run(s: &Server, mapping: &str) -> Value {
+    let r = s.post(
+        &format!("/openidm/recon?_action=recon&mapping={mapping}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "start: {}", r.body);
+    s.wait_run(r.body["_id"].as_str().expect("run id"))
+}
+
+fn links(s: &Server) -> Vec<(String, String)> {
+    let body = s.query("/openidm/repo/link", "true");
+    let mut v: Vec<(String, String)> = body["result"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| {
+            let f = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (f("firstId"), f("secondId"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const CLUSTERED: &str = r#"
+[cluster]
+node_id = "node-a"
+
+[managed.user]
+indexed = ["userName"]
+
+[system.hr.account]
+connector = "csv"
+file = "data/hr.csv"
+id_column = "uid"
+
+[[mappings]]
+name = "hr"
+source = "system/hr/account"
+target = "managed/user"
+clusteredSourceReconEnabled = true
+reconSourceQueryPageSize = 40
+properties = [
+  { source = "uid", target = "_id" },
+  { source = "userName", target = "userName" },
+]
+policies = [
+  { situation = "CONFIRMED", action = "UPDATE" },
+  { situation = "ABSENT", action = "CREATE" },
+  { situation = "SOURCE_MISSING", action = "DELETE" },
+]
+"#;
+
+#[test]
+fn a_clustered_run_on_the_shared_repository_matches_the_embedded_one() {
+    let Some(db) = Pg::start() else { return };
+    let data = format!("{HEADER}{}", people(150, 0));
+    let files = [("data/hr.csv", data.as_str())];
+    let mut shared = Server::start(&on_repository(CLUSTERED, &pg_url(&db), "node-a"), &files);
+    let local = Server::start(CLUSTERED, &files);
+    // Two more nodes on the same repository: each reads the run node A ran.
+    let peers = ["node-b", "node-c"]
+        .map(|n| Server::start(&on_repository(CLUSTERED, &pg_url(&db), n), &files));
+    for round in 0..2 {
+        if round == 1 {
+            let changed = format!("{HEADER}{}", people(120, 30));
+            shared.write("data/hr.csv", &changed);
+            local.write("data/hr.csv", &changed);
+        }
+        let a = start_run(&shared, "hr");
+        let b = start_run(&local, "hr");
+        assert_eq!(a["state"], "SUCCESS", "{a}");
+        for key in ["situationSummary", "statusSummary", "sourceProcessedByNode"] {
+            assert_eq!(a[key], b[key], "round {round}: {key}");
+        }
+        assert_eq!(
+            comparable_progress(&a),
+            comparable_progress(&b),
+            "round {round}"
+        );
+        let id = a["_id"].as_str().expect("run id");
+        for peer in &peers {
+            let seen = peer.wait_run(id);
+            for key in [
+                "state",
+                "situationSummary",
+                "progress",
+                "sourceProcessedByNode",
+            ] {
+                assert_eq!(
+                    seen[key], a[key],
+                    "round {round}: {key} read on another node"
+                );
+            }
+        }
+        assert_eq!(
+            a["durationSummary"]["sourcePagePhase"]["count"],
+            b["durationSummary"]["sourcePagePhase"]["count"]
+        );
+        assert_eq!(links(&shared), links(&local), "round {round}");
+    }
+    // The run's pages went with it and its claim on the mapping was released.
+    let mut c = db.client();
+    let left: i64 = c
+        .query_one(
+            "SELECT count(*) FROM recond_claims WHERE scope IS NOT NULL",
+            &[],
+        )
+        .expect("count pages")
+        .get(0);
+    assert_eq!(left, 0);
+    let held: i64 = c
+        .query_one(
+            "SELECT count(*) FROM recond_claims WHERE key = 'run/hr'",
+            &[],
+        )
+        .expect("count run claims")
+        .get(0);
+    assert_eq!(held, 0);
+    let live: Vec<String> = c
+        .query("SELECT node_id FROM recond_nodes ORDER BY node_id", &[])
+        .expect("nodes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        live,
+        vec!["node-a", "node-b", "node-c"],
+        "each node's heartbeat is in the table"
+    );
+    // The repository's pool is dropped off the async runtime: a clean exit.
+    assert_eq!(shared.stop(), Some(0), "{}", shared.log());
+}
+
+/// The runs a node started from schedule `name`.
+fn scheduled_runs(s: &Server, name: &str) -> Vec<Value> {
+    s.get("/openidm/recon").body["reconciliations"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["parameters"]["schedule"] == name)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn two_nodes_sharing_claims_fire_each_tick_once() {
+    let Some(db) = Pg::start() else { return };
+    // Every 2 seconds, for about 8 seconds from now.
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
+    let end_text = end.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let url = pg_url(&db);
+    let config = |node: &str| {
+        on_repository(
+            &format!(
+                "{HR}\n[cluster]\nnode_id = \"{node}\"\n\n[[schedules]]\nname = \"tick\"\n\
+                 schedule = \"*/2 * * * * ?\"\nmapping = \"hr\"\nendTime = \"{end_text}\"\n"
+            ),
+            &url,
+            node,
+        )
+    };
+    let data = format!("{HEADER}{}", people(3, 0));
+    let a = Server::start(&config("node-a"), &[("data/hr.csv", &data)]);
+    let b = Server::start(&config("node-b"), &[("data/hr.csv", &data)]);
+    // Past the end time, then until every run of both nodes ended.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while jiff::Timestamp::now() < end + jiff::SignedDuration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One repository: both nodes list every run, whichever node ran it.
+    let runs = loop {
+        let runs = scheduled_runs(&a, "tick");
+        if runs
+            .iter()
+            .all(|r| r["ended"].as_str().is_some_and(|e| !e.is_empty()))
+        {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "runs did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut c = db.client();
+    let fired: Vec<(String, String)> = c
+        .query(
+            "SELECT key, node_id FROM recond_claims WHERE key LIKE 'fire/tick/%' ORDER BY key",
+            &[],
+        )
+        .expect("firings")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(fired.len() >= 2, "the schedule fired: {fired:?}");
+    // Each claimed tick launched one run on its node (or was skipped there because the
+    // mapping was busy, which the log says); no tick launched a run on both nodes.
+    let skipped: usize = [&a, &b]
+        .iter()
+        .map(|s| s.log().matches("skipped: mapping busy").count())
+        .sum();
+    assert_eq!(
+        runs.len() + skipped,
+        fired.len(),
+        "runs {} + skipped {skipped} = claimed ticks {fired:?}",
+        runs.len()
+    );
+    assert_eq!(
+        scheduled_runs(&b, "tick").len(),
+        runs.len(),
+        "both nodes list the same runs"
+    );
+}
+
+/// A clustered run cancelled mid-page: while it runs, its pages and its claim on the mapping
+/// are in the table; once it ended, both are gone and the next run starts and succeeds.
+#[test]
+fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
+    let Some(db) = Pg::start() else { return };
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let data = format!("{HEADER}{}", people(150, 0));
+    let url = pg_url(&db);
+    let s = Server::start_with_env(
+        &on_repository(CLUSTERED, &url, "node-a"),
+        &[("data/hr.csv", &data)],
+        &[("RECOND_TEST_HOLD_DIR", hold_dir.as_str())],
+    );
+    // Page 0 (one unit) commits; page 1's unit is held before its write.
+    std::fs::write(hold.0.join("gate"), "1").expect("gate");
+    let r = s.post("/openidm/recon?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    wait_held(&hold.0, Duration::from_secs(60));
+    let mut c = db.client();
+    let count =
+        |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).expect(sql).get(0) };
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM recond_claims WHERE scope IS NOT NULL"
+        ),
+        4,
+        "150 ids in pages of 40"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM recond_claims WHERE scope IS NOT NULL AND done"
+        ),
+        1,
+        "page 0 is done"
+    );
+    let holder: String = c
+        .query_one(
+            "SELECT payload FROM recond_claims WHERE key = 'run/hr'",
+            &[],
+        )
+        .expect("the run's claim")
+        .get(0);
+    assert_eq!(holder, rid);
+    let r = s.post(&format!("/openidm/recon/{rid}?_action=cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let run = s.wait_run(&rid);
+    assert_eq!(run["stage"], "COMPLETED_CANCELED", "{run}");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM recond_claims WHERE scope IS NOT NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM recond_claims WHERE key = 'run/hr'"
+        ),
+        0
+    );
+    let next = start_run(&s, "hr");
+    assert_eq!(next["state"], "SUCCESS", "{next}");
+    assert_eq!(links(&s).len(), 150);
+}
+
+/// A run held on node A (test hook) is read and listed from node B, B refuses a second run
+/// of the mapping, and B's cancel reaches A through the repository.
+#[test]
+fn a_run_on_one_node_is_read_listed_and_cancelled_from_another() {
+    let Some(db) = Pg::start() else { return };
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let url = pg_url(&db);
+    let data = format!("{HEADER}{}", people(20, 0));
+    let files = [("data/hr.csv", data.as_str())];
+    let a = Server::start_with_env(
+        &on_repository(
+            &format!("{HR}\n[cluster]\nnode_id = \"node-a\"\n"),
+            &url,
+            "node-a",
+        ),
+        &files,
+        &[("RECOND_TEST_HOLD_DIR", hold_dir.as_str())],
+    );
+    let b = Server::start(
+        &on_repository(
+            &format!("{HR}\n[cluster]\nnode_id = \"node-b\"\n"),
+            &url,
+            "node-b",
+        ),
+        &files,
+    );
+    std::fs::write(hold.0.join("gate"), "").expect("gate");
+    let r = a.post("/openidm/recon?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    wait_held(&hold.0, Duration::from_secs(60));
+
+    // A node starting while A runs leaves A's run alone (its startup recovery once marked
+    // every ACTIVE record of the repository failed).
+    let c = Server::start(
+        &on_repository(
+            &format!("{HR}\n[cluster]\nnode_id = \"node-c\"\n"),
+            &url,
+            "node-c",
+        ),
+        &files,
+    );
+    let seen = c.get(&format!("/openidm/recon/{rid}"));
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.body["state"], "ACTIVE", "{}", seen.body);
+    let seen = b.get(&format!("/openidm/recon/{rid}"));
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.body["state"], "ACTIVE", "{}", seen.body);
+    let listed = b.get("/openidm/recon").body["reconciliations"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .any(|r| r["_id"] == rid.as_str());
+    assert!(listed, "node B lists node A's run");
+    let second = b.post("/openidm/recon?_action=recon&mapping=hr", None);
+    assert_eq!(
+        second.status, 409,
+        "one active run per mapping: {}",
+        second.body
+    );
+    assert!(
+        second.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("node-a"),
+        "{}",
+        second.body
+    );
+
+    let r = b.post(&format!("/openidm/recon/{rid}?_action=cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Node A sees the request before it writes anything more: the held unit is let through
+    // only once A's run says it is cancelling.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.get(&format!("/openidm/recon/{rid}")).body["stage"] != "ACTIVE_CANCELING" {
+        assert!(Instant::now() < deadline, "node A never saw the cancel");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    let run = b.wait_run(&rid);
+    assert_eq!(run["stage"], "COMPLETED_CANCELED", "{run}");
+    assert_eq!(a.wait_run(&rid)["stage"], "COMPLETED_CANCELED");
+}
+
+/// Node A is killed (SIGKILL) while its run is held mid-way; node B, whose lease checks run
+/// often (test hook), marks the run COMPLETED_FAILED, and then runs the mapping to the end
+/// with no duplicate target or link.
+#[test]
+fn the_run_of_a_killed_node_is_marked_failed_by_a_survivor() {
+    let Some(db) = Pg::start() else { return };
+    let hold = TempDir::new("hold");
+    let hold_dir = hold.0.to_string_lossy().to_string();
+    let url = pg_url(&db);
+    let data = format!("{HEADER}{}", people(60, 0));
+    let files = [("data/hr.csv", data.as_str())];
+    let lease = ("RECOND_TEST_RUN_LEASE_MS", "1500");
+    let mut a = Server::start_with_env(
+        &on_repository(
+            &format!("{HR}\n[cluster]\nnode_id = \"node-a\"\n[recon]\nbatch_size = 10\n"),
+            &url,
+            "node-a",
+        ),
+        &files,
+        &[("RECOND_TEST_HOLD_DIR", hold_dir.as_str()), lease],
+    );
+    let b = Server::start_with_env(
+        &on_repository(
+            &format!("{HR}\n[cluster]\nnode_id = \"node-b\"\n"),
+            &url,
+            "node-b",
+        ),
+        &files,
+        &[lease],
+    );
+    // Two units commit, the third is held before its write.
+    std::fs::write(hold.0.join("gate"), "2").expect("gate");
+    let r = a.post("/openidm/recon?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    wait_held(&hold.0, Duration::from_secs(60));
+    a.kill();
+    let run = b.wait_run(&rid);
+    assert_eq!(run["stage"], "COMPLETED_FAILED", "{run}");
+    assert!(
+        run["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stopped"),
+        "{run}"
+    );
+    let next = b.run("hr", "");
+    assert_eq!(next["state"], "SUCCESS", "{next}");
+    let l = links(&b);
+    assert_eq!(l.len(), 60, "one link per source");
+    let mut targets: Vec<&String> = l.iter().map(|(_, t)| t).collect();
+    targets.dedup();
+    assert_eq!(targets.len(), 60, "no target linked twice");
+    let users = b.query("/openidm/managed/user", "true");
+    assert_eq!(users["resultCount"], 60, "no duplicate target: {users}");
+}
