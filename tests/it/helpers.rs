@@ -347,6 +347,24 @@ impl Server {
         self.wait_run(&id)
     }
 
+    /// Polls the run `id` until its source phase has processed at least `n` objects, asserting
+    /// all along that it is still ACTIVE (within 120 s, else fails saying `what`).
+    pub fn wait_processed(&self, id: &str, n: u64, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let b = self.get(&format!("/openidm/recon/{id}")).body;
+            assert_eq!(b["state"], "ACTIVE", "{b}");
+            let processed = b["progress"]["source"]["existing"]["processed"]
+                .as_u64()
+                .unwrap_or(0);
+            if processed >= n {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {b}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     pub fn wait_run(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {

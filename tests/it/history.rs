@@ -254,25 +254,10 @@ fn sigkill_mid_run_then_repair() {
         None,
     );
     let rid = r.body["_id"].as_str().expect("id").to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     crate::helpers::wait_held(&hold.0, std::time::Duration::from_secs(120));
     // The three units let through commit while another worker may already hold; every
     // worker ends up held (the gate is at 0), so the count gets there with the run active.
-    loop {
-        let b = s.get(&format!("/openidm/recon/{rid}")).body;
-        assert_eq!(b["state"], "ACTIVE", "{b}");
-        let processed = b["progress"]["source"]["existing"]["processed"]
-            .as_u64()
-            .unwrap_or(0);
-        if processed >= 300 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "three units committed before the hold: {b}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    s.wait_processed(&rid, 300, "three units committed before the hold");
     s.kill();
     // The restarted server runs freely.
     std::fs::remove_file(hold.0.join("gate")).expect("open the gate");

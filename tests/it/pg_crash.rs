@@ -22,22 +22,7 @@ fn pg_sigkill_mid_run_leaves_every_target_linked_once() {
         let r = s.post("/openidm/recon?_action=recon&mapping=hr", None);
         let rid = r.body["_id"].as_str().expect("id").to_string();
         wait_held(&hold.0, std::time::Duration::from_secs(120));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            let b = s.get(&format!("/openidm/recon/{rid}")).body;
-            assert_eq!(b["state"], "ACTIVE", "{b}");
-            let processed = b["progress"]["source"]["existing"]["processed"]
-                .as_u64()
-                .unwrap_or(0);
-            if processed >= 300 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "three units committed: {b}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        s.wait_processed(&rid, 300, "three units committed");
         s.kill();
         let url = s.repository.clone().expect("the server ran on PostgreSQL");
         let mut c = crate::pg_shared::client(&url);
