@@ -41,6 +41,8 @@ struct State {
     pruned_at: usize,
     /// Pages per run id, in page order.
     pages: HashMap<String, BTreeMap<String, Claim>>,
+    /// A run's notes and spec per run id: key → (node, value); dropped with its pages.
+    scoped: HashMap<String, BTreeMap<String, (String, String)>>,
 }
 
 /// The in-process coordinator.
@@ -201,8 +203,56 @@ impl Local {
             .is_some()
     }
 
-    pub(super) fn complete_page(&self, run: &str, key: &str, node: &str) -> bool {
-        self.with_page(run, key, node, |c| c.done = true).is_some()
+    pub(super) fn complete_page(&self, run: &str, key: &str, node: &str, result: &str) -> bool {
+        self.with_page(run, key, node, |c| {
+            c.done = true;
+            c.payload = result.to_string();
+        })
+        .is_some()
+    }
+
+    pub(super) fn page_results(&self, run: &str) -> Vec<String> {
+        self.state.lock().pages.get(run).map_or_else(Vec::new, |p| {
+            p.values()
+                .filter(|c| c.done)
+                .map(|c| c.payload.clone())
+                .collect()
+        })
+    }
+
+    pub(super) fn put_scoped(&self, run: &str, key: &str, node: &str, value: &str) {
+        self.state
+            .lock()
+            .scoped
+            .entry(run.to_string())
+            .or_default()
+            .insert(key.to_string(), (node.to_string(), value.to_string()));
+    }
+
+    /// The scoped values of `run` whose keys start with `prefix`: (key, node, value).
+    pub(super) fn scoped(&self, run: &str, prefix: &str) -> Vec<(String, String, String)> {
+        self.state
+            .lock()
+            .scoped
+            .get(run)
+            .map_or_else(Vec::new, |m| {
+                m.range(prefix.to_string()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, (n, v))| (k.clone(), n.clone(), v.clone()))
+                    .collect()
+            })
+    }
+
+    /// Every scoped key, of any run, that starts with `prefix`.
+    pub(super) fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let s = self.state.lock();
+        let mut keys: Vec<String> = s
+            .scoped
+            .values()
+            .flat_map(|m| m.keys().filter(|k| k.starts_with(prefix)).cloned())
+            .collect();
+        keys.sort();
+        keys
     }
 
     pub(super) fn release_page(&self, run: &str, key: &str, node: &str) -> bool {
@@ -223,7 +273,9 @@ impl Local {
     }
 
     pub(super) fn drop_pages(&self, run: &str) {
-        self.state.lock().pages.remove(run);
+        let mut s = self.state.lock();
+        s.pages.remove(run);
+        s.scoped.remove(run);
     }
 }
 
@@ -312,7 +364,7 @@ mod tests {
         assert_eq!(p1.payload, "[\"p1\"]");
         let p2 = c.claim_page("r", "a", TTL).expect("local").expect("page 2");
         assert_eq!(c.claim_page("r", "a", TTL).expect("local"), None);
-        assert!(c.complete_page("r", &p0, "a").expect("local"));
+        assert!(c.complete_page("r", &p0, "a", "r0").expect("local"));
         assert!(c.release_page("r", &p2, "a").expect("local"));
         // b stalls on page 1: once its lease runs out, a takes it (then b cannot finish it).
         assert!(c.renew_page("r", &p1, "b", TTL).expect("local"));
@@ -322,17 +374,43 @@ mod tests {
             .expect("local")
             .expect("page 1 again");
         assert_eq!(again.number, 1);
-        assert!(!c.complete_page("r", &p1, "b").expect("local"));
+        assert!(!c.complete_page("r", &p1, "b", "lost").expect("local"));
         assert!(!c.renew_page("r", &p1, "b", TTL).expect("local"));
         assert_eq!(c.pages_left("r").expect("local"), 2);
-        assert!(c.complete_page("r", &again, "a").expect("local"));
+        assert!(c.complete_page("r", &again, "a", "r1").expect("local"));
         let last = c.claim_page("r", "b", TTL).expect("local").expect("page 2");
         assert_eq!(last.number, 2);
-        assert!(c.complete_page("r", &last, "b").expect("local"));
+        assert!(c.complete_page("r", &last, "b", "r2").expect("local"));
         assert_eq!(c.pages_left("r").expect("local"), 0);
         assert_eq!(c.claim_page("r", "a", TTL).expect("local"), None);
+        assert_eq!(c.page_results("r").expect("local"), ["r0", "r1", "r2"]);
         c.drop_pages("r").expect("local");
         assert_eq!(c.pages_left("r").expect("local"), 0);
+        assert!(c.page_results("r").expect("local").is_empty());
+    }
+
+    #[test]
+    fn notes_and_specs_are_written_over_read_by_prefix_and_dropped_with_the_pages() {
+        let c = local();
+        c.put_spec("r", "a", "{spec}").expect("local");
+        c.put_spec("other", "b", "{other}").expect("local");
+        c.put_note("r", "report/a", "a", "1").expect("local");
+        c.put_note("r", "report/b", "b", "2").expect("local");
+        c.put_note("r", "report/a", "a", "3").expect("local");
+        c.put_note("r", "x", "a", "no").expect("local");
+        assert_eq!(
+            c.notes("r", "report/").expect("local"),
+            vec![
+                ("report/a".to_string(), "a".to_string(), "3".to_string()),
+                ("report/b".to_string(), "b".to_string(), "2".to_string()),
+            ]
+        );
+        assert_eq!(c.spec("r").expect("local").as_deref(), Some("{spec}"));
+        assert_eq!(c.clustered_runs().expect("local"), ["other", "r"]);
+        c.drop_pages("r").expect("local");
+        assert_eq!(c.spec("r").expect("local"), None);
+        assert!(c.notes("r", "").expect("local").is_empty());
+        assert_eq!(c.clustered_runs().expect("local"), ["other"]);
     }
 
     #[test]

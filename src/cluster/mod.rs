@@ -16,7 +16,10 @@
 //!   taken again;
 //! * a run's pages are offered once, each taken by one claimer at a time, lowest page first;
 //!   a page whose lease ran out is offered again (its node died or stalled); `pages_left`
-//!   counts the pages not yet completed.
+//!   counts the pages not yet completed; a completed page keeps the result its node left
+//!   (`page_results`) until the run's pages are dropped;
+//! * a run's notes (its spec, each node's report) are plain values in the run's page scope:
+//!   written over by their name, read by any node, dropped with the pages.
 //!
 //! Every call is blocking (PostgreSQL's client is): call from OS threads, never from an async
 //! task.
@@ -87,7 +90,27 @@ pub fn page_scope(run: &str) -> String {
 
 /// The claim key of page `number` of a run. Zero-padded, so keys sort in page order.
 pub fn page_key(run: &str, number: u64) -> String {
-    format!("page/{run}/{number:010}")
+    format!("{}{number:010}", page_prefix(run))
+}
+
+/// What every page key of `run` starts with.
+fn page_prefix(run: &str) -> String {
+    format!("page/{run}/")
+}
+
+/// The claim key of note `name` of a clustered run (kept in the run's page scope, done, so
+/// no page claim ever takes it and it goes with the pages).
+pub fn note_key(run: &str, name: &str) -> String {
+    format!("note/{run}/{name}")
+}
+
+/// The key prefix of a clustered run's spec note: the runs with one are the clustered runs
+/// in progress (`Coordinator::clustered_runs`).
+const SPEC_PREFIX: &str = "spec/";
+
+/// The claim key of a clustered run's spec (what a joining node needs to work on its pages).
+pub fn spec_key(run: &str) -> String {
+    format!("{SPEC_PREFIX}{run}")
 }
 
 /// The page number at the end of a page key.
@@ -230,11 +253,101 @@ impl Coordinator {
         }
     }
 
-    /// Marks a page processed: false when `node` had lost it (another node redoes it).
-    pub fn complete_page(&self, run: &str, page: &Page, node: &str) -> Result<bool, ClusterError> {
+    /// Marks a page processed, leaving `result` in its place (what the run's owner needs of
+    /// it once every page is done): false when `node` had lost it (another node redoes it).
+    pub fn complete_page(
+        &self,
+        run: &str,
+        page: &Page,
+        node: &str,
+        result: &str,
+    ) -> Result<bool, ClusterError> {
         match self {
-            Coordinator::Local(l) => Ok(l.complete_page(run, &page.key, node)),
-            Coordinator::Postgres(p) => p.complete(&page.key, node),
+            Coordinator::Local(l) => Ok(l.complete_page(run, &page.key, node, result)),
+            Coordinator::Postgres(p) => p.complete_page(&page.key, node, result),
+        }
+    }
+
+    /// The results of `run`'s completed pages, in page order.
+    pub fn page_results(&self, run: &str) -> Result<Vec<String>, ClusterError> {
+        match self {
+            Coordinator::Local(l) => Ok(l.page_results(run)),
+            Coordinator::Postgres(p) => p.page_results(run),
+        }
+    }
+
+    /// Writes (or writes over) note `name` of `run`, as `node`.
+    pub fn put_note(
+        &self,
+        run: &str,
+        name: &str,
+        node: &str,
+        value: &str,
+    ) -> Result<(), ClusterError> {
+        self.put_scoped(run, &note_key(run, name), node, value)
+    }
+
+    /// The notes of `run` whose names start with `prefix`: (name, node, value), by name.
+    pub fn notes(
+        &self,
+        run: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String, String)>, ClusterError> {
+        let start = note_key(run, prefix);
+        let strip = note_key(run, "").len();
+        let rows = match self {
+            Coordinator::Local(l) => l.scoped(run, &start),
+            Coordinator::Postgres(p) => p.scoped(run, &start)?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(key, node, value)| (key[strip..].to_string(), node, value))
+            .collect())
+    }
+
+    /// Writes the spec of clustered run `run` (before its pages are offered).
+    pub fn put_spec(&self, run: &str, node: &str, spec: &str) -> Result<(), ClusterError> {
+        self.put_scoped(run, &spec_key(run), node, spec)
+    }
+
+    /// The spec of clustered run `run`, while its pages are there.
+    pub fn spec(&self, run: &str) -> Result<Option<String>, ClusterError> {
+        let key = spec_key(run);
+        let rows = match self {
+            Coordinator::Local(l) => l.scoped(run, &key),
+            Coordinator::Postgres(p) => p.scoped(run, &key)?,
+        };
+        Ok(rows
+            .into_iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, v)| v))
+    }
+
+    /// The ids of the clustered runs whose spec is there (offered, not over yet).
+    pub fn clustered_runs(&self) -> Result<Vec<String>, ClusterError> {
+        let keys = match self {
+            Coordinator::Local(l) => l.keys_with_prefix(SPEC_PREFIX),
+            Coordinator::Postgres(p) => p.keys_with_prefix(SPEC_PREFIX)?,
+        };
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(SPEC_PREFIX).map(str::to_string))
+            .collect())
+    }
+
+    fn put_scoped(
+        &self,
+        run: &str,
+        key: &str,
+        node: &str,
+        value: &str,
+    ) -> Result<(), ClusterError> {
+        match self {
+            Coordinator::Local(l) => {
+                l.put_scoped(run, key, node, value);
+                Ok(())
+            }
+            Coordinator::Postgres(p) => p.put_scoped(run, key, node, value),
         }
     }
 
@@ -304,6 +417,8 @@ mod tests {
     fn keys_are_distinct_per_kind_and_pages_sort_in_order() {
         assert_ne!(run_key("m"), firing_key("m", 0));
         assert_ne!(run_key("m"), cancel_key("m"));
+        assert!(!note_key("r", "spec").starts_with("page/"));
+        assert_ne!(spec_key("r"), note_key("r", "spec"));
         assert!(page_key("r", 9) < page_key("r", 10));
         assert_eq!(page_number(&page_key("r-1", 123)), 123);
         assert!(!page_key("r", 1).starts_with(&page_scope("r")));

@@ -24,7 +24,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use postgres::GenericClient;
 
-use super::{page_key, page_number, page_scope, ClusterError, Page};
+use super::{page_key, page_number, page_prefix, page_scope, ClusterError, Page};
 
 /// The schema this module needs (also applied by the repository's migrations).
 pub const MIGRATION: &str = include_str!("../storage/pg/migrations/0002_cluster.sql");
@@ -220,6 +220,89 @@ pub fn release_page<C: GenericClient>(
     Ok(n == 1)
 }
 
+/// Marks a page done with `result` in place of its ids: true when `node` held it.
+pub fn complete_page<C: GenericClient>(
+    c: &mut C,
+    key: &str,
+    node: &str,
+    result: &str,
+) -> Result<bool, ClusterError> {
+    let n = c
+        .execute(
+            "UPDATE recond_claims SET done = true, lease_until = now(), payload = $3 \
+              WHERE key = $1 AND node_id = $2 AND NOT done",
+            &[&key, &node, &result],
+        )
+        .map_err(ClusterError::db(format!("completing {key}")))?;
+    Ok(n == 1)
+}
+
+/// The results of `run`'s completed pages, in page order.
+pub fn page_results<C: GenericClient>(c: &mut C, run: &str) -> Result<Vec<String>, ClusterError> {
+    let rows = c
+        .query(
+            "SELECT payload FROM recond_claims WHERE scope = $1 AND done \
+                AND left(key, length($2)) = $2 ORDER BY key",
+            &[&page_scope(run), &page_prefix(run)],
+        )
+        .map_err(ClusterError::db(format!(
+            "reading the page results of run {run}"
+        )))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Writes (over) the value at `key` in `run`'s scope: a done row, which no page claim takes
+/// and which goes with the run's pages.
+pub fn put_scoped<C: GenericClient>(
+    c: &mut C,
+    run: &str,
+    key: &str,
+    node: &str,
+    value: &str,
+) -> Result<(), ClusterError> {
+    c.execute(
+        "INSERT INTO recond_claims (key, node_id, lease_until, payload, scope, done) \
+         VALUES ($1, $2, now(), $3, $4, true) \
+         ON CONFLICT (key) DO UPDATE SET node_id = excluded.node_id, payload = excluded.payload",
+        &[&key, &node, &value, &page_scope(run)],
+    )
+    .map_err(ClusterError::db(format!("writing {key}")))?;
+    Ok(())
+}
+
+/// The values in `run`'s scope whose keys start with `prefix`: (key, node, value), by key.
+pub fn scoped<C: GenericClient>(
+    c: &mut C,
+    run: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String, String)>, ClusterError> {
+    let rows = c
+        .query(
+            "SELECT key, coalesce(node_id, ''), payload FROM recond_claims \
+              WHERE scope = $1 AND done AND left(key, length($2)) = $2 ORDER BY key",
+            &[&page_scope(run), &prefix],
+        )
+        .map_err(ClusterError::db(format!("reading {prefix}* of run {run}")))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// Every key that starts with `prefix` (a handful: one per clustered run in progress).
+pub fn keys_with_prefix<C: GenericClient>(
+    c: &mut C,
+    prefix: &str,
+) -> Result<Vec<String>, ClusterError> {
+    let rows = c
+        .query(
+            "SELECT key FROM recond_claims WHERE left(key, length($1)) = $1 ORDER BY key",
+            &[&prefix],
+        )
+        .map_err(ClusterError::db(format!("listing {prefix}*")))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// How many pages of `run` are not completed.
 pub fn pages_left<C: GenericClient>(c: &mut C, run: &str) -> Result<u64, ClusterError> {
     let row = c
@@ -355,6 +438,31 @@ impl PgCoordinator {
     }
     pub fn release_page(&self, key: &str, node: &str) -> Result<bool, ClusterError> {
         self.with(|c| release_page(c, key, node))
+    }
+    pub fn complete_page(&self, key: &str, node: &str, result: &str) -> Result<bool, ClusterError> {
+        self.with(|c| complete_page(c, key, node, result))
+    }
+    pub fn page_results(&self, run: &str) -> Result<Vec<String>, ClusterError> {
+        self.with(|c| page_results(c, run))
+    }
+    pub fn put_scoped(
+        &self,
+        run: &str,
+        key: &str,
+        node: &str,
+        value: &str,
+    ) -> Result<(), ClusterError> {
+        self.with(|c| put_scoped(c, run, key, node, value))
+    }
+    pub fn scoped(
+        &self,
+        run: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String, String)>, ClusterError> {
+        self.with(|c| scoped(c, run, prefix))
+    }
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, ClusterError> {
+        self.with(|c| keys_with_prefix(c, prefix))
     }
     pub fn pages_left(&self, run: &str) -> Result<u64, ClusterError> {
         self.with(|c| pages_left(c, run))

@@ -9,6 +9,7 @@
 pub mod diff;
 pub mod model;
 pub mod stats;
+pub mod tally_wire;
 
 use std::borrow::Cow;
 

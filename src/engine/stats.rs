@@ -284,6 +284,44 @@ impl RunStats {
         self.durations.lock().entry(metric).or_default().add(ns);
     }
 
+    /// The counters as a tally (what `merge` of it into empty statistics gives back; the
+    /// totals, which are not counted, are left out).
+    pub fn snapshot(&self) -> Tally {
+        let mut t = Tally {
+            source_processed: self.source_processed.load(Relaxed),
+            target_processed: self.target_processed.load(Relaxed),
+            created: self.created.load(Relaxed),
+            updated: self.updated.load(Relaxed),
+            unchanged: self.unchanged.load(Relaxed),
+            deleted: self.deleted.load(Relaxed),
+            links_processed: self.links_processed.load(Relaxed),
+            links_created: self.links_created.load(Relaxed),
+            success: self.success.load(Relaxed),
+            failure: self.failure.load(Relaxed),
+            durations: self.durations.lock().clone(),
+            ..Tally::default()
+        };
+        for (n, a) in t.situations.iter_mut().zip(&self.situations) {
+            *n = a.load(Relaxed);
+        }
+        for (row, cells) in t.situation_actions.iter_mut().zip(&self.situation_actions) {
+            for (n, a) in row.iter_mut().zip(cells) {
+                *n = a.load(Relaxed);
+            }
+        }
+        t
+    }
+
+    /// Copies the totals (`?` or known) of `other`.
+    pub fn copy_totals(&self, other: &RunStats) {
+        self.source_total
+            .store(other.source_total.load(Relaxed), Relaxed);
+        self.target_total
+            .store(other.target_total.load(Relaxed), Relaxed);
+        self.links_total
+            .store(other.links_total.load(Relaxed), Relaxed);
+    }
+
     pub fn situation_summary(&self) -> Value {
         let mut m = Map::new();
         for s in Situation::ALL {
@@ -438,6 +476,24 @@ mod tests {
                 "message"
             ]
         );
+    }
+
+    #[test]
+    fn a_snapshot_merged_into_empty_statistics_gives_the_same_summary() {
+        let mut t = Tally::default();
+        t.record(&op(Action::Create, Situation::Absent));
+        t.record(&op(Action::Update, Situation::Confirmed));
+        t.time("sourcePhase", 3_000_000);
+        let s = RunStats::default();
+        s.merge(&t);
+        s.merge(&t);
+        let copy = RunStats::default();
+        copy.merge(&s.snapshot());
+        copy.copy_totals(&s);
+        assert_eq!(copy.progress(false), s.progress(false));
+        assert_eq!(copy.situation_actions(), s.situation_actions());
+        assert_eq!(copy.status_summary(), s.status_summary());
+        assert_eq!(copy.duration_summary(), s.duration_summary());
     }
 
     #[test]

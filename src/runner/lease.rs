@@ -71,13 +71,32 @@ fn claim_mapping(
     )))
 }
 
+/// Claims `mapping` for this node to take over run `run_id`, whose owner's claim is gone
+/// (it died): true when this node holds it now; false when another node took it first.
+pub(super) fn claim_to_adopt(inner: &Inner, mapping: &str, run_id: &str) -> Result<bool, RunError> {
+    inner
+        .coordinator
+        .claim(
+            &run_key(mapping),
+            &inner.settings.node_id,
+            run_lease(),
+            run_id,
+        )
+        .map_err(|e| RunError::Internal(format!("cannot take over run {run_id}: {e}")))
+}
+
 /// Gives up `run`'s claim (logged, never fatal: the lease runs out anyway).
 pub(super) fn release_run(inner: &Inner, run: &RunState) {
-    let key = run_key(&run.mapping.name);
+    release_mapping(inner, &run.mapping.name, &run.id);
+}
+
+/// Gives up this node's claim on `mapping`, taken for run `run_id`.
+pub(super) fn release_mapping(inner: &Inner, mapping: &str, run_id: &str) {
+    let key = run_key(mapping);
     match inner.coordinator.release(&key, &inner.settings.node_id) {
         Ok(_) => {}
         Err(e) => {
-            tracing::warn!(run = %run.id, error = %e, "could not release the run's claim; it lapses with its lease")
+            tracing::warn!(run = %run_id, error = %e, "could not release the run's claim; it lapses with its lease")
         }
     }
 }

@@ -20,6 +20,7 @@ mod history;
 mod hooks;
 mod host;
 mod implicit;
+mod joining;
 mod lease;
 pub(crate) mod priority;
 mod recovery;
@@ -40,7 +41,7 @@ pub use history::entry_key;
 pub use hooks::{CommitLog, Committed};
 pub use host::{SetResolver, SetsHost, StoreHost};
 pub use implicit::{ExplicitAction, PerformRequest, SyncOutcome};
-pub use state::{ReconKind, RunOptions, RunState};
+pub use state::{ClusterRole, ReconKind, RunOptions, RunState};
 
 use crate::cluster::Coordinator;
 use crate::config::{AuditLevel, Config};
@@ -112,6 +113,9 @@ pub(crate) struct Inner {
     purge_wake: Condvar,
     purge_lock: Mutex<bool>,
     stopping: AtomicBool,
+    /// The run of another node whose pages this node works on now (shared repository), so
+    /// shutdown can stop it.
+    helping: Mutex<Option<Arc<RunState>>>,
     /// Test-only record of the units' commit order (see `hooks::CommitLog`); unset in
     /// production.
     commit_log: std::sync::OnceLock<Arc<hooks::CommitLog>>,
@@ -146,6 +150,7 @@ impl Runner {
                 purge_wake: Condvar::new(),
                 purge_lock: Mutex::new(false),
                 stopping: AtomicBool::new(false),
+                helping: Mutex::new(None),
                 commit_log: std::sync::OnceLock::new(),
             }),
         }
@@ -190,6 +195,18 @@ impl Runner {
             .spawn(move || lease::keep_leases(&inner))
             .map_err(|e| RunError::Internal(format!("cannot start the lease thread: {e}")))?;
         self.inner.threads.lock().push(handle);
+        if self.inner.coordinator.is_shared() {
+            let inner = self.inner.clone();
+            let handle = std::thread::Builder::new()
+                .name("recon-join".into())
+                .spawn(move || {
+                    // Other nodes' pages are run work too: below the HTTP runtime.
+                    priority::lower_current_thread();
+                    joining::join_loop(&inner)
+                })
+                .map_err(|e| RunError::Internal(format!("cannot start the join thread: {e}")))?;
+            self.inner.threads.lock().push(handle);
+        }
         Ok(n)
     }
 
@@ -217,14 +234,10 @@ impl Runner {
         // written after the lock is released (undone if that write fails).
         let seq = self.inner.store.next_id()?;
         let id = format!("{}-{seq}", ids::new_uuid());
-        let run = Arc::new(RunState::new(
-            id,
-            seq,
-            mapping.clone(),
-            req.kind,
-            options,
-            req.user,
-        ));
+        let run = Arc::new(
+            RunState::new(id, seq, mapping.clone(), req.kind, options, req.user)
+                .with_body(req.body),
+        );
         {
             let mut active = self.inner.active.lock();
             if let Some(other) = active.get(&mapping.name) {
@@ -246,33 +259,7 @@ impl Runner {
             self.inner.deregister(&run);
             return Err(e.into());
         }
-        let inner = self.inner.clone();
-        let r = run.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("recon-{seq}"))
-            .spawn(move || {
-                // Below the HTTP runtime, so polls stay fast while the run fills the cores.
-                priority::lower_current_thread();
-                inner.acquire_slot(&r);
-                execute_contained(&inner, &r);
-                inner.finish(&r);
-                inner.release_slot();
-            });
-        match spawned {
-            Ok(h) => {
-                let mut threads = self.inner.threads.lock();
-                threads.retain(|t| !t.is_finished());
-                threads.push(h);
-            }
-            Err(e) => {
-                run.fail(format!("cannot start the run thread: {e}"), true);
-                run.set_stage(Stage::CompletedFailed);
-                self.inner.finish(&run);
-                return Err(RunError::Internal(format!(
-                    "cannot start the run thread: {e}"
-                )));
-            }
-        }
+        self.inner.launch(&run)?;
         tracing::info!(run = %run.id, mapping = %mapping.name, "reconciliation started");
         Ok(run)
     }
@@ -398,6 +385,10 @@ impl Runner {
             tracing::info!(run = %r.id, "cancelling at shutdown");
             r.cancel();
         }
+        if let Some(r) = self.inner.helping.lock().as_ref() {
+            tracing::info!(run = %r.id, "no longer working on another node's run: shutting down");
+            r.cancel();
+        }
         self.inner.wake_purge();
         self.inner.slot_freed.notify_all();
         let deadline = std::time::Instant::now() + grace;
@@ -416,6 +407,39 @@ impl Runner {
 }
 
 impl Inner {
+    /// Executes a registered run (its record written) on a thread of its own: a slot, the
+    /// phases, the completed record.
+    fn launch(self: &Arc<Self>, run: &Arc<RunState>) -> Result<(), RunError> {
+        let inner = self.clone();
+        let r = run.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("recon-{}", run.seq))
+            .spawn(move || {
+                // Below the HTTP runtime, so polls stay fast while the run fills the cores.
+                priority::lower_current_thread();
+                inner.acquire_slot(&r);
+                execute_contained(&inner, &r);
+                inner.finish(&r);
+                inner.release_slot();
+            });
+        match spawned {
+            Ok(h) => {
+                let mut threads = self.threads.lock();
+                threads.retain(|t| !t.is_finished());
+                threads.push(h);
+                Ok(())
+            }
+            Err(e) => {
+                run.fail(format!("cannot start the run thread: {e}"), true);
+                run.set_stage(Stage::CompletedFailed);
+                self.finish(run);
+                Err(RunError::Internal(format!(
+                    "cannot start the run thread: {e}"
+                )))
+            }
+        }
+    }
+
     /// Removes a run from the active map (only if it is still the registered one).
     fn deregister(&self, run: &Arc<RunState>) {
         let mut active = self.active.lock();

@@ -10,8 +10,11 @@
 //!   *after* the claim was seen gone: a node writes its completed record before releasing its
 //!   claim, so a run that ended normally is then seen completed and left as it is.
 //!
-//! A clustered run whose starter died is marked failed the same way (the survivors do not yet
-//! take over its target phase; see ARCHITECTURE.md).
+//! A clustered run whose spec is still in the coordinator (its pages were offered and it has
+//! not ended) is not marked failed by the survivors: one of them takes it over and finishes it
+//! (`runner::joining`), as contract §4 says. At startup, such a run is left to that take-over
+//! only when another node is live; a node restarting alone marks it failed like any other
+//! and removes its pages.
 
 use serde_json::{json, Value};
 
@@ -35,12 +38,29 @@ pub(super) fn at_start(inner: &Inner) -> Result<usize, RunError> {
         std::ops::ControlFlow::Continue(())
     })?;
     let mut n = 0;
+    let others_live = inner.coordinator.is_shared()
+        && inner
+            .coordinator
+            .live_nodes()
+            .map_err(|e| RunError::Internal(format!("listing the live nodes: {e}")))?
+            .iter()
+            .any(|node| *node != inner.settings.node_id);
     for r in interrupted {
         if held_elsewhere(inner, &r)? {
             continue;
         }
+        if others_live && adoptable(inner, &r)? {
+            tracing::info!(run = %r.id, "a clustered run of this node's previous life is left to the nodes that go on with it");
+            continue;
+        }
         tracing::warn!(run = %r.id, mapping = %r.mapping, "marking a run interrupted by a crash as COMPLETED_FAILED");
+        let id = r.id.clone();
         mark_failed(inner, r, STOPPED_HERE)?;
+        // A clustered run's pages and notes go with it (no-op for any other run).
+        inner
+            .coordinator
+            .drop_pages(&id)
+            .map_err(|e| RunError::Internal(format!("removing the pages of run {id}: {e}")))?;
         n += 1;
     }
     if n > 0 {
@@ -65,7 +85,7 @@ pub(super) fn of_dead_nodes(inner: &Inner) -> Result<usize, RunError> {
     let mut n = 0;
     for r in candidates {
         let mine = inner.active.lock().values().any(|a| a.id == r.id);
-        if mine || held_by_anyone(inner, &r)? {
+        if mine || held_by_anyone(inner, &r)? || adoptable(inner, &r)? {
             continue;
         }
         // Read again after the claim was seen gone (see the module doc).
@@ -84,6 +104,21 @@ pub(super) fn of_dead_nodes(inner: &Inner) -> Result<usize, RunError> {
         n += 1;
     }
     Ok(n)
+}
+
+/// Whether the record is a clustered run this node can take over (its spec is there and its
+/// mapping is clustered here): the join thread does that instead of marking it failed.
+fn adoptable(inner: &Inner, r: &RunRecord) -> Result<bool, RunError> {
+    if !inner.coordinator.is_shared()
+        || !inner.mappings.get(&r.mapping).is_some_and(|m| m.clustered)
+    {
+        return Ok(false);
+    }
+    let spec = inner
+        .coordinator
+        .spec(&r.id)
+        .map_err(|e| RunError::Internal(format!("reading the spec of run {}: {e}", r.id)))?;
+    Ok(spec.is_some())
 }
 
 /// Whether another node's live claim on the record's mapping is for this very run.
@@ -106,6 +141,22 @@ fn holder(inner: &Inner, r: &RunRecord) -> Result<Option<String>, RunError> {
         .holder(&run_key(&r.mapping))
         .map_err(|e| RunError::Internal(format!("reading the claim of run {}: {e}", r.id)))?;
     Ok(held.and_then(|(node, run)| (run == r.id).then_some(node)))
+}
+
+/// Marks a clustered run nobody can take over failed (another run of its mapping started
+/// after its owner died) and removes its pages.
+pub(super) fn give_up_clustered(inner: &Inner, r: RunRecord) -> Result<(), RunError> {
+    let id = r.id.clone();
+    tracing::warn!(run = %id, mapping = %r.mapping, "a clustered run whose node stopped cannot be taken over (another run of its mapping is active); it is marked COMPLETED_FAILED");
+    let message = format!(
+        "The server running this reconciliation stopped, and another run of mapping {} started before a node took it over; node {} marked it failed.",
+        r.mapping, inner.settings.node_id
+    );
+    mark_failed(inner, r, &message)?;
+    inner
+        .coordinator
+        .drop_pages(&id)
+        .map_err(|e| RunError::Internal(format!("removing the pages of run {id}: {e}")))
 }
 
 /// Writes the record COMPLETED_FAILED with `message`.

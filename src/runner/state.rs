@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::engine::model::Stage;
-use crate::engine::stats::RunStats;
+use crate::engine::stats::{RunStats, Tally};
 use crate::ids;
 use crate::mapping::Mapping;
 use crate::storage::RunRecord;
@@ -57,6 +57,28 @@ impl RunOptions {
     }
 }
 
+/// What this node does in a run (every run that is not clustered is its starter's alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterRole {
+    /// Started here: the run's owner; a clustered run's starter reads the source ids and
+    /// offers the pages.
+    Starter,
+    /// Works on pages of a clustered run another node owns. It never writes the run record,
+    /// never runs the target phase; it leaves its statistics in a report for the owner.
+    Helper,
+    /// Took a clustered run over from an owner that died: its `pages` pages (of `seen`
+    /// source ids) were offered already, and it goes on from there as the owner.
+    Adopter { seen: u64, pages: u64 },
+}
+
+/// The statistics another node reported for its part of a clustered run.
+#[derive(Debug, Default)]
+pub struct PeerReport {
+    pub tally: Tally,
+    /// Source objects it processed (its `sourceProcessedByNode`).
+    pub processed: u64,
+}
+
 pub struct RunState {
     pub id: String,
     pub seq: u64,
@@ -83,6 +105,13 @@ pub struct RunState {
     /// `sourceProcessedByNode`: source objects processed per node id (clustered runs only;
     /// `{}` otherwise).
     processed_by_node: Mutex<BTreeMap<String, u64>>,
+    /// This node's part in the run.
+    pub role: ClusterRole,
+    /// The start request's body (a clustered run's spec carries it to the other nodes).
+    pub body: Option<Value>,
+    /// The latest reports of the other nodes working on this clustered run, by node: shown
+    /// in the summary until the owner absorbs them into `stats` (after the last page).
+    peers: Mutex<BTreeMap<String, PeerReport>>,
 }
 
 impl RunState {
@@ -114,6 +143,52 @@ impl RunState {
             last_snapshot_ms: AtomicI64::new(0),
             object_failures: Mutex::new(Vec::new()),
             processed_by_node: Mutex::new(BTreeMap::new()),
+            role: ClusterRole::Starter,
+            body: None,
+            peers: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The run as seen by a node in `role`, which began at `started_ms` (a clustered run
+    /// another node started keeps its start time).
+    pub fn in_role(mut self, role: ClusterRole, started_ms: i64) -> RunState {
+        self.role = role;
+        self.started_ms = started_ms;
+        self
+    }
+
+    /// Keeps the start request's body.
+    pub fn with_body(mut self, body: Option<Value>) -> RunState {
+        self.body = body;
+        self
+    }
+
+    /// This node's counters and `sourceProcessedByNode` entry, as a report for the others.
+    pub fn own_report(&self, node: &str) -> PeerReport {
+        PeerReport {
+            tally: self.stats.snapshot(),
+            processed: self
+                .processed_by_node
+                .lock()
+                .get(node)
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Replaces what the summary shows of the other nodes.
+    pub fn set_peers(&self, peers: BTreeMap<String, PeerReport>) {
+        *self.peers.lock() = peers;
+    }
+
+    /// Takes the other nodes' reports into this run's own statistics for good (once no node
+    /// works on the run's pages any more).
+    pub fn absorb_peers(&self) {
+        let mut peers = self.peers.lock();
+        let mut by_node = self.processed_by_node.lock();
+        for (node, p) in std::mem::take(&mut *peers) {
+            self.stats.merge(&p.tally);
+            *by_node.entry(node).or_default() += p.processed;
         }
     }
 
@@ -201,6 +276,23 @@ impl RunState {
 
     /// The run summary, live while active.
     pub fn summary(&self) -> Value {
+        let peers = self.peers.lock();
+        let mut by_node = self.processed_by_node.lock().clone();
+        if peers.is_empty() {
+            return self.summary_of(&self.stats, by_node);
+        }
+        // Other nodes' parts of a clustered run, shown beside this node's own.
+        let all = RunStats::default();
+        all.merge(&self.stats.snapshot());
+        all.copy_totals(&self.stats);
+        for (node, p) in peers.iter() {
+            all.merge(&p.tally);
+            *by_node.entry(node.clone()).or_default() += p.processed;
+        }
+        self.summary_of(&all, by_node)
+    }
+
+    fn summary_of(&self, stats: &RunStats, by_node: BTreeMap<String, u64>) -> Value {
         let stage = self.stage();
         let ended = self.ended_ms.load(Ordering::SeqCst);
         let now = if ended > 0 { ended } else { ids::now_millis() };
@@ -210,15 +302,15 @@ impl RunState {
             "state": stage.state(),
             "stage": stage.as_str(),
             "stageDescription": stage.description(),
-            "progress": self.stats.progress(stage == Stage::CompletedSuccess),
-            "situationSummary": self.stats.situation_summary(),
-            "statusSummary": self.stats.status_summary(),
-            "durationSummary": self.stats.duration_summary(),
+            "progress": stats.progress(stage == Stage::CompletedSuccess),
+            "situationSummary": stats.situation_summary(),
+            "statusSummary": stats.status_summary(),
+            "durationSummary": stats.duration_summary(),
             "parameters": self.parameters(),
             "started": ids::iso_millis(self.started_ms),
             "ended": if ended > 0 { ids::iso_millis(ended) } else { String::new() },
             "duration": now - self.started_ms,
-            "sourceProcessedByNode": self.processed_by_node.lock().clone(),
+            "sourceProcessedByNode": by_node,
         });
         if let (Some(m), Some(obj)) = (self.message(), v.as_object_mut()) {
             obj.insert("message".into(), Value::String(m));
@@ -229,7 +321,7 @@ impl RunState {
             }
         }
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("situationActions".into(), self.stats.situation_actions());
+            obj.insert("situationActions".into(), stats.situation_actions());
         }
         v
     }

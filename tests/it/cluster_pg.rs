@@ -132,8 +132,10 @@ fn claims_leases_and_pages_on_a_shared_postgresql() {
         .expect("a page");
     assert_eq!((pa.number, pb.number), (0, 1));
     assert_eq!(pb.payload, "[\"id1\"]");
-    assert!(a.complete_page("run-7", &pa, "a").expect("complete"));
-    assert!(!a.complete_page("run-7", &pb, "a").expect("not a's page"));
+    assert!(a.complete_page("run-7", &pa, "a", "").expect("complete"));
+    assert!(!a
+        .complete_page("run-7", &pb, "a", "")
+        .expect("not a's page"));
     // b stalls on page 1 with a short lease: once it runs out, a redoes it, and b can no
     // longer complete or renew it.
     assert!(b.renew_page("run-7", &pb, "b", short).expect("renew"));
@@ -155,10 +157,12 @@ fn claims_leases_and_pages_on_a_shared_postgresql() {
         assert!(Instant::now() < deadline, "page 1's lease never ran out");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(!b.complete_page("run-7", &pb, "b").expect("b lost it"));
+    assert!(!b.complete_page("run-7", &pb, "b", "").expect("b lost it"));
     assert!(!b.renew_page("run-7", &pb, "b", long).expect("b lost it"));
     for p in [&again, &p2] {
-        assert!(a.complete_page("run-7", p, "a").expect("complete"));
+        assert!(a
+            .complete_page("run-7", p, "a", &format!("r{}", p.number))
+            .expect("complete"));
     }
     let p3 = b
         .claim_page("run-7", "b", long)
@@ -166,10 +170,43 @@ fn claims_leases_and_pages_on_a_shared_postgresql() {
         .expect("page 3");
     assert_eq!(p3.number, 3);
     assert_eq!(a.pages_left("run-7").expect("left"), 1);
-    assert!(b.complete_page("run-7", &p3, "b").expect("complete"));
+    assert!(b.complete_page("run-7", &p3, "b", "r3").expect("complete"));
     assert_eq!(a.pages_left("run-7").expect("left"), 0);
     assert_eq!(a.claim_page("run-7", "a", long).expect("claim"), None);
+
+    // Notes and the spec live in the run's scope: written over by name, never a page, read
+    // by any node, gone with the pages; completed pages keep their results in page order.
+    a.put_spec("run-7", "a", "{\"mapping\":\"m\"}")
+        .expect("spec");
+    a.put_note("run-7", "report/a", "a", "1").expect("note");
+    b.put_note("run-7", "report/b", "b", "2").expect("note");
+    a.put_note("run-7", "report/a", "a", "3")
+        .expect("note written over");
+    assert_eq!(
+        a.pages_left("run-7").expect("left"),
+        0,
+        "notes are no pages"
+    );
+    assert_eq!(b.claim_page("run-7", "b", long).expect("claim"), None);
+    assert_eq!(
+        b.notes("run-7", "report/").expect("notes"),
+        vec![
+            ("report/a".to_string(), "a".to_string(), "3".to_string()),
+            ("report/b".to_string(), "b".to_string(), "2".to_string()),
+        ]
+    );
+    assert_eq!(
+        b.spec("run-7").expect("spec").as_deref(),
+        Some("{\"mapping\":\"m\"}")
+    );
+    assert_eq!(b.clustered_runs().expect("runs"), ["run-7"]);
+    let results = a.page_results("run-7").expect("results");
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert_eq!(results[3], "r3");
     a.drop_pages("run-7").expect("drop");
+    assert_eq!(b.spec("run-7").expect("spec"), None);
+    assert!(b.notes("run-7", "").expect("notes").is_empty());
+    assert!(b.clustered_runs().expect("runs").is_empty());
 
     // Many claimers at once: every page goes out exactly once.
     let n_pages = 40;

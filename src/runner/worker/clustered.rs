@@ -2,16 +2,30 @@
 //! recon"): the source ids are split into pages, each page is claimed through the cluster
 //! coordinator, processed, and completed; the target phase runs once, after the last page.
 //!
-//! * The run's starter reads the source ids once (with the run's source filter) and offers
-//!   them as pages of `reconSourceQueryPageSize` ids (JSON lists in the pages' payloads).
-//! * One thread per node claims pages, one at a time, lowest first, and processes each
-//!   through the ordinary pipeline (`taskThreads` workers, units of `batch_size`), which
-//!   returns only once every unit of the page committed: a page is completed only after its
-//!   writes are durable, so a node that dies mid-page leaves it to be redone.
+//! * The run's starter reads the source ids once (with the run's source filter), writes the
+//!   run's spec (what another node needs to work on it) and offers the ids as pages of
+//!   `reconSourceQueryPageSize` ids (JSON lists in the pages' payloads).
+//! * Every node claims pages, one at a time, lowest first: the owner (starter) in this phase,
+//!   the others through `runner::joining` (a `ClusterRole::Helper` run state of their own).
+//!   A page goes through the ordinary pipeline (`taskThreads` workers, units of
+//!   `batch_size`), which returns only once every unit of the page committed: a page is
+//!   completed only after its writes are durable, so a node that dies mid-page leaves it to
+//!   be redone.
 //! * The page lease is renewed while the page is read. A page whose lease ran out (its node
 //!   died or stalled) is claimed again and redone; links make that safe: an object whose
 //!   target and link were written is found linked (CONFIRMED) the second time, so nothing is
 //!   created twice. Its objects count again in the statistics, as they do in IDM.
+//! * On a shared repository a node completing a page leaves two things behind, in this order:
+//!   its cumulative statistics (the note `report/<node>`), then the page itself completed with
+//!   the 64-bit hashes of the target ids it touched in place of its source ids. The owner shows
+//!   the other nodes' reports in the live summary; after the last page it absorbs them into
+//!   the run's statistics and the touched hashes of every page into the set the target phase
+//!   skips, so the target phase sees what every node did.
+//! * Association entries and audit events of page `p` are numbered from `(p + 1) << 32` (on a
+//!   shared repository), so nodes never write over each other's; the target phase's follow
+//!   the last page's range.
+//! * When the owner dies, a node that helped takes the run over (`ClusterRole::Adopter`): it
+//!   skips reading and offering, takes the pages left, and goes on as the owner.
 //! * Each node adds the objects it processed to `sourceProcessedByNode`; every completed
 //!   page adds one `sourcePagePhase` sample to `durationSummary`.
 //!
@@ -19,11 +33,14 @@
 //! of the source otherwise (a CSV file or a connector has no cheap read by id), which stops
 //! once the page's last id has gone by.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::cluster::{ClusterError, Page};
+use crate::runner::state::PeerReport;
 
 /// A page's lease: long enough that renewing (every third of it) is rare, short enough that
 /// the page of a dead node is redone soon.
@@ -34,42 +51,199 @@ fn page_lease() -> Duration {
     hooks::get().page_lease().unwrap_or(PAGE_LEASE)
 }
 
-/// The clustered source phase; returns how many source ids the run's source query found.
-pub(super) fn clustered_source_phase(ctx: &Ctx<'_>, threads: usize) -> Result<u64, RunFailure> {
+/// How often the owner, while other nodes hold the pages left, refreshes their reports and
+/// writes the run record (the record's own rhythm, see `pipeline`).
+const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+/// What another node needs to work on a clustered run's pages, or to take the run over.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(in crate::runner) struct ClusterSpec {
+    pub mapping: String,
+    pub body: Option<Value>,
+    pub analyze: bool,
+    pub persist_associations: bool,
+    pub user: String,
+    pub schedule: Option<String>,
+    pub started_ms: i64,
+    /// Source ids the run's query found, and the pages they were offered in.
+    pub seen: u64,
+    pub pages: u64,
+}
+
+/// The clustered source phase of the run's owner; returns how many source ids the run's
+/// source query found, and the guard that removes the run's pages when the run's phases end.
+pub(super) fn clustered_source_phase<'c, 'a>(
+    ctx: &'c Ctx<'a>,
+    threads: usize,
+) -> Result<(u64, DropPages<'c, 'a>), RunFailure> {
     let run = ctx.run;
     let coordinator = &ctx.inner.coordinator;
-    let ids = source_ids(ctx)?;
-    if run.is_canceled() {
-        return Ok(ids.len() as u64);
-    }
-    let seen = ids.len() as u64;
-    let payloads = ids
-        .chunks(ctx.mapping.source_page_size.max(1))
-        .map(|page| serde_json::to_string(page).map_err(|e| RunFailure::Setup(e.to_string())))
-        .collect::<Result<Vec<String>, RunFailure>>()?;
-    drop(ids);
-    let _cleanup = DropPages { ctx };
-    coordinator.offer_pages(&run.id, &payloads)?;
-    tracing::info!(run = %run.id, pages = payloads.len(), ids = seen, "clustered run: source pages offered");
-    drop(payloads);
+    let shared = coordinator.is_shared();
+    let node = ctx.inner.settings.node_id.as_str();
+    let (seen, pages) = match run.role {
+        ClusterRole::Adopter { seen, pages } => (seen, pages),
+        ClusterRole::Helper => {
+            return Err(RunFailure::Setup(
+                "a helping node does not own the run".into(),
+            ))
+        }
+        ClusterRole::Starter => {
+            let ids = source_ids(ctx)?;
+            if run.is_canceled() {
+                return Ok((ids.len() as u64, DropPages { ctx }));
+            }
+            let seen = ids.len() as u64;
+            let payloads = ids
+                .chunks(ctx.mapping.source_page_size.max(1))
+                .map(|page| {
+                    serde_json::to_string(page).map_err(|e| RunFailure::Setup(e.to_string()))
+                })
+                .collect::<Result<Vec<String>, RunFailure>>()?;
+            drop(ids);
+            let pages = payloads.len() as u64;
+            if shared {
+                // The spec first: a node that sees the pages can always read it.
+                let spec = ClusterSpec {
+                    mapping: ctx.mapping.name.clone(),
+                    body: run.body.clone(),
+                    analyze: run.options.analyze,
+                    persist_associations: run.options.persist_associations,
+                    user: run.user.clone(),
+                    schedule: run.options.schedule.clone(),
+                    started_ms: run.started_ms,
+                    seen,
+                    pages,
+                };
+                let spec =
+                    serde_json::to_string(&spec).map_err(|e| RunFailure::Setup(e.to_string()))?;
+                coordinator.put_spec(&run.id, node, &spec)?;
+            }
+            coordinator.offer_pages(&run.id, &payloads)?;
+            tracing::info!(run = %run.id, pages, ids = seen, "clustered run: source pages offered");
+            (seen, pages)
+        }
+    };
+    let cleanup = DropPages { ctx };
     let lease = page_lease();
     // Nothing to take but pages left: other nodes hold them. Ask again well within a lease,
     // so a page whose node died is picked up soon after its lease runs out.
     let poll = (lease / 4).min(Duration::from_secs(1));
-    let node = ctx.inner.settings.node_id.as_str();
+    let mut refreshed = Instant::now();
     while !run.is_canceled() {
         match coordinator.claim_page(&run.id, node, lease)? {
             Some(page) => process_page(ctx, threads, &page, lease)?,
             None if coordinator.pages_left(&run.id)? == 0 => break,
             None => std::thread::sleep(poll),
         }
+        if shared && refreshed.elapsed() >= REFRESH_EVERY {
+            refresh_peers(ctx)?;
+            ctx.inner
+                .store
+                .put_run(&run.record(None))
+                .map_err(RunFailure::store("writing the run record"))?;
+            refreshed = Instant::now();
+        }
     }
-    Ok(seen)
+    if shared && !run.is_canceled() {
+        gather(ctx, pages)?;
+    }
+    Ok((seen, cleanup))
+}
+
+/// After the last page (shared repository): the other nodes' statistics become the run's,
+/// every page's touched targets join the set the target phase skips, and the target phase's
+/// entries and events are numbered after the last page's.
+fn gather(ctx: &Ctx<'_>, pages: u64) -> Result<(), RunFailure> {
+    let run = ctx.run;
+    refresh_peers(ctx)?;
+    run.absorb_peers();
+    let results = ctx.inner.coordinator.page_results(&run.id)?;
+    let mut touched = ctx.touched.lock();
+    for r in &results {
+        decode_hashes(r, &mut touched).map_err(|e| {
+            RunFailure::Unavailable(format!(
+                "a page result of run {} is unreadable: {e}",
+                run.id
+            ))
+        })?;
+    }
+    drop(touched);
+    let after = page_base(pages);
+    run.next_entry.fetch_max(after, Ordering::Relaxed);
+    run.next_audit.fetch_max(after, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The first entry (and audit event) number of page `number`'s range.
+fn page_base(number: u64) -> u64 {
+    (number + 1) << 32
+}
+
+/// Reads the other nodes' latest reports into the run (shown in its summary).
+fn refresh_peers(ctx: &Ctx<'_>) -> Result<(), RunFailure> {
+    let me = ctx.inner.settings.node_id.as_str();
+    let mut peers = BTreeMap::new();
+    for (_, node, value) in ctx.inner.coordinator.notes(&ctx.run.id, "report/")? {
+        if node == me {
+            continue;
+        }
+        let report = parse_report(&value).map_err(|e| {
+            RunFailure::Unavailable(format!(
+                "the report of node {node} on run {} is unreadable: {e}",
+                ctx.run.id
+            ))
+        })?;
+        peers.insert(node, report);
+    }
+    ctx.run.set_peers(peers);
+    Ok(())
+}
+
+fn parse_report(value: &str) -> Result<PeerReport, String> {
+    let v: Value = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    Ok(PeerReport {
+        tally: crate::engine::tally_wire::from_json(&v["tally"])?,
+        processed: v["processed"]
+            .as_u64()
+            .ok_or_else(|| format!("processed is not a count: {}", v["processed"]))?,
+    })
+}
+
+/// Leaves this node's cumulative statistics of the run for the owner.
+fn write_report(ctx: &Ctx<'_>) -> Result<(), RunFailure> {
+    let node = ctx.inner.settings.node_id.as_str();
+    let report = ctx.run.own_report(node);
+    let value = json!({
+        "processed": report.processed,
+        "tally": crate::engine::tally_wire::to_json(&report.tally),
+    });
+    ctx.inner.coordinator.put_note(
+        &ctx.run.id,
+        &format!("report/{node}"),
+        node,
+        &value.to_string(),
+    )?;
+    Ok(())
+}
+
+/// A helping node's part: takes the run's pages while there are pages nobody holds.
+pub(super) fn help_pages(ctx: &Ctx<'_>, threads: usize) -> Result<(), RunFailure> {
+    let run = ctx.run;
+    let lease = page_lease();
+    let node = ctx.inner.settings.node_id.as_str();
+    while !run.is_canceled() {
+        match ctx.inner.coordinator.claim_page(&run.id, node, lease)? {
+            Some(page) => process_page(ctx, threads, &page, lease)?,
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 /// Removes the run's pages when the phase ends, however it ends (the run is over for every
 /// node: a failure or cancel is the run's, not a page's).
-struct DropPages<'c, 'a> {
+pub(super) struct DropPages<'c, 'a> {
     ctx: &'c Ctx<'a>,
 }
 
@@ -133,6 +307,18 @@ fn process_page(
         ))
     })?;
     let started = Instant::now();
+    let shared = coordinator.is_shared();
+    // On a shared repository: this page's entries and events get a range of their own, and
+    // the targets it touches are collected apart (they become the page's result).
+    let before = if shared {
+        run.next_entry
+            .store(page_base(page.number), Ordering::Relaxed);
+        run.next_audit
+            .store(page_base(page.number), Ordering::Relaxed);
+        std::mem::take(&mut *ctx.touched.lock())
+    } else {
+        IdSet::default()
+    };
     // Objects after which this page is given up (test hook: a node dying mid-page).
     let abandon_after = hooks::get()
         .abandon_page(page.number)
@@ -173,15 +359,33 @@ fn process_page(
         return Err(e.into());
     }
     run.add_processed_by_node(node, produced);
+    let result = if shared {
+        let mut touched = ctx.touched.lock();
+        let result = encode_hashes(&touched);
+        touched.extend(before);
+        result
+    } else {
+        String::new()
+    };
     if run.is_canceled() {
-        // Not processed to the end, so not completed (the run's pages go with it).
+        // Not processed to the end, so not completed: the run's pages go with the run, and a
+        // helping node that stops (its server shuts down) hands the page back at once.
+        if run.role == ClusterRole::Helper {
+            coordinator.release_page(&run.id, page, node)?;
+        }
         return Ok(());
     }
-    match end {
-        PageEnd::Done if coordinator.complete_page(&run.id, page, node)? => {
-            run.stats
-                .time("sourcePagePhase", started.elapsed().as_nanos() as u64);
+    if matches!(end, PageEnd::Done) {
+        run.stats
+            .time("sourcePagePhase", started.elapsed().as_nanos() as u64);
+        if shared {
+            // The report before the completion: once the last page is done, the owner reads
+            // reports that include every completed page.
+            write_report(ctx)?;
         }
+    }
+    match end {
+        PageEnd::Done if coordinator.complete_page(&run.id, page, node, &result)? => {}
         PageEnd::Done | PageEnd::Lost => {
             tracing::warn!(run = %run.id, page = page.number, node,
                 "another node took this page after its lease ran out; it redoes the page");
@@ -237,4 +441,57 @@ fn page_objects(
         }
     })
     .map_err(unreadable)
+}
+
+/// The touched-target hashes of a page, as its result: 16 hex digits each.
+fn encode_hashes(set: &IdSet) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(set.len() * 16);
+    for h in set {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{h:016x}");
+    }
+    out
+}
+
+/// Adds the hashes of a page's result to `set`.
+fn decode_hashes(text: &str, set: &mut IdSet) -> Result<(), String> {
+    if !text.len().is_multiple_of(16) {
+        return Err(format!(
+            "{} characters is not a whole number of hashes",
+            text.len()
+        ));
+    }
+    for i in (0..text.len()).step_by(16) {
+        let digits = text
+            .get(i..i + 16)
+            .ok_or_else(|| format!("no hash at {i}"))?;
+        set.insert(u64::from_str_radix(digits, 16).map_err(|e| format!("{digits}: {e}"))?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_results_carry_the_touched_hashes_exactly() {
+        let mut set = IdSet::default();
+        for h in [0u64, 1, u64::MAX, 0xdead_beef_0000_0001] {
+            set.insert(h);
+        }
+        let mut back = IdSet::default();
+        decode_hashes(&encode_hashes(&set), &mut back).expect("decodes");
+        assert_eq!(back, set);
+        decode_hashes("", &mut back).expect("an empty page touched nothing");
+        assert!(decode_hashes("123", &mut back).is_err());
+        assert!(decode_hashes("zzzzzzzzzzzzzzzz", &mut back).is_err());
+    }
+
+    #[test]
+    fn page_ranges_of_entries_never_meet() {
+        assert!(page_base(0) > 1_000_000);
+        assert_eq!(page_base(1) - page_base(0), 1 << 32);
+    }
 }

@@ -3,12 +3,33 @@
 use super::*;
 
 pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), RunFailure> {
-    let mapping = run.mapping.as_ref();
     run.set_stage(Stage::ActiveQueryEntries);
-    // Implicit synchronization of one object has no run to announce (see `sync_object`).
-    if !run.options.implicit {
+    // Implicit synchronization of one object has no run to announce (see `sync_object`); a
+    // clustered run taken over from a node that died was announced by its starter.
+    if !run.options.implicit && run.role == ClusterRole::Starter {
         audit_event(inner, run, "start", None);
     }
+    with_ctx(inner, run, &mut |ctx, threads| run_phases(ctx, threads))
+}
+
+/// Works on the pages of a clustered run another node owns (`ClusterRole::Helper`), with the
+/// same context its owner has, until no page is left to take.
+pub(in crate::runner) fn help_clustered(
+    inner: &Inner,
+    run: &Arc<RunState>,
+) -> Result<(), RunFailure> {
+    debug_assert_eq!(run.role, ClusterRole::Helper);
+    with_ctx(inner, run, &mut |ctx, threads| help_pages(ctx, threads))
+}
+
+/// The query stage: resolves the run's sets, filter and target access, builds the context
+/// every phase shares, and hands it to `body` with the number of worker threads.
+fn with_ctx(
+    inner: &Inner,
+    run: &Arc<RunState>,
+    body: &mut dyn FnMut(&Ctx<'_>, usize) -> Result<(), RunFailure>,
+) -> Result<(), RunFailure> {
+    let mapping = run.mapping.as_ref();
 
     // A by-id run reads exactly the given ids from the mapping's source: the ids are its
     // query, so a body `sourceQuery` neither narrows nor redirects it (`parameters` shows
@@ -104,18 +125,23 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
         correlation_fields: correlation_fields(mapping),
         secret_attributes: target_set.secret_attributes(),
     };
+    body(&ctx, threads)
+}
 
+/// The phases after the query stage: source, target, results.
+fn run_phases(ctx: &Ctx<'_>, threads: usize) -> Result<(), RunFailure> {
+    let (inner, run, mapping) = (ctx.inner, ctx.run, ctx.mapping);
     // Totals are known when the query stage ends (contract §8) wherever they are cheap, so a
     // client can show a percentage during the source phase (see `query_stage_totals`).
-    let background_totals = totals::query_stage_totals(&ctx)?;
+    let background_totals = totals::query_stage_totals(ctx)?;
 
     // The deletion guard (see `guard`): a by-id run meets its guarded situations in the
     // source phase, so that phase is counted before anything is written.
-    let guard = Guard::new(&ctx)?;
+    let guard = Guard::new(ctx)?;
     let mut planned = 0u64;
     if let (Some(g), ReconKind::ById(ids)) = (&guard, &run.kind) {
         planned += count_planned(
-            &ctx,
+            ctx,
             &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
                 for id in ids {
                     if emit(id.clone()).is_break() {
@@ -134,16 +160,21 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
     // ---- source phase ----
     run.set_stage(Stage::ActiveReconcilingSource);
     let phase_start = Instant::now();
+    // A clustered run's pages (and notes) stay until its phases end, so a node taking over
+    // from an owner that died in the target phase still finds what the pages left.
+    let mut _pages: Option<DropPages<'_, '_>> = None;
     let seen = match &run.kind {
         ReconKind::Full if mapping.clustered && !run.options.implicit => {
-            clustered_source_phase(&ctx, threads)?
+            let (seen, pages) = clustered_source_phase(ctx, threads)?;
+            _pages = Some(pages);
+            seen
         }
         ReconKind::Full if !run.options.source_full_entry => {
             // sourceQueryFullEntry=false: the query yields ids; each object is read alone.
             let filter = ctx.source_filter.clone();
             let src = ctx.source_set.clone();
             pipeline(
-                &ctx,
+                ctx,
                 threads,
                 &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
                     timed_source_scan(run, &src, &filter, &mut |obj| match obj
@@ -172,7 +203,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
             let filter = ctx.source_filter.clone();
             let src = ctx.source_set.clone();
             pipeline(
-                &ctx,
+                ctx,
                 threads,
                 &mut |emit: &mut dyn FnMut(Value) -> ControlFlow<()>| {
                     timed_source_scan(run, &src, &filter, emit)
@@ -189,7 +220,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
                 _ => &by_id_object,
             };
             pipeline(
-                &ctx,
+                ctx,
                 0,
                 &mut |emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
                     for id in &ids {
@@ -216,7 +247,7 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
         return Ok(());
     }
     if let Some(g) = &guard {
-        if let Some(m) = g.check_source(&ctx, seen)? {
+        if let Some(m) = g.check_source(ctx, seen)? {
             return stop(run, m);
         }
     }
@@ -285,13 +316,13 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
                 }
             };
         if let Some(g) = &guard {
-            planned += count_planned(&ctx, &mut untouched_targets, &target_id)?;
+            planned += count_planned(ctx, &mut untouched_targets, &target_id)?;
             if let Some(m) = g.check_deletes(planned) {
                 return stop(run, m);
             }
             scanned.set(0);
         }
-        pipeline(&ctx, threads, &mut untouched_targets, &target_id)?;
+        pipeline(ctx, threads, &mut untouched_targets, &target_id)?;
         let scanned = scanned.get();
         // The target total is the target set as the run found it: what the scan saw, less
         // what this run created, plus what it deleted before the scan.

@@ -440,6 +440,7 @@ fn record_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, Run
     let last = run.last_snapshot_ms.load(Ordering::Relaxed);
     if now - last > 2000
         && !run.options.implicit
+        && run.role != ClusterRole::Helper
         && run
             .last_snapshot_ms
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
