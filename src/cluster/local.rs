@@ -150,13 +150,13 @@ impl Local {
         Some((c.node.clone()?, c.payload.clone()))
     }
 
-    pub(super) fn offer_pages(&self, run: &str, payloads: &[String]) {
+    pub(super) fn offer_pages(&self, run: &str, first: u64, payloads: &[String]) {
         let now = self.now();
         let mut s = self.state.lock();
         let pages = s.pages.entry(run.to_string()).or_default();
         for (i, p) in payloads.iter().enumerate() {
             pages
-                .entry(page_key(run, i as u64))
+                .entry(page_key(run, first + i as u64))
                 .or_insert_with(|| Claim {
                     node: None,
                     until: now,
@@ -354,8 +354,9 @@ mod tests {
     fn pages_go_out_once_lowest_first_and_come_back_when_their_lease_runs_out() {
         let c = local();
         let payloads: Vec<String> = (0..3).map(|i| format!("[\"p{i}\"]")).collect();
-        c.offer_pages("r", &payloads).expect("local");
-        c.offer_pages("r", &payloads)
+        c.offer_pages("r", 0, &payloads[..2]).expect("local");
+        c.offer_pages("r", 2, &payloads[2..]).expect("local");
+        c.offer_pages("r", 0, &payloads)
             .expect("offering again adds nothing");
         assert_eq!(c.pages_left("r").expect("local"), 3);
         let p0 = c.claim_page("r", "a", TTL).expect("local").expect("page 0");

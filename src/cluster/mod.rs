@@ -214,15 +214,21 @@ impl Coordinator {
         }
     }
 
-    /// Offers the pages of `run` (page `i` carries `payloads[i]`). Offering again is harmless:
-    /// pages already there are kept as they are.
-    pub fn offer_pages(&self, run: &str, payloads: &[String]) -> Result<(), ClusterError> {
+    /// Offers pages of `run`: page `first + i` carries `payloads[i]` (a run's pages may be
+    /// offered in several calls, as its source is read). Offering again is harmless: pages
+    /// already there are kept as they are.
+    pub fn offer_pages(
+        &self,
+        run: &str,
+        first: u64,
+        payloads: &[String],
+    ) -> Result<(), ClusterError> {
         match self {
             Coordinator::Local(l) => {
-                l.offer_pages(run, payloads);
+                l.offer_pages(run, first, payloads);
                 Ok(())
             }
-            Coordinator::Postgres(p) => p.offer_pages(run, payloads),
+            Coordinator::Postgres(p) => p.offer_pages(run, first, payloads),
         }
     }
 

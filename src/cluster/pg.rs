@@ -156,6 +156,7 @@ pub fn purge_done<C: GenericClient>(c: &mut C, older_than: Duration) -> Result<u
 pub fn offer_pages<C: GenericClient>(
     c: &mut C,
     run: &str,
+    first: u64,
     payloads: &[String],
 ) -> Result<(), ClusterError> {
     let what = || format!("offering the pages of run {run}");
@@ -168,7 +169,7 @@ pub fn offer_pages<C: GenericClient>(
         .map_err(ClusterError::db(what()))?;
     let scope = page_scope(run);
     for (i, p) in payloads.iter().enumerate() {
-        tx.execute(&insert, &[&page_key(run, i as u64), p, &scope])
+        tx.execute(&insert, &[&page_key(run, first + i as u64), p, &scope])
             .map_err(ClusterError::db(what()))?;
     }
     tx.commit().map_err(ClusterError::db(what()))
@@ -425,8 +426,13 @@ impl PgCoordinator {
     pub fn holder(&self, key: &str) -> Result<Option<(String, String)>, ClusterError> {
         self.with(|c| holder(c, key))
     }
-    pub fn offer_pages(&self, run: &str, payloads: &[String]) -> Result<(), ClusterError> {
-        self.with(|c| offer_pages(c, run, payloads))
+    pub fn offer_pages(
+        &self,
+        run: &str,
+        first: u64,
+        payloads: &[String],
+    ) -> Result<(), ClusterError> {
+        self.with(|c| offer_pages(c, run, first, payloads))
     }
     pub fn claim_page(
         &self,

@@ -106,7 +106,17 @@ fn round(inner: &Arc<Inner>, helped: &mut HashMap<String, Arc<RunState>>) -> Res
             // Another run of the mapping holds the claim (it started after this run's owner
             // died and before any node took this one over): this one cannot go on.
             Some((_, run)) if run != id => {
-                super::recovery::give_up_clustered(inner, record)?;
+                let why = format!(
+                    "another run of mapping {} started before a node took it over",
+                    spec.mapping
+                );
+                super::recovery::give_up_clustered(inner, record, &why)?;
+                helped.remove(&id);
+            }
+            // It died before it had offered every page: nobody knows the rest.
+            _ if !spec.complete => {
+                let why = "it had not offered all of its source pages yet";
+                super::recovery::give_up_clustered(inner, record, why)?;
                 helped.remove(&id);
             }
             _ => {

@@ -143,14 +143,14 @@ fn holder(inner: &Inner, r: &RunRecord) -> Result<Option<String>, RunError> {
     Ok(held.and_then(|(node, run)| (run == r.id).then_some(node)))
 }
 
-/// Marks a clustered run nobody can take over failed (another run of its mapping started
-/// after its owner died) and removes its pages.
-pub(super) fn give_up_clustered(inner: &Inner, r: RunRecord) -> Result<(), RunError> {
+/// Marks a clustered run whose node stopped, and which cannot be taken over (`why`), failed
+/// and removes its pages.
+pub(super) fn give_up_clustered(inner: &Inner, r: RunRecord, why: &str) -> Result<(), RunError> {
     let id = r.id.clone();
-    tracing::warn!(run = %id, mapping = %r.mapping, "a clustered run whose node stopped cannot be taken over (another run of its mapping is active); it is marked COMPLETED_FAILED");
+    tracing::warn!(run = %id, mapping = %r.mapping, why, "a clustered run whose node stopped cannot be taken over; it is marked COMPLETED_FAILED");
     let message = format!(
-        "The server running this reconciliation stopped, and another run of mapping {} started before a node took it over; node {} marked it failed.",
-        r.mapping, inner.settings.node_id
+        "The server running this reconciliation stopped, and {why}; node {} marked it failed.",
+        inner.settings.node_id
     );
     mark_failed(inner, r, &message)?;
     inner

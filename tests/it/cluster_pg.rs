@@ -118,8 +118,9 @@ fn claims_leases_and_pages_on_a_shared_postgresql() {
 
     // Pages: SKIP LOCKED hands two claimers different pages, lowest first.
     let payloads: Vec<String> = (0..4).map(|i| format!("[\"id{i}\"]")).collect();
-    a.offer_pages("run-7", &payloads).expect("offer");
-    b.offer_pages("run-7", &payloads)
+    a.offer_pages("run-7", 0, &payloads[..3]).expect("offer");
+    a.offer_pages("run-7", 3, &payloads[3..]).expect("offer");
+    b.offer_pages("run-7", 0, &payloads)
         .expect("offering again is harmless");
     assert_eq!(a.pages_left("run-7").expect("left"), 4);
     let pa = a
@@ -211,7 +212,7 @@ fn claims_leases_and_pages_on_a_shared_postgresql() {
     // Many claimers at once: every page goes out exactly once.
     let n_pages = 40;
     let payloads: Vec<String> = (0..n_pages).map(|i| i.to_string()).collect();
-    a.offer_pages("run-8", &payloads).expect("offer");
+    a.offer_pages("run-8", 0, &payloads).expect("offer");
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", db.port);
     let workers: Vec<_> = (0..4)
         .map(|w| {
@@ -239,7 +240,7 @@ fn claims_leases_and_pages_on_a_shared_postgresql() {
 
     // SKIP LOCKED: a page row locked by an open transaction is skipped, not waited for.
     a.drop_pages("run-8").expect("drop");
-    a.offer_pages("run-9", &["x".to_string(), "y".to_string()])
+    a.offer_pages("run-9", 0, &["x".to_string(), "y".to_string()])
         .expect("offer");
     let mut holder = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     let mut tx = holder.transaction().expect("begin");

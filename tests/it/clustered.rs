@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// Sources; a page size of 50 makes 7 pages of 320.
+/// Sources; a page size of 20 makes 16 pages of 320 (two chunks of the pages a single node
+/// offers, then processes, before it reads on).
 const SOURCES: usize = 320;
-const PAGE: usize = 50;
+const PAGE: usize = 20;
 
 fn config(clustered: bool) -> String {
     let cluster = if clustered {
@@ -245,7 +246,8 @@ fn a_page_abandoned_mid_way_is_redone_without_duplicates() {
 fn a_clustered_run_over_a_store_source_with_a_source_query_matches_too() {
     let config = |clustered: bool| {
         let cluster = if clustered {
-            "clusteredSourceReconEnabled = true\nreconSourceQueryPageSize = 25\n"
+            // 12 pages of 5: more than a chunk of pages offered at once.
+            "clusteredSourceReconEnabled = true\nreconSourceQueryPageSize = 5\n"
         } else {
             ""
         };
@@ -288,7 +290,7 @@ policies = [ {{ situation = "ABSENT", action = "CREATE" }}, {{ situation = "CONF
     assert_eq!(outcome(&a), outcome(&b));
     assert_eq!(counts(&b), map(&[("ABSENT", 60)]));
     assert_eq!(b["sourceProcessedByNode"], json!({ "node-b": 60 }));
-    assert_eq!(b["durationSummary"]["sourcePagePhase"]["count"], json!(3));
+    assert_eq!(b["durationSummary"]["sourcePagePhase"]["count"], json!(12));
     assert_eq!(targets(&plain), targets(&clustered));
     assert_eq!(links(&plain), links(&clustered));
     assert_eq!(links(&clustered).len(), 60);

@@ -2,9 +2,11 @@
 //! recon"): the source ids are split into pages, each page is claimed through the cluster
 //! coordinator, processed, and completed; the target phase runs once, after the last page.
 //!
-//! * The run's starter reads the source ids once (with the run's source filter), writes the
-//!   run's spec (what another node needs to work on it) and offers the ids as pages of
-//!   `reconSourceQueryPageSize` ids (JSON lists in the pages' payloads).
+//! * The run's starter reads the source once (with the run's source filter), writes the run's
+//!   spec (what another node needs to work on it) and offers what it read as pages of
+//!   `reconSourceQueryPageSize` objects, a few pages at a time as it reads (other nodes start
+//!   on the first pages meanwhile): ids for a store-backed source, read again by id when the
+//!   page is processed; the objects themselves for any other source (see `offer_source`).
 //! * Every node claims pages, one at a time, lowest first: the owner (starter) in this phase,
 //!   the others through `runner::joining` (a `ClusterRole::Helper` run state of their own).
 //!   A page goes through the ordinary pipeline (`taskThreads` workers, units of
@@ -29,9 +31,6 @@
 //! * Each node adds the objects it processed to `sourceProcessedByNode`; every completed
 //!   page adds one `sourcePagePhase` sample to `durationSummary`.
 //!
-//! Objects of a page are read by id from a store-backed source (point reads), and by one scan
-//! of the source otherwise (a CSV file or a connector has no cheap read by id), which stops
-//! once the page's last id has gone by.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -66,9 +65,12 @@ pub(in crate::runner) struct ClusterSpec {
     pub user: String,
     pub schedule: Option<String>,
     pub started_ms: i64,
-    /// Source ids the run's query found, and the pages they were offered in.
+    /// Source objects the run's query found, and the pages they were offered in (final once
+    /// `complete`: every page was offered; a run whose starter died before is not taken
+    /// over).
     pub seen: u64,
     pub pages: u64,
+    pub complete: bool,
 }
 
 /// The clustered source phase of the run's owner; returns how many source ids the run's
@@ -81,50 +83,20 @@ pub(super) fn clustered_source_phase<'c, 'a>(
     let coordinator = &ctx.inner.coordinator;
     let shared = coordinator.is_shared();
     let node = ctx.inner.settings.node_id.as_str();
-    let (seen, pages) = match run.role {
-        ClusterRole::Adopter { seen, pages } => (seen, pages),
+    let (seen, pages, cleanup) = match run.role {
+        ClusterRole::Adopter { seen, pages } => (seen, pages, DropPages { ctx }),
         ClusterRole::Helper => {
             return Err(RunFailure::Setup(
                 "a helping node does not own the run".into(),
             ))
         }
         ClusterRole::Starter => {
-            let ids = source_ids(ctx)?;
-            if run.is_canceled() {
-                return Ok((ids.len() as u64, DropPages { ctx }));
-            }
-            let seen = ids.len() as u64;
-            let payloads = ids
-                .chunks(ctx.mapping.source_page_size.max(1))
-                .map(|page| {
-                    serde_json::to_string(page).map_err(|e| RunFailure::Setup(e.to_string()))
-                })
-                .collect::<Result<Vec<String>, RunFailure>>()?;
-            drop(ids);
-            let pages = payloads.len() as u64;
-            if shared {
-                // The spec first: a node that sees the pages can always read it.
-                let spec = ClusterSpec {
-                    mapping: ctx.mapping.name.clone(),
-                    body: run.body.clone(),
-                    analyze: run.options.analyze,
-                    persist_associations: run.options.persist_associations,
-                    user: run.user.clone(),
-                    schedule: run.options.schedule.clone(),
-                    started_ms: run.started_ms,
-                    seen,
-                    pages,
-                };
-                let spec =
-                    serde_json::to_string(&spec).map_err(|e| RunFailure::Setup(e.to_string()))?;
-                coordinator.put_spec(&run.id, node, &spec)?;
-            }
-            coordinator.offer_pages(&run.id, &payloads)?;
-            tracing::info!(run = %run.id, pages, ids = seen, "clustered run: source pages offered");
-            (seen, pages)
+            // The guard first: pages offered before a failure go with the run.
+            let cleanup = DropPages { ctx };
+            let (seen, pages) = offer_source(ctx, threads)?;
+            (seen, pages, cleanup)
         }
     };
-    let cleanup = DropPages { ctx };
     let lease = page_lease();
     // Nothing to take but pages left: other nodes hold them. Ask again well within a lease,
     // so a page whose node died is picked up soon after its lease runs out.
@@ -229,6 +201,11 @@ fn write_report(ctx: &Ctx<'_>) -> Result<(), RunFailure> {
 
 /// A helping node's part: takes the run's pages while there are pages nobody holds.
 pub(super) fn help_pages(ctx: &Ctx<'_>, threads: usize) -> Result<(), RunFailure> {
+    take_free_pages(ctx, threads)
+}
+
+/// Takes and processes the run's pages while there are pages nobody holds.
+fn take_free_pages(ctx: &Ctx<'_>, threads: usize) -> Result<(), RunFailure> {
     let run = ctx.run;
     let lease = page_lease();
     let node = ctx.inner.settings.node_id.as_str();
@@ -255,21 +232,105 @@ impl Drop for DropPages<'_, '_> {
     }
 }
 
-/// Every id the run's source query yields, in the source's order.
-fn source_ids(ctx: &Ctx<'_>) -> Result<Vec<String>, RunFailure> {
-    let mut ids = Vec::new();
-    let mut without_id = 0u64;
-    timed_source_scan(ctx.run, &ctx.source_set, &ctx.source_filter, &mut |obj| {
-        match obj.get("_id").and_then(Value::as_str) {
-            Some(id) => ids.push(id.to_string()),
-            None => without_id += 1,
+/// Pages offered at a time while the source is read: other nodes start on the first pages
+/// while the starter reads on, and the starter holds only these in memory.
+const OFFER_CHUNK: usize = 8;
+
+/// The starter's reading of the source: writes the run's spec, offers the objects the run's
+/// source query yields as pages, in chunks as they are read, and completes the spec with
+/// what was offered; returns (source objects seen, pages offered).
+///
+/// A page of a store-backed source holds ids (each node reads the objects by id, fresh and
+/// cheap); a page of any other source (CSV, a connector) holds the objects themselves, as
+/// read once here, since those sources have no cheap read by id and re-reading the source
+/// for every page would make a run quadratic in its size. (A single-node run reads the
+/// source once too, so the objects are as fresh as there.) On one node (the in-process
+/// coordinator keeps pages in memory) the starter processes each chunk's pages before it
+/// reads on, so memory holds one chunk; on a shared repository it reads on while other nodes
+/// take the pages.
+fn offer_source(ctx: &Ctx<'_>, threads: usize) -> Result<(u64, u64), RunFailure> {
+    let run = ctx.run;
+    let coordinator = &ctx.inner.coordinator;
+    let shared = coordinator.is_shared();
+    let page_size = ctx.mapping.source_page_size.max(1);
+    let by_id = ctx.source_set.as_store().is_some();
+    let write_spec = |seen: u64, pages: u64, complete: bool| -> Result<(), RunFailure> {
+        if !shared {
+            return Ok(());
         }
-        if ctx.run.is_canceled() {
+        let spec = ClusterSpec {
+            mapping: ctx.mapping.name.clone(),
+            body: run.body.clone(),
+            analyze: run.options.analyze,
+            persist_associations: run.options.persist_associations,
+            user: run.user.clone(),
+            schedule: run.options.schedule.clone(),
+            started_ms: run.started_ms,
+            seen,
+            pages,
+            complete,
+        };
+        let spec = serde_json::to_string(&spec).map_err(|e| RunFailure::Setup(e.to_string()))?;
+        coordinator.put_spec(&run.id, &ctx.inner.settings.node_id, &spec)?;
+        Ok(())
+    };
+    // The spec before any page: a node that sees a page can always read it.
+    write_spec(0, 0, false)?;
+    let mut seen = 0u64;
+    let mut without_id = 0u64;
+    let mut offered = 0u64;
+    let mut page: Vec<Value> = Vec::with_capacity(page_size.min(10_000));
+    let mut chunk: Vec<String> = Vec::new();
+    let mut failed: Option<RunFailure> = None;
+    let offer = |chunk: &mut Vec<String>, offered: &mut u64| -> Result<(), RunFailure> {
+        if !chunk.is_empty() {
+            coordinator.offer_pages(&run.id, *offered, chunk)?;
+            *offered += chunk.len() as u64;
+            chunk.clear();
+        }
+        Ok(())
+    };
+    let encode =
+        |page: &[Value]| serde_json::to_string(page).map_err(|e| RunFailure::Setup(e.to_string()));
+    timed_source_scan(run, &ctx.source_set, &ctx.source_filter, &mut |obj| {
+        let Some(id) = obj.get("_id").and_then(Value::as_str) else {
+            without_id += 1;
+            return ControlFlow::Continue(());
+        };
+        seen += 1;
+        page.push(if by_id {
+            Value::String(id.to_string())
+        } else {
+            obj
+        });
+        if page.len() >= page_size {
+            let done = encode(&page).and_then(|p| {
+                page.clear();
+                chunk.push(p);
+                if chunk.len() < OFFER_CHUNK {
+                    return Ok(());
+                }
+                offer(&mut chunk, &mut offered)?;
+                if shared {
+                    Ok(())
+                } else {
+                    take_free_pages(ctx, threads)
+                }
+            });
+            if let Err(e) = done {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        if run.is_canceled() {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
         }
     })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if without_id > 0 {
         // A set that yields objects without an id is broken; the objects cannot be paged.
         return Err(RunFailure::Unavailable(format!(
@@ -277,7 +338,16 @@ fn source_ids(ctx: &Ctx<'_>) -> Result<Vec<String>, RunFailure> {
             ctx.source_set.name()
         )));
     }
-    Ok(ids)
+    if run.is_canceled() {
+        return Ok((seen, offered));
+    }
+    if !page.is_empty() {
+        chunk.push(encode(&page)?);
+    }
+    offer(&mut chunk, &mut offered)?;
+    write_spec(seen, offered, true)?;
+    tracing::info!(run = %run.id, pages = offered, objects = seen, "clustered run: source pages offered");
+    Ok((seen, offered))
 }
 
 /// How processing a page ended.
@@ -300,7 +370,7 @@ fn process_page(
     let run = ctx.run;
     let coordinator = &ctx.inner.coordinator;
     let node = ctx.inner.settings.node_id.as_str();
-    let ids: Vec<String> = serde_json::from_str(&page.payload).map_err(|e| {
+    let mut items: Vec<Value> = serde_json::from_str(&page.payload).map_err(|e| {
         RunFailure::Setup(format!(
             "page {} of run {} is unreadable: {e}",
             page.number, run.id
@@ -322,7 +392,7 @@ fn process_page(
     // Objects after which this page is given up (test hook: a node dying mid-page).
     let abandon_after = hooks::get()
         .abandon_page(page.number)
-        .then_some(ids.len() / 2);
+        .then_some(items.len() / 2);
     let mut end = PageEnd::Done;
     let mut renewed = Instant::now();
     let mut cluster_error: Option<ClusterError> = None;
@@ -331,7 +401,7 @@ fn process_page(
         threads,
         &mut |emit: &mut dyn FnMut(Value) -> ControlFlow<()>| {
             let mut handed = 0usize;
-            page_objects(ctx, &ids, &mut |obj| {
+            page_objects(ctx, std::mem::take(&mut items), &mut |obj| {
                 if abandon_after == Some(handed) {
                     end = PageEnd::Abandoned;
                     return ControlFlow::Break(());
@@ -398,20 +468,45 @@ fn process_page(
     Ok(())
 }
 
-/// Hands the page's objects that still pass the source filter to `emit`, in page order for a
-/// store-backed source and in the source's order otherwise. An id gone since the ids were read
-/// is skipped: the source no longer has it, as in a run that read the source later.
+/// Hands the page's objects to `emit`: the objects themselves when the page holds them (read
+/// once by the starter, see `offer_source`); otherwise (ids of a store-backed source) each
+/// object read by id that still passes the source filter, in page order. An id gone since
+/// the page was made is skipped: the source no longer has it, as in a run that read the
+/// source later. A page of ids from another source (made by an older starter) is read with
+/// one scan of the source that stops once the page's last id has gone by.
 fn page_objects(
     ctx: &Ctx<'_>,
-    ids: &[String],
+    items: Vec<Value>,
     emit: &mut dyn FnMut(Value) -> ControlFlow<()>,
 ) -> Result<(), RunFailure> {
     let src = &ctx.source_set;
     let unreadable = |e: crate::objects::ObjectError| {
         RunFailure::Unavailable(format!("reading the source {}: {e}", src.name()))
     };
+    let mut ids = Vec::with_capacity(items.len());
+    let mut objects = Vec::new();
+    for item in items {
+        match item {
+            Value::String(id) => ids.push(id),
+            obj @ Value::Object(_) => objects.push(obj),
+            other => {
+                return Err(RunFailure::Setup(format!(
+                    "a page of run {} holds neither an id nor an object: {other}",
+                    ctx.run.id
+                )))
+            }
+        }
+    }
+    for obj in objects {
+        if emit(obj).is_break() {
+            return Ok(());
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
     if src.as_store().is_some() {
-        for id in ids {
+        for id in &ids {
             let Some(obj) = src.read(id).map_err(unreadable)? else {
                 continue;
             };
