@@ -27,6 +27,8 @@ use serde_json::{json, Map, Value};
 #[allow(dead_code)]
 #[path = "../tests/it/pg.rs"]
 mod pg;
+#[path = "support/pg_cluster.rs"]
+mod pg_cluster;
 #[path = "support/pg_repo.rs"]
 mod pg_repo;
 #[path = "support/pg_scenario.rs"]
@@ -53,6 +55,7 @@ const SCENARIOS: &[&str] = &[
     "ldap-target",
     "pg-first-load",
     "pg-repo",
+    "pg-cluster",
 ];
 
 /// Scenarios that run only when named in `--scenario`: `first-load-10x` loads ten times
@@ -373,8 +376,14 @@ fn target_body(i: usize) -> Map<String, Value> {
 
 /// Scenarios whose config has no `[storage]` section, so that they run with recon.toml's
 /// default store settings and their peak memory is the figure a user gets (issue #19).
-const DEFAULT_STORE_SCENARIOS: &[&str] =
-    &["first-load", "first-load-10x", "steady", "http", "pg-repo"];
+const DEFAULT_STORE_SCENARIOS: &[&str] = &[
+    "first-load",
+    "first-load-10x",
+    "steady",
+    "http",
+    "pg-repo",
+    "pg-cluster",
+];
 
 /// The `[storage]` section of a scenario's config: none (the defaults) for
 /// [`DEFAULT_STORE_SCENARIOS`], else the bench's larger cache and slower flush, which the
@@ -661,6 +670,7 @@ fn run_scenario(name: &str, n: usize, threads: usize, floor: Option<f64>) -> (f6
         "implicit-sync-latency" => implicit_sync_scenario(&b, n),
         "pg-first-load" => pg_scenario::first_load(&b, n, threads),
         "pg-repo" => pg_repo::run(&b, n, threads),
+        "pg-cluster" => pg_cluster::run(&b, n, threads),
         other => panic!("unknown scenario {other}"),
     }
 }
