@@ -7,7 +7,8 @@
 //!   report stays cumulative) until none is free;
 //! * when no live claim holds the run any more (its owner died; or this node restarted and
 //!   the claim is its own previous life's), it claims the mapping for the run and takes the
-//!   run over as its owner (`ClusterRole::Adopter`), seeded with what it did as a helper;
+//!   run over as its owner (`ClusterRole::Adopter`), seeded with its own report (what it did
+//!   as a helper, page by completed page);
 //!   the pages left, the target phase and the completed record are then this node's;
 //! * a run whose record says it ended while its pages are still there (it was marked failed)
 //!   gets its pages removed.
@@ -99,8 +100,13 @@ fn round(inner: &Arc<Inner>, helped: &mut HashMap<String, Arc<RunState>>) -> Res
         match holder {
             // Its owner runs it (a claim of this node's previous life is no owner).
             Some((node, run)) if run == id && node != me => {
-                if coordinator.pages_left(&id).map_err(unavailable)? > 0 {
-                    help(inner, &helper);
+                // A page first: the run's context (a connector-backed target set is read
+                // into memory) is built only when there is work.
+                let page = coordinator
+                    .claim_page(&id, me, worker::page_lease())
+                    .map_err(unavailable)?;
+                if let Some(page) = page {
+                    help(inner, &helper, page);
                 }
             }
             // Another run of the mapping holds the claim (it started after this run's owner
@@ -120,7 +126,7 @@ fn round(inner: &Arc<Inner>, helped: &mut HashMap<String, Arc<RunState>>) -> Res
                 helped.remove(&id);
             }
             _ => {
-                adopt(inner, &id, seq, mapping, &spec, &helper)?;
+                adopt(inner, &id, seq, mapping, &spec)?;
                 helped.remove(&id);
             }
         }
@@ -158,14 +164,14 @@ fn run_state(
     .with_body(spec.body.clone()))
 }
 
-/// Works on the run's free pages until none is left to take.
-fn help(inner: &Inner, helper: &Arc<RunState>) {
+/// Works on `page` and then the run's free pages until none is left to take.
+fn help(inner: &Inner, helper: &Arc<RunState>, page: crate::cluster::Page) {
     *inner.helping.lock() = Some(helper.clone());
     if inner.stopping.load(Ordering::SeqCst) {
         helper.cancel();
     }
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        worker::help_clustered(inner, helper)
+        worker::help_clustered(inner, helper, page)
     }));
     *inner.helping.lock() = None;
     match outcome {
@@ -188,7 +194,6 @@ fn adopt(
     seq: u64,
     mapping: &Arc<crate::mapping::Mapping>,
     spec: &ClusterSpec,
-    helper: &RunState,
 ) -> Result<(), RunError> {
     if !lease::claim_to_adopt(inner, &spec.mapping, id)? {
         return Ok(()); // another node took it over
@@ -208,11 +213,21 @@ fn adopt(
         pages: spec.pages,
     };
     let run = Arc::new(run_state(id, seq, mapping, spec, role)?);
-    // What this node did as a helper is the owner's own part now.
+    // What this node reported as a helper (of the pages it completed, in this life or a
+    // previous one) is the owner's own part now; the other nodes' reports are its peers'.
     let me = inner.settings.node_id.as_str();
-    let mine = helper.own_report(me);
-    run.stats.merge(&mine.tally);
-    run.add_processed_by_node(me, mine.processed);
+    let name = format!("report/{me}");
+    let notes = inner
+        .coordinator
+        .notes(id, &name)
+        .map_err(|e| RunError::Internal(format!("reading this node's report on {id}: {e}")))?;
+    if let Some((_, _, value)) = notes.iter().find(|(n, _, _)| *n == name) {
+        let mine = worker::parse_report(value).map_err(|e| {
+            RunError::Internal(format!("this node's report on run {id} is unreadable: {e}"))
+        })?;
+        run.stats.merge(&mine.tally);
+        run.add_processed_by_node(me, mine.processed);
+    }
     {
         let mut active = inner.active.lock();
         if active.contains_key(&spec.mapping) {

@@ -46,7 +46,7 @@ use crate::runner::state::PeerReport;
 const PAGE_LEASE: Duration = Duration::from_secs(60);
 
 /// The page lease in effect (a test hook shortens it).
-fn page_lease() -> Duration {
+pub(in crate::runner) fn page_lease() -> Duration {
     hooks::get().page_lease().unwrap_or(PAGE_LEASE)
 }
 
@@ -172,7 +172,8 @@ fn refresh_peers(ctx: &Ctx<'_>) -> Result<(), RunFailure> {
     Ok(())
 }
 
-fn parse_report(value: &str) -> Result<PeerReport, String> {
+/// A report note as written by `write_report`.
+pub(in crate::runner) fn parse_report(value: &str) -> Result<PeerReport, String> {
     let v: Value = serde_json::from_str(value).map_err(|e| e.to_string())?;
     Ok(PeerReport {
         tally: crate::engine::tally_wire::from_json(&v["tally"])?,
@@ -199,8 +200,16 @@ fn write_report(ctx: &Ctx<'_>) -> Result<(), RunFailure> {
     Ok(())
 }
 
-/// A helping node's part: takes the run's pages while there are pages nobody holds.
-pub(super) fn help_pages(ctx: &Ctx<'_>, threads: usize) -> Result<(), RunFailure> {
+/// A helping node's part: `first` (claimed already), then the run's pages while there are
+/// pages nobody holds.
+pub(super) fn help_pages(
+    ctx: &Ctx<'_>,
+    threads: usize,
+    first: Option<Page>,
+) -> Result<(), RunFailure> {
+    if let Some(page) = first {
+        process_page(ctx, threads, &page, page_lease())?;
+    }
     take_free_pages(ctx, threads)
 }
 

@@ -13,13 +13,18 @@ pub(super) fn execute_phases(inner: &Inner, run: &Arc<RunState>) -> Result<(), R
 }
 
 /// Works on the pages of a clustered run another node owns (`ClusterRole::Helper`), with the
-/// same context its owner has, until no page is left to take.
+/// same context its owner has: `first` (claimed already, so the context is built only when
+/// there is a page to work on), then every page left to take.
 pub(in crate::runner) fn help_clustered(
     inner: &Inner,
     run: &Arc<RunState>,
+    first: crate::cluster::Page,
 ) -> Result<(), RunFailure> {
     debug_assert_eq!(run.role, ClusterRole::Helper);
-    with_ctx(inner, run, &mut |ctx, threads| help_pages(ctx, threads))
+    let mut first = Some(first);
+    with_ctx(inner, run, &mut |ctx, threads| {
+        help_pages(ctx, threads, first.take())
+    })
 }
 
 /// The query stage: resolves the run's sets, filter and target access, builds the context
