@@ -165,6 +165,31 @@ fn a_clustered_run_on_the_shared_repository_matches_the_embedded_one() {
     assert_eq!(shared.stop(), Some(0), "{}", shared.log());
 }
 
+/// What the tests with a held node start from: a PostgreSQL repository (`url`), a folder for
+/// the hold hook (`RECOND_TEST_HOLD_DIR`), and `rows` people as the CSV source (`data`).
+struct HeldSetup {
+    db: Pg,
+    hold: TempDir,
+    hold_dir: String,
+    url: String,
+    data: String,
+}
+
+impl HeldSetup {
+    /// None when PostgreSQL is not installed (and not required, see `Pg::start`).
+    fn start(rows: usize) -> Option<HeldSetup> {
+        let db = Pg::start()?;
+        let hold = TempDir::new("hold");
+        Some(HeldSetup {
+            hold_dir: hold.0.to_string_lossy().to_string(),
+            url: pg_url(&db),
+            data: format!("{HEADER}{}", people(rows, 0)),
+            db,
+            hold,
+        })
+    }
+}
+
 /// The source objects a run's nodes processed, together.
 fn processed_in_all(run: &Value) -> u64 {
     run["sourceProcessedByNode"]
@@ -227,11 +252,16 @@ fn assert_one_target_per_source(s: &Server, n: usize) {
 /// node, and its association entries are all there (nodes never write over each other's).
 #[test]
 fn a_clustered_run_is_spread_over_three_nodes() {
-    let Some(db) = Pg::start() else { return };
-    let hold = TempDir::new("hold");
-    let hold_dir = hold.0.to_string_lossy().to_string();
-    let url = pg_url(&db);
-    let data = format!("{HEADER}{}", people(200, 0));
+    let Some(HeldSetup {
+        db,
+        hold,
+        hold_dir,
+        url,
+        data,
+    }) = HeldSetup::start(200)
+    else {
+        return;
+    };
     let files = [("data/hr.csv", data.as_str())];
     let a = Server::start_with_env(
         &on_repository(CLUSTERED, &url, "node-a"),
@@ -303,11 +333,16 @@ fn a_clustered_run_is_spread_over_three_nodes() {
 /// one link, nothing created twice.
 #[test]
 fn a_clustered_run_is_finished_by_the_survivors_when_its_starter_is_killed_mid_page() {
-    let Some(db) = Pg::start() else { return };
-    let hold = TempDir::new("hold");
-    let hold_dir = hold.0.to_string_lossy().to_string();
-    let url = pg_url(&db);
-    let data = format!("{HEADER}{}", people(200, 0));
+    let Some(HeldSetup {
+        db,
+        hold,
+        hold_dir,
+        url,
+        data,
+    }) = HeldSetup::start(200)
+    else {
+        return;
+    };
     let files = [("data/hr.csv", data.as_str())];
     let config = |node: &str| {
         on_repository(
@@ -454,11 +489,16 @@ fn two_nodes_sharing_claims_fire_each_tick_once() {
 /// are in the table; once it ended, both are gone and the next run starts and succeeds.
 #[test]
 fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
-    let Some(db) = Pg::start() else { return };
-    let hold = TempDir::new("hold");
-    let hold_dir = hold.0.to_string_lossy().to_string();
-    let data = format!("{HEADER}{}", people(150, 0));
-    let url = pg_url(&db);
+    let Some(HeldSetup {
+        db,
+        hold,
+        hold_dir,
+        url,
+        data,
+    }) = HeldSetup::start(150)
+    else {
+        return;
+    };
     let s = Server::start_with_env(
         &on_repository(CLUSTERED, &url, "node-a"),
         &[("data/hr.csv", &data)],
@@ -525,11 +565,16 @@ fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
 /// of the mapping, and B's cancel reaches A through the repository.
 #[test]
 fn a_run_on_one_node_is_read_listed_and_cancelled_from_another() {
-    let Some(db) = Pg::start() else { return };
-    let hold = TempDir::new("hold");
-    let hold_dir = hold.0.to_string_lossy().to_string();
-    let url = pg_url(&db);
-    let data = format!("{HEADER}{}", people(20, 0));
+    let Some(HeldSetup {
+        db: _db,
+        hold,
+        hold_dir,
+        url,
+        data,
+    }) = HeldSetup::start(20)
+    else {
+        return;
+    };
     let files = [("data/hr.csv", data.as_str())];
     let a = Server::start_with_env(
         &on_repository(
@@ -611,11 +656,16 @@ fn a_run_on_one_node_is_read_listed_and_cancelled_from_another() {
 /// with no duplicate target or link.
 #[test]
 fn the_run_of_a_killed_node_is_marked_failed_by_a_survivor() {
-    let Some(db) = Pg::start() else { return };
-    let hold = TempDir::new("hold");
-    let hold_dir = hold.0.to_string_lossy().to_string();
-    let url = pg_url(&db);
-    let data = format!("{HEADER}{}", people(60, 0));
+    let Some(HeldSetup {
+        db: _db,
+        hold,
+        hold_dir,
+        url,
+        data,
+    }) = HeldSetup::start(60)
+    else {
+        return;
+    };
     let files = [("data/hr.csv", data.as_str())];
     let lease = ("RECOND_TEST_RUN_LEASE_MS", "1500");
     let mut a = Server::start_with_env(
