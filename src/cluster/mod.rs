@@ -104,11 +104,11 @@ pub fn note_key(run: &str, name: &str) -> String {
     format!("note/{run}/{name}")
 }
 
-/// The key prefix of a clustered run's spec note: the runs with one are the clustered runs
-/// in progress (`Coordinator::clustered_runs`).
+/// The key prefix of a clustered run's spec: the runs with one are the clustered runs in
+/// progress (`Coordinator::clustered_runs`).
 const SPEC_PREFIX: &str = "spec/";
 
-/// The claim key of a clustered run's spec (what a joining node needs to work on its pages).
+/// The key of a clustered run's spec (what a joining node needs to work on its pages).
 pub fn spec_key(run: &str) -> String {
     format!("{SPEC_PREFIX}{run}")
 }
@@ -311,29 +311,36 @@ impl Coordinator {
             .collect())
     }
 
-    /// Writes the spec of clustered run `run` (before its pages are offered).
+    /// Writes the spec of clustered run `run` (before its pages are offered); it goes with
+    /// the run's pages.
     pub fn put_spec(&self, run: &str, node: &str, spec: &str) -> Result<(), ClusterError> {
-        self.put_scoped(run, &spec_key(run), node, spec)
+        match self {
+            Coordinator::Local(l) => {
+                l.put_scoped(run, &spec_key(run), node, spec);
+                Ok(())
+            }
+            Coordinator::Postgres(p) => p.put_spec(&spec_key(run), node, spec),
+        }
     }
 
     /// The spec of clustered run `run`, while its pages are there.
     pub fn spec(&self, run: &str) -> Result<Option<String>, ClusterError> {
         let key = spec_key(run);
-        let rows = match self {
-            Coordinator::Local(l) => l.scoped(run, &key),
-            Coordinator::Postgres(p) => p.scoped(run, &key)?,
-        };
-        Ok(rows
-            .into_iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, _, v)| v))
+        match self {
+            Coordinator::Local(l) => Ok(l
+                .scoped(run, &key)
+                .into_iter()
+                .find(|(k, _, _)| *k == key)
+                .map(|(_, _, v)| v)),
+            Coordinator::Postgres(p) => p.spec(&key),
+        }
     }
 
     /// The ids of the clustered runs whose spec is there (offered, not over yet).
     pub fn clustered_runs(&self) -> Result<Vec<String>, ClusterError> {
         let keys = match self {
             Coordinator::Local(l) => l.keys_with_prefix(SPEC_PREFIX),
-            Coordinator::Postgres(p) => p.keys_with_prefix(SPEC_PREFIX)?,
+            Coordinator::Postgres(p) => p.spec_keys()?,
         };
         Ok(keys
             .into_iter()

@@ -24,10 +24,16 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use postgres::GenericClient;
 
-use super::{page_key, page_number, page_prefix, page_scope, ClusterError, Page};
+use super::{page_key, page_number, page_prefix, page_scope, spec_key, ClusterError, Page};
 
-/// The schema this module needs (also applied by the repository's migrations).
-pub const MIGRATION: &str = include_str!("../storage/pg/migrations/0002_cluster.sql");
+/// The schema this module needs (also applied by the repository's migrations 0002 and 0003).
+pub const MIGRATIONS: [&str; 2] = [
+    include_str!("../storage/pg/migrations/0002_cluster.sql"),
+    include_str!("../storage/pg/migrations/0003_cluster_runs.sql"),
+];
+
+/// The scope of every clustered run's spec row.
+const SPECS: &str = "specs";
 
 /// A lease in milliseconds, as the statements take it.
 fn ms(ttl: Duration) -> i64 {
@@ -290,17 +296,42 @@ pub fn scoped<C: GenericClient>(
         .collect())
 }
 
-/// Every key that starts with `prefix` (a handful: one per clustered run in progress).
-pub fn keys_with_prefix<C: GenericClient>(
+/// Writes (over) the spec of a clustered run (key `spec_key`, scope `specs`).
+pub fn put_spec<C: GenericClient>(
     c: &mut C,
-    prefix: &str,
-) -> Result<Vec<String>, ClusterError> {
+    key: &str,
+    node: &str,
+    spec: &str,
+) -> Result<(), ClusterError> {
+    c.execute(
+        "INSERT INTO recond_claims (key, node_id, lease_until, payload, scope, done) \
+         VALUES ($1, $2, now(), $3, $4, true) \
+         ON CONFLICT (key) DO UPDATE SET node_id = excluded.node_id, payload = excluded.payload",
+        &[&key, &node, &spec, &SPECS],
+    )
+    .map_err(ClusterError::db(format!("writing {key}")))?;
+    Ok(())
+}
+
+/// The spec at `key`, if there.
+pub fn spec<C: GenericClient>(c: &mut C, key: &str) -> Result<Option<String>, ClusterError> {
+    let row = c
+        .query_opt(
+            "SELECT payload FROM recond_claims WHERE key = $1 AND scope = $2",
+            &[&key, &SPECS],
+        )
+        .map_err(ClusterError::db(format!("reading {key}")))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The keys of every spec (one per clustered run in progress).
+pub fn spec_keys<C: GenericClient>(c: &mut C) -> Result<Vec<String>, ClusterError> {
     let rows = c
         .query(
-            "SELECT key FROM recond_claims WHERE left(key, length($1)) = $1 ORDER BY key",
-            &[&prefix],
+            "SELECT key FROM recond_claims WHERE scope = $1 ORDER BY key",
+            &[&SPECS],
         )
-        .map_err(ClusterError::db(format!("listing {prefix}*")))?;
+        .map_err(ClusterError::db("listing the clustered runs"))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -316,11 +347,11 @@ pub fn pages_left<C: GenericClient>(c: &mut C, run: &str) -> Result<u64, Cluster
     Ok(n.max(0) as u64)
 }
 
-/// Removes every page of `run`.
+/// Removes every page of `run`, with its notes and its spec.
 pub fn drop_pages<C: GenericClient>(c: &mut C, run: &str) -> Result<(), ClusterError> {
     c.execute(
-        "DELETE FROM recond_claims WHERE scope = $1",
-        &[&page_scope(run)],
+        "DELETE FROM recond_claims WHERE scope = $1 OR key = $2",
+        &[&page_scope(run), &spec_key(run)],
     )
     .map_err(ClusterError::db(format!("removing the pages of run {run}")))?;
     Ok(())
@@ -377,8 +408,10 @@ impl PgCoordinator {
     /// Creates the tables when missing (what the repository's migration 0002 does).
     pub fn install_schema(&self) -> Result<(), ClusterError> {
         self.with(|c| {
-            c.batch_execute(MIGRATION)
-                .map_err(ClusterError::db("creating the cluster tables"))
+            MIGRATIONS.iter().try_for_each(|m| {
+                c.batch_execute(m)
+                    .map_err(ClusterError::db("creating the cluster tables"))
+            })
         })
     }
 
@@ -467,8 +500,14 @@ impl PgCoordinator {
     ) -> Result<Vec<(String, String, String)>, ClusterError> {
         self.with(|c| scoped(c, run, prefix))
     }
-    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, ClusterError> {
-        self.with(|c| keys_with_prefix(c, prefix))
+    pub fn put_spec(&self, key: &str, node: &str, spec_text: &str) -> Result<(), ClusterError> {
+        self.with(|c| put_spec(c, key, node, spec_text))
+    }
+    pub fn spec(&self, key: &str) -> Result<Option<String>, ClusterError> {
+        self.with(|c| spec(c, key))
+    }
+    pub fn spec_keys(&self) -> Result<Vec<String>, ClusterError> {
+        self.with(spec_keys)
     }
     pub fn pages_left(&self, run: &str) -> Result<u64, ClusterError> {
         self.with(|c| pages_left(c, run))

@@ -35,6 +35,11 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = &[
         name: "cluster",
         sql: include_str!("migrations/0002_cluster.sql"),
     },
+    Migration {
+        version: 3,
+        name: "cluster_runs",
+        sql: include_str!("migrations/0003_cluster_runs.sql"),
+    },
 ];
 
 /// The schema version this build writes.
