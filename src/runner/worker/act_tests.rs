@@ -97,6 +97,7 @@ impl Fixture {
             target_was_empty: false,
             audit_all: false,
             touched: Mutex::new(IdSet::default()),
+            touched_unproven: Default::default(),
             host: host.clone(),
             claims: Claims::new(1),
             failure_log: FailureLog::new(),

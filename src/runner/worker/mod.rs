@@ -149,6 +149,11 @@ struct Ctx<'a> {
     target_was_empty: bool,
     audit_all: bool,
     touched: Mutex<IdSet>,
+    /// Set when the source phase may have touched a target that does not exist when the
+    /// target phase starts (an operation that left its target missing or deleted it, or a
+    /// failed one): `touched` then no longer bounds the untouched targets (see
+    /// `target_phase::ScanPlan`).
+    touched_unproven: std::sync::atomic::AtomicBool,
     host: Arc<dyn ScriptHost>,
     /// The run-wide claim table (see `claims`): what every unit of the run has in flight.
     claims: Claims,
