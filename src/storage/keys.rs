@@ -15,6 +15,7 @@
 //! | `INDEX` | tag, lp(set), lp(attr), lp(term), id | empty |
 //! | `LINK_FIRST` | tag, lp(linkType), lp(qualifier), firstId | codec(LinkRecord) |
 //! | `LINK_SECOND` | tag, lp(linkType), lp(qualifier), secondId | firstId bytes |
+//! | `SET_COUNT` | tag, set (raw) | codec(SetCountRecord): the set's object count |
 //!
 //! The `runs`, `entries` and `audit` trees are keyed by the run sequence number (u64 BE),
 //! so everything a run owns is one prefix.
@@ -32,6 +33,24 @@ pub(crate) const OBJECT: u8 = 0x01;
 pub(crate) const INDEX: u8 = 0x02;
 pub(crate) const LINK_FIRST: u8 = 0x03;
 pub(crate) const LINK_SECOND: u8 = 0x04;
+/// The embedded store's object count of one set, written in the batches that change it
+/// (`embedded::counts`); never part of a [`crate::storage::DataBatch`] a caller stages.
+pub(crate) const SET_COUNT: u8 = 0x05;
+
+pub(crate) fn set_count_key(set: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + set.len());
+    k.push(SET_COUNT);
+    k.extend_from_slice(set.as_bytes());
+    k
+}
+
+/// The set a `SET_COUNT` key names.
+pub(crate) fn set_from_count_key(key: &[u8]) -> Option<&str> {
+    match key.split_first() {
+        Some((&SET_COUNT, set)) => std::str::from_utf8(set).ok(),
+        _ => None,
+    }
+}
 
 /// `runs` tree: run records.
 pub(crate) const RUN: u8 = b'r';

@@ -19,6 +19,8 @@
 
 mod batch;
 mod codec;
+#[cfg(test)]
+mod count_tests;
 mod embedded;
 mod keys;
 mod pg;
@@ -29,7 +31,8 @@ mod tests;
 pub use batch::{BatchMark, DataBatch, Expect, ItemBatch};
 use records::EntryRecordV1;
 pub use records::{
-    index_terms, EntryRecord, IndexTerm, Link, RunRecord, StoredObject, SyncTokenRecord,
+    index_terms, EntryRecord, IndexTerm, Link, ObjectCounts, RunRecord, StoredObject,
+    SyncTokenRecord,
 };
 
 use std::ops::ControlFlow;
@@ -277,13 +280,29 @@ impl Store {
         Ok(self.count_objects_until(set, &never)?.unwrap_or_default())
     }
 
-    /// [`Store::count_objects`], giving up (`None`) as soon as `stop` says so.
+    /// [`Store::count_objects`], giving up (`None`) as soon as `stop` says so. The embedded
+    /// store answers from its count of the set when it knows it (no scan).
     pub fn count_objects_until(&self, set: &str, stop: &dyn Fn() -> bool) -> Result<Option<u64>> {
+        if let Some(c) = self.object_counts(set)? {
+            return Ok(Some(c.objects));
+        }
         backend!(self, b => b.count_objects_until(set, stop))
     }
 
     pub fn set_is_empty(&self, set: &str) -> Result<bool> {
         backend!(self, b => b.set_is_empty(set))
+    }
+
+    /// The set's object count with its create and delete counters, read atomically with
+    /// respect to every [`Store::apply`] (a reader never sees a batch's objects without its
+    /// counts, nor the reverse), or None when the store does not know it: the PostgreSQL
+    /// repository, or an embedded set written without preconditions since it was opened
+    /// (see `embedded::counts`).
+    pub fn object_counts(&self, set: &str) -> Result<Option<ObjectCounts>> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.object_counts(set)),
+            Backend::Postgres(_) => Ok(None),
+        }
     }
 
     /// Ids of the objects whose indexed `attr` has `term`, in id order.

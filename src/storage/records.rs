@@ -38,6 +38,30 @@ pub(super) struct LinkRecordView<'a> {
     pub(super) rev: u64,
 }
 
+/// The embedded store's count of one set's objects (`embedded::counts`). `known` is false
+/// once a write the store could not classify (an object written or removed without a
+/// precondition saying whether it existed) touched the set: the count is then rebuilt at
+/// the next open. `creates` and `deletes` only grow: they tell a reader that objects came
+/// or went between two readings.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct SetCountRecord {
+    pub(super) known: bool,
+    pub(super) objects: u64,
+    pub(super) creates: u64,
+    pub(super) deletes: u64,
+}
+
+/// What the store knows of a set's size (see [`crate::storage::Store::object_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ObjectCounts {
+    /// Objects in the set.
+    pub objects: u64,
+    /// Creates since the store was opened or the count rebuilt (only grows).
+    pub creates: u64,
+    /// Deletes since the store was opened or the count rebuilt (only grows).
+    pub deletes: u64,
+}
+
 /// One row of the link table (reference §5). Ids are unqualified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {

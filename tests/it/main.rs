@@ -38,3 +38,4 @@ mod slapd;
 mod sql;
 mod sql_set;
 mod sync;
+mod target_scan;

@@ -97,11 +97,13 @@ impl Fixture {
             target_was_empty: false,
             audit_all: false,
             touched: Mutex::new(IdSet::default()),
+            touched_unproven: Default::default(),
             host: host.clone(),
             claims: Claims::new(1),
             failure_log: FailureLog::new(),
             correlation_fields: correlation_fields(&mapping),
             secret_attributes: target_set.secret_attributes(),
+            counts_before_source: None,
         };
         let mut ws = WorkerScripts {
             ctx: None,

@@ -9,6 +9,10 @@ pub(super) fn finish_op(ctx: &Ctx<'_>, unit: &mut Unit, op: &mut Op, q: &str, ph
         return;
     }
     let success = op.error.is_none();
+    if op.target_id.is_some() && !op.target_exists_after {
+        // Its hash is in the touched set while no such target exists (see `ScanPlan`).
+        ctx.touched_unproven.store(true, Ordering::Relaxed);
+    }
     let analyze = ctx.run.options.analyze;
     // The claim keys of this operation (see `claims`): its source for this qualifier, and
     // every target it touched, whatever the qualifier (a target is one object).

@@ -151,6 +151,11 @@ struct Ctx<'a> {
     target_was_empty: bool,
     audit_all: bool,
     touched: Mutex<IdSet>,
+    /// Set when the source phase may have touched a target that does not exist when the
+    /// target phase starts (an operation that left its target missing or deleted it, or a
+    /// failed one): `touched` then no longer bounds the untouched targets (see
+    /// `target_phase::ScanPlan`).
+    touched_unproven: std::sync::atomic::AtomicBool,
     host: Arc<dyn ScriptHost>,
     /// The run-wide claim table (see `claims`): what every unit of the run has in flight.
     claims: Claims,
@@ -160,6 +165,9 @@ struct Ctx<'a> {
     /// Target attributes whose values are secrets (managed.json's `encryption` and
     /// `secureHash`): masked in attribute changes whatever their value.
     secret_attributes: Vec<String>,
+    /// The target set's counts when the query stage ended, before the source phase read any
+    /// target (the target phase's `ScanPlan`; none on PostgreSQL).
+    counts_before_source: Option<crate::storage::ObjectCounts>,
 }
 
 /// One WARN line per failed object, rate-limited per run: at most `FAILURE_LINES` lines per

@@ -81,6 +81,14 @@ fn with_ctx(
             .map_err(RunFailure::store("reading the target set"))?
             .unwrap_or(false),
     };
+    // The target set's counts before the source phase reads any target (see `ScanPlan`).
+    let counts_before_source = match target_set.as_store() {
+        Some(s) => s
+            .store()
+            .object_counts(&mapping.target)
+            .map_err(RunFailure::store("reading the target set's count"))?,
+        None => None,
+    };
     run.stats
         .time("targetQuery", started.elapsed().as_nanos() as u64);
 
@@ -124,11 +132,13 @@ fn with_ctx(
         target_was_empty,
         audit_all: inner.settings.audit == AuditLevel::All && !run.options.implicit,
         touched: Mutex::new(IdSet::default()),
+        touched_unproven: Default::default(),
         host,
         claims: Claims::new(threads.max(1)),
         failure_log: FailureLog::new(),
         correlation_fields: correlation_fields(mapping),
         secret_attributes: target_set.secret_attributes(),
+        counts_before_source,
     };
     body(&ctx, threads)
 }
@@ -281,21 +291,40 @@ fn run_phases(ctx: &Ctx<'_>, threads: usize) -> Result<(), RunFailure> {
         let tset = ctx.target_set.clone();
         let needs_objects =
             !matches!(target_q.filter, Filter::True) || mapping.valid_target.is_some();
+        let plan = ScanPlan::new(ctx, ctx.counts_before_source, touched.len(), needs_objects)?;
+        // The pass under way (the guard's counting pass, then the run's).
+        let quota = std::cell::RefCell::new(plan.as_ref().map(|p| p.pass(ctx)));
         // Counts a target of the target query and hands it on unless the source phase saw it.
         let visit = |id: &str, emit: &mut dyn FnMut(String) -> ControlFlow<()>| {
             scanned.set(scanned.get() + 1);
             if untouched(id) {
-                emit(id.to_string())
+                let flow = emit(id.to_string());
+                let found_all =
+                    flow.is_continue() && quota.borrow_mut().as_mut().is_some_and(|q| q.found());
+                if found_all {
+                    ControlFlow::Break(())
+                } else {
+                    flow
+                }
             } else {
                 ControlFlow::Continue(())
             }
         };
         let mut untouched_targets =
             |emit: &mut dyn FnMut(String) -> ControlFlow<()>| match &ctx.targets {
-                Targets::Store(s) if !needs_objects => s
-                    .store()
-                    .scan_object_ids(&mapping.target, &mut |id| visit(id, emit))
-                    .map_err(RunFailure::store("reading the target ids")),
+                Targets::Store(s) if !needs_objects => {
+                    let skip = {
+                        let mut q = quota.borrow_mut();
+                        *q = plan.as_ref().map(|p| p.pass(ctx));
+                        q.as_mut().is_some_and(|q| q.skip())
+                    };
+                    if skip {
+                        return Ok(());
+                    }
+                    s.store()
+                        .scan_object_ids(&mapping.target, &mut |id| visit(id, emit))
+                        .map_err(RunFailure::store("reading the target ids"))
+                }
                 Targets::Store(_) => tset
                     .scan(&mut |o| match o.get("_id").and_then(Value::as_str) {
                         Some(id) if target_q.filter.matches(&o) => visit(id, emit),
@@ -328,7 +357,16 @@ fn run_phases(ctx: &Ctx<'_>, threads: usize) -> Result<(), RunFailure> {
             scanned.set(0);
         }
         pipeline(ctx, threads, &mut untouched_targets, &target_id)?;
-        let scanned = scanned.get();
+        let mut scanned = scanned.get();
+        if let (Some(p), Some(q)) = (&plan, quota.borrow().as_ref()) {
+            if q.stopped {
+                // Every untouched target was handed on before the scan reached the end: the
+                // set held what the counts said when the scan started.
+                tracing::info!(run = %run.id, mapping = %mapping.name, read = scanned,
+                    targets = p.objects(), "the target phase's id scan stopped early");
+                scanned = p.objects();
+            }
+        }
         // The target total is the target set as the run found it: what the scan saw, less
         // what this run created, plus what it deleted before the scan.
         let created = run.stats.created.load(Ordering::Relaxed);

@@ -414,6 +414,10 @@ fn record_unit(ctx: &Ctx<'_>, mut unit: Unit) -> Result<Result<(), Refused>, Run
     if !unit.touched.is_empty() {
         ctx.touched.lock().extend(unit.touched.iter().copied());
     }
+    if !unit.failures.is_empty() {
+        // A failed operation may leave a touched hash without its target (`ScanPlan`).
+        ctx.touched_unproven.store(true, Ordering::Relaxed);
+    }
     for o in &unit.outcomes {
         unit.tally.record(o);
     }

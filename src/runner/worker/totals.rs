@@ -5,8 +5,10 @@
 //! (`ObjectSet::quick_count`: a CSV record count, the store's key count, a database count;
 //! timed as `sourceQuery`). A target loaded whole by the target query counts itself.
 //!
-//! The store target's object count and the mapping's link count are a scan of every key each
-//! (a million keys: over a second apiece), which the source phase does not need. They run on
+//! A store target's object count is the store's own where it keeps one (the embedded store,
+//! `storage::Store::object_counts`). Otherwise it, and the mapping's link count, are a scan
+//! of every key each (a million keys: over a second apiece), which the source phase does not
+//! need. They run on
 //! a thread of their own at the lowest priority while the source phase runs, and set their
 //! total when they finish (timed as `targetQuery` and `linkQuery`), so a client sees them as
 //! soon as they are known without the run waiting for them. The thread stops when the
@@ -74,9 +76,18 @@ pub(super) fn query_stage_totals(ctx: &Ctx<'_>) -> Result<BackgroundTotals, RunF
                     .target_total
                     .store(c.objects.len() as i64, Ordering::Relaxed);
             }
-            Targets::Store(s) => {
-                count_target = Some((s.store().clone(), ctx.mapping.target.clone()))
-            }
+            // The embedded store keeps the set's count: no scan needed.
+            Targets::Store(s) => match s
+                .store()
+                .object_counts(&ctx.mapping.target)
+                .map_err(RunFailure::store("reading the target set's count"))?
+            {
+                Some(c) => run
+                    .stats
+                    .target_total
+                    .store(c.objects as i64, Ordering::Relaxed),
+                None => count_target = Some((s.store().clone(), ctx.mapping.target.clone())),
+            },
         }
     }
     let mapping = ctx.mapping;

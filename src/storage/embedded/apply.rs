@@ -1,7 +1,9 @@
 //! The embedded store's write discipline: a [`DataBatch`] applied atomically (one sled
-//! `apply_batch` of the `data` tree) after its preconditions are checked under striped locks;
+//! `apply_batch` of the `data` tree, with the object counts it changes, see `counts`) after
+//! its preconditions are checked under striped locks;
 //! an [`ItemBatch`] applied to the `entries` or `audit` tree.
 
+use super::counts;
 use super::locks::{key_hash, stripe, Seen};
 use super::{sled_err, Embedded};
 use crate::storage::batch::{key_twice, Precondition, Slot};
@@ -48,6 +50,7 @@ impl Embedded {
         let _guards = self.stripes.lock(&stripes);
         seen.sort_unstable_by_key(|s| s.hash);
         self.check(&preconditions, &seen)?;
+        let delta = counts::delta(&writes, &preconditions);
         let mut sb = sled::Batch::default();
         for (k, v) in writes {
             match v {
@@ -55,7 +58,12 @@ impl Embedded {
                 None => sb.remove(k),
             }
         }
+        // A batch of objects applies under the counts lock, its new counts in the batch.
+        let staged = delta.map(|d| self.counts.stage(d, &mut sb)).transpose()?;
         let applied = self.data.apply_batch(sb);
+        if let (Some(s), Ok(())) = (staged, &applied) {
+            s.applied();
+        }
         // Bumped even if sled failed: a needless re-read is harmless, a missed bump is not.
         for h in written_links {
             self.stripes.bump(h);

@@ -9,6 +9,7 @@
 //! * `entries` — association entries, keyed (run seq, entry no).
 //! * `audit` — recon audit events, keyed (run seq, event no).
 //! * `meta` — small named values (scheduler state).
+//! * object counts per set live in the `data` tree beside the objects (`counts`).
 //! * `sync` — liveSync tokens per object set and the `sync` audit topic (implicit and live
 //!   synchronization), at most `SYNC_AUDIT_KEEP` events (the oldest go first).
 //!
@@ -17,10 +18,11 @@
 //! events.
 //!
 //! Files: `apply` (the write discipline), `objects`, `links` and `runs` (reads of each tree),
-//! `sync`, `locks` (write locks and epochs); this file opens the store and keeps the small
+//! `sync`, `locks` (write locks and epochs), `counts` (object counts per set); this file opens the store and keeps the small
 //! named `meta` values.
 
 mod apply;
+mod counts;
 mod links;
 pub(in crate::storage) mod locks;
 mod objects;
@@ -50,6 +52,8 @@ pub(in crate::storage) struct Embedded {
     audit: sled::Tree,
     meta: sled::Tree,
     sync: sled::Tree,
+    /// Object counts per set (see `counts`).
+    counts: std::sync::Arc<counts::Counts>,
     /// `sync` audit appends since the last trim.
     sync_appends: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -67,12 +71,16 @@ impl Embedded {
             .open()
             .map_err(sled_err(&context))?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_err(&context));
+        let data = tree("data")?;
+        let meta = tree("meta")?;
+        let counts = counts::Counts::open(&data, &meta)?;
         Ok(Embedded {
-            data: tree("data")?,
+            counts: std::sync::Arc::new(counts),
+            data,
             runs: tree("runs")?,
             entries: tree("entries")?,
             audit: tree("audit")?,
-            meta: tree("meta")?,
+            meta,
             sync: tree("sync")?,
             sync_appends: std::sync::Arc::default(),
             stripes: std::sync::Arc::new(locks::WriteLocks::new()),
@@ -104,6 +112,11 @@ impl Embedded {
             .insert(name.as_bytes(), value)
             .map_err(sled_err("writing state"))?;
         Ok(())
+    }
+
+    /// The object counts of `set`, or None when not known (see `counts`).
+    pub fn object_counts(&self, set: &str) -> Option<super::ObjectCounts> {
+        self.counts.get(set)
     }
 
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
