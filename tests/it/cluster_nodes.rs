@@ -252,37 +252,30 @@ fn assert_one_target_per_source(s: &Server, n: usize) {
 /// node, and its association entries are all there (nodes never write over each other's).
 #[test]
 fn a_clustered_run_is_spread_over_three_nodes() {
-    let Some(HeldSetup {
-        db,
-        hold,
-        hold_dir,
-        url,
-        data,
-    }) = HeldSetup::start(200)
-    else {
+    let Some(setup) = HeldSetup::start(200) else {
         return;
     };
-    let files = [("data/hr.csv", data.as_str())];
+    let files = [("data/hr.csv", setup.data.as_str())];
     let a = Server::start_with_env(
-        &on_repository(CLUSTERED, &url, "node-a"),
+        &on_repository(CLUSTERED, &setup.url, "node-a"),
         &files,
-        &[("RECOND_TEST_HOLD_DIR", hold_dir.as_str())],
+        &[("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str())],
     );
-    let _others =
-        ["node-b", "node-c"].map(|n| Server::start(&on_repository(CLUSTERED, &url, n), &files));
+    let _others = ["node-b", "node-c"]
+        .map(|n| Server::start(&on_repository(CLUSTERED, &setup.url, n), &files));
     let local = Server::start(CLUSTERED, &files);
-    std::fs::write(hold.0.join("gate"), "").expect("gate");
+    std::fs::write(setup.hold.0.join("gate"), "").expect("gate");
     let r = a.post(
         "/openidm/recon?_action=recon&mapping=hr&persistAssociations=true",
         None,
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("id").to_string();
-    wait_held(&hold.0, Duration::from_secs(60));
-    let mut c = db.client();
+    wait_held(&setup.hold.0, Duration::from_secs(60));
+    let mut c = setup.db.client();
     // 200 ids in pages of 40: A holds page 0, the others do pages 1-4.
     wait_pages_done(&mut c, &rid, 4);
-    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    std::fs::remove_file(setup.hold.0.join("gate")).expect("open the gate");
     let run = a.wait_run(&rid);
     assert_eq!(run["state"], "SUCCESS", "{run}");
     let nodes = working_nodes(&run);
@@ -327,30 +320,23 @@ fn a_clustered_run_is_spread_over_three_nodes() {
 }
 
 /// Node A starts a clustered run and is killed (SIGKILL) in the middle of its first page:
-/// one unit of the page committed, the next one held (test hook). Nodes B and C do the
-/// other pages; once A's claims run out (short leases, test hooks), one of them takes the
+/// one unit of the page committed, the next one held (test hook). Nodes B and C (or one of
+/// them) do the other pages; once A's claims run out (short leases, test hooks), one of them takes the
 /// run over, redoes page 0 and finishes the run: SUCCESS, every source with one target and
 /// one link, nothing created twice.
 #[test]
 fn a_clustered_run_is_finished_by_the_survivors_when_its_starter_is_killed_mid_page() {
-    let Some(HeldSetup {
-        db,
-        hold,
-        hold_dir,
-        url,
-        data,
-    }) = HeldSetup::start(200)
-    else {
+    let Some(setup) = HeldSetup::start(200) else {
         return;
     };
-    let files = [("data/hr.csv", data.as_str())];
+    let files = [("data/hr.csv", setup.data.as_str())];
     let config = |node: &str| {
         on_repository(
             &CLUSTERED.replace(
                 "[managed.user]",
                 "[recon]\nbatch_size = 20\n\n[managed.user]",
             ),
-            &url,
+            &setup.url,
             node,
         )
     };
@@ -362,28 +348,30 @@ fn a_clustered_run_is_finished_by_the_survivors_when_its_starter_is_killed_mid_p
         &config("node-a"),
         &files,
         &[
-            ("RECOND_TEST_HOLD_DIR", hold_dir.as_str()),
+            ("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str()),
             leases[0],
             leases[1],
         ],
     );
     let others = ["node-b", "node-c"].map(|n| Server::start_with_env(&config(n), &files, &leases));
     // Page 0's first unit (20 objects) commits; its second is held before its write.
-    std::fs::write(hold.0.join("gate"), "1").expect("gate");
+    std::fs::write(setup.hold.0.join("gate"), "1").expect("gate");
     let r = a.post("/openidm/recon?_action=recon&mapping=hr", None);
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("id").to_string();
-    wait_held(&hold.0, Duration::from_secs(60));
-    let mut c = db.client();
+    wait_held(&setup.hold.0, Duration::from_secs(60));
+    let mut c = setup.db.client();
     wait_pages_done(&mut c, &rid, 4);
     a.kill();
     let run = others[0].wait_run(&rid);
     assert_eq!(run["state"], "SUCCESS", "{run}");
     assert_eq!(others[1].wait_run(&rid)["state"], "SUCCESS");
+    // B and C share pages 1-4 and the redo of page 0 as their join threads come (one of
+    // them may take all five: which is a race this test does not fix); A completed none.
     let nodes = working_nodes(&run);
     assert!(
-        nodes.len() >= 2 && !nodes.contains(&"node-a".to_string()),
-        "B and C did the run's pages: {}",
+        !nodes.is_empty() && !nodes.contains(&"node-a".to_string()),
+        "the survivors did the run's pages: {}",
         run["sourceProcessedByNode"]
     );
     assert_eq!(
@@ -489,28 +477,21 @@ fn two_nodes_sharing_claims_fire_each_tick_once() {
 /// are in the table; once it ended, both are gone and the next run starts and succeeds.
 #[test]
 fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
-    let Some(HeldSetup {
-        db,
-        hold,
-        hold_dir,
-        url,
-        data,
-    }) = HeldSetup::start(150)
-    else {
+    let Some(setup) = HeldSetup::start(150) else {
         return;
     };
     let s = Server::start_with_env(
-        &on_repository(CLUSTERED, &url, "node-a"),
-        &[("data/hr.csv", &data)],
-        &[("RECOND_TEST_HOLD_DIR", hold_dir.as_str())],
+        &on_repository(CLUSTERED, &setup.url, "node-a"),
+        &[("data/hr.csv", &setup.data)],
+        &[("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str())],
     );
     // Page 0 (one unit) commits; page 1's unit is held before its write.
-    std::fs::write(hold.0.join("gate"), "1").expect("gate");
+    std::fs::write(setup.hold.0.join("gate"), "1").expect("gate");
     let r = s.post("/openidm/recon?_action=recon&mapping=hr", None);
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("id").to_string();
-    wait_held(&hold.0, Duration::from_secs(60));
-    let mut c = db.client();
+    wait_held(&setup.hold.0, Duration::from_secs(60));
+    let mut c = setup.db.client();
     let count =
         |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).expect(sql).get(0) };
     assert_eq!(
@@ -539,7 +520,7 @@ fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
     assert_eq!(holder, rid);
     let r = s.post(&format!("/openidm/recon/{rid}?_action=cancel"), None);
     assert_eq!(r.status, 200, "{}", r.body);
-    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    std::fs::remove_file(setup.hold.0.join("gate")).expect("open the gate");
     let run = s.wait_run(&rid);
     assert_eq!(run["stage"], "COMPLETED_CANCELED", "{run}");
     assert_eq!(
@@ -565,46 +546,39 @@ fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
 /// of the mapping, and B's cancel reaches A through the repository.
 #[test]
 fn a_run_on_one_node_is_read_listed_and_cancelled_from_another() {
-    let Some(HeldSetup {
-        db: _db,
-        hold,
-        hold_dir,
-        url,
-        data,
-    }) = HeldSetup::start(20)
-    else {
+    let Some(setup) = HeldSetup::start(20) else {
         return;
     };
-    let files = [("data/hr.csv", data.as_str())];
+    let files = [("data/hr.csv", setup.data.as_str())];
     let a = Server::start_with_env(
         &on_repository(
             &format!("{HR}\n[cluster]\nnode_id = \"node-a\"\n"),
-            &url,
+            &setup.url,
             "node-a",
         ),
         &files,
-        &[("RECOND_TEST_HOLD_DIR", hold_dir.as_str())],
+        &[("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str())],
     );
     let b = Server::start(
         &on_repository(
             &format!("{HR}\n[cluster]\nnode_id = \"node-b\"\n"),
-            &url,
+            &setup.url,
             "node-b",
         ),
         &files,
     );
-    std::fs::write(hold.0.join("gate"), "").expect("gate");
+    std::fs::write(setup.hold.0.join("gate"), "").expect("gate");
     let r = a.post("/openidm/recon?_action=recon&mapping=hr", None);
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("id").to_string();
-    wait_held(&hold.0, Duration::from_secs(60));
+    wait_held(&setup.hold.0, Duration::from_secs(60));
 
     // A node starting while A runs leaves A's run alone (its startup recovery once marked
     // every ACTIVE record of the repository failed).
     let c = Server::start(
         &on_repository(
             &format!("{HR}\n[cluster]\nnode_id = \"node-c\"\n"),
-            &url,
+            &setup.url,
             "node-c",
         ),
         &files,
@@ -645,7 +619,7 @@ fn a_run_on_one_node_is_read_listed_and_cancelled_from_another() {
         assert!(Instant::now() < deadline, "node A never saw the cancel");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::fs::remove_file(hold.0.join("gate")).expect("open the gate");
+    std::fs::remove_file(setup.hold.0.join("gate")).expect("open the gate");
     let run = b.wait_run(&rid);
     assert_eq!(run["stage"], "COMPLETED_CANCELED", "{run}");
     assert_eq!(a.wait_run(&rid)["stage"], "COMPLETED_CANCELED");
@@ -656,42 +630,35 @@ fn a_run_on_one_node_is_read_listed_and_cancelled_from_another() {
 /// with no duplicate target or link.
 #[test]
 fn the_run_of_a_killed_node_is_marked_failed_by_a_survivor() {
-    let Some(HeldSetup {
-        db: _db,
-        hold,
-        hold_dir,
-        url,
-        data,
-    }) = HeldSetup::start(60)
-    else {
+    let Some(setup) = HeldSetup::start(60) else {
         return;
     };
-    let files = [("data/hr.csv", data.as_str())];
+    let files = [("data/hr.csv", setup.data.as_str())];
     let lease = ("RECOND_TEST_RUN_LEASE_MS", "1500");
     let mut a = Server::start_with_env(
         &on_repository(
             &format!("{HR}\n[cluster]\nnode_id = \"node-a\"\n[recon]\nbatch_size = 10\n"),
-            &url,
+            &setup.url,
             "node-a",
         ),
         &files,
-        &[("RECOND_TEST_HOLD_DIR", hold_dir.as_str()), lease],
+        &[("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str()), lease],
     );
     let b = Server::start_with_env(
         &on_repository(
             &format!("{HR}\n[cluster]\nnode_id = \"node-b\"\n"),
-            &url,
+            &setup.url,
             "node-b",
         ),
         &files,
         &[lease],
     );
     // Two units commit, the third is held before its write.
-    std::fs::write(hold.0.join("gate"), "2").expect("gate");
+    std::fs::write(setup.hold.0.join("gate"), "2").expect("gate");
     let r = a.post("/openidm/recon?_action=recon&mapping=hr", None);
     assert_eq!(r.status, 200, "{}", r.body);
     let rid = r.body["_id"].as_str().expect("id").to_string();
-    wait_held(&hold.0, Duration::from_secs(60));
+    wait_held(&setup.hold.0, Duration::from_secs(60));
     a.kill();
     let run = b.wait_run(&rid);
     assert_eq!(run["stage"], "COMPLETED_FAILED", "{run}");
