@@ -264,6 +264,14 @@ impl Local {
         .is_some()
     }
 
+    pub(super) fn pages_offered(&self, run: &str) -> u64 {
+        self.state
+            .lock()
+            .pages
+            .get(run)
+            .map_or(0, |p| p.len() as u64)
+    }
+
     pub(super) fn pages_left(&self, run: &str) -> u64 {
         self.state
             .lock()
@@ -359,6 +367,7 @@ mod tests {
         c.offer_pages("r", 0, &payloads)
             .expect("offering again adds nothing");
         assert_eq!(c.pages_left("r").expect("local"), 3);
+        assert_eq!(c.pages_offered("r").expect("local"), 3);
         let p0 = c.claim_page("r", "a", TTL).expect("local").expect("page 0");
         let p1 = c.claim_page("r", "b", TTL).expect("local").expect("page 1");
         assert_eq!((p0.number, p1.number), (0, 1));

@@ -372,6 +372,15 @@ impl Coordinator {
         }
     }
 
+    /// How many pages of `run` were offered (completed or not): the next page's number, since
+    /// pages are offered in order from 0.
+    pub fn pages_offered(&self, run: &str) -> Result<u64, ClusterError> {
+        match self {
+            Coordinator::Local(l) => Ok(l.pages_offered(run)),
+            Coordinator::Postgres(p) => p.pages_offered(run),
+        }
+    }
+
     /// How many pages of `run` are not completed yet.
     pub fn pages_left(&self, run: &str) -> Result<u64, ClusterError> {
         match self {

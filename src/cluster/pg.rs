@@ -335,6 +335,18 @@ pub fn spec_keys<C: GenericClient>(c: &mut C) -> Result<Vec<String>, ClusterErro
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// How many pages of `run` were offered, completed or not.
+pub fn pages_offered<C: GenericClient>(c: &mut C, run: &str) -> Result<u64, ClusterError> {
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM recond_claims WHERE scope = $1 AND left(key, length($2)) = $2",
+            &[&page_scope(run), &page_prefix(run)],
+        )
+        .map_err(ClusterError::db(format!("counting the pages of run {run}")))?;
+    let n: i64 = row.get(0);
+    Ok(n.max(0) as u64)
+}
+
 /// How many pages of `run` are not completed.
 pub fn pages_left<C: GenericClient>(c: &mut C, run: &str) -> Result<u64, ClusterError> {
     let row = c
@@ -508,6 +520,9 @@ impl PgCoordinator {
     }
     pub fn spec_keys(&self) -> Result<Vec<String>, ClusterError> {
         self.with(spec_keys)
+    }
+    pub fn pages_offered(&self, run: &str) -> Result<u64, ClusterError> {
+        self.with(|c| pages_offered(c, run))
     }
     pub fn pages_left(&self, run: &str) -> Result<u64, ClusterError> {
         self.with(|c| pages_left(c, run))

@@ -10,6 +10,9 @@
 //!   over REST to objects a run is holding. A gate holding a number `k > 0` lets `k` more
 //!   units through first (counting it down), so a test can stop a run after some units
 //!   committed without relying on the input being big.
+//!   With the same folder, while `<dir>/offer-gate` exists, the starter of a clustered run
+//!   that has just offered its first chunk of pages writes `<dir>/offered` and waits (a node
+//!   stopped while it still reads its source).
 //! * `RECOND_TEST_ABANDON_PAGE=<n>`: the first time a node claims page `n` of a clustered
 //!   run, it processes the first half of the page's objects and then gives the page up
 //!   without completing it, as a node that dies mid-page would; the page is redone once its
@@ -91,6 +94,23 @@ impl TestHooks {
     /// The page lease set for tests, if any.
     pub fn page_lease(&self) -> Option<Duration> {
         self.page_lease
+    }
+
+    /// Holds a clustered run's starter after its first chunk of offered pages while
+    /// `offer-gate` exists in the hold folder.
+    pub fn hold_after_offer(&self) {
+        let Some(dir) = &self.hold_dir else { return };
+        let gate = dir.join("offer-gate");
+        if !gate.exists() {
+            return;
+        }
+        let tmp = dir.join("offered.tmp");
+        if std::fs::write(&tmp, "offered").is_ok() {
+            let _ = std::fs::rename(&tmp, dir.join("offered"));
+        }
+        while gate.exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Holds the calling worker between its reads and its write while the gate exists.

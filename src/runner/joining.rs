@@ -119,12 +119,6 @@ fn round(inner: &Arc<Inner>, helped: &mut HashMap<String, Arc<RunState>>) -> Res
                 super::recovery::give_up_clustered(inner, record, &why)?;
                 helped.remove(&id);
             }
-            // It died before it had offered every page: nobody knows the rest.
-            _ if !spec.complete => {
-                let why = "it had not offered all of its source pages yet";
-                super::recovery::give_up_clustered(inner, record, why)?;
-                helped.remove(&id);
-            }
             _ => {
                 adopt(inner, &id, seq, mapping, &spec)?;
                 helped.remove(&id);
@@ -211,6 +205,7 @@ fn adopt(
     let role = ClusterRole::Adopter {
         seen: spec.seen,
         pages: spec.pages,
+        complete: spec.complete,
     };
     let run = Arc::new(run_state(id, seq, mapping, spec, role)?);
     // What this node reported as a helper (of the pages it completed, in this life or a

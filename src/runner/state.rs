@@ -67,8 +67,14 @@ pub enum ClusterRole {
     /// never runs the target phase; it leaves its statistics in a report for the owner.
     Helper,
     /// Took a clustered run over from an owner that died: its `pages` pages (of `seen`
-    /// source ids) were offered already, and it goes on from there as the owner.
-    Adopter { seen: u64, pages: u64 },
+    /// source objects) were offered already, and it goes on from there as the owner. When
+    /// the owner died before it had offered every page (`complete` false), the adopter reads
+    /// the whole source again and offers all of it after those pages.
+    Adopter {
+        seen: u64,
+        pages: u64,
+        complete: bool,
+    },
 }
 
 /// The statistics another node reported for its part of a clustered run.

@@ -395,6 +395,60 @@ fn a_clustered_run_is_finished_by_the_survivors_when_its_starter_is_killed_mid_p
     assert_eq!(left, 0, "the run's pages and claim are gone");
 }
 
+/// Node A starts a clustered run and is killed while it still reads its source: it offered
+/// its first chunk of pages (eight of twenty) and waits (test hook) before reading on. Node B
+/// works on those pages, then, once A's claims lapsed, takes the run over: it reads the whole
+/// source again, offers all of it after the pages there are, and finishes the run: SUCCESS,
+/// every source with one target and one link, nothing created twice; the first chunk's
+/// objects count twice (found linked the second time), like any redone page.
+#[test]
+fn a_clustered_run_is_finished_when_its_starter_dies_while_reading_the_source() {
+    let Some(setup) = HeldSetup::start(800) else {
+        return;
+    };
+    let files = [("data/hr.csv", setup.data.as_str())];
+    let leases = [
+        ("RECOND_TEST_RUN_LEASE_MS", "1500"),
+        ("RECOND_TEST_PAGE_LEASE_MS", "2000"),
+    ];
+    let mut a = Server::start_with_env(
+        &on_repository(CLUSTERED, &setup.url, "node-a"),
+        &files,
+        &[
+            ("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str()),
+            leases[0],
+            leases[1],
+        ],
+    );
+    let b = Server::start_with_env(
+        &on_repository(CLUSTERED, &setup.url, "node-b"),
+        &files,
+        &leases,
+    );
+    std::fs::write(setup.hold.0.join("offer-gate"), "").expect("gate");
+    let r = a.post("/openidm/recon?_action=recon&mapping=hr", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["_id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !setup.hold.0.join("offered").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "node A never offered its first pages"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = setup.db.client();
+    wait_pages_done(&mut c, &rid, 8);
+    a.kill();
+    let run = b.wait_run(&rid);
+    assert_eq!(run["state"], "SUCCESS", "{run}");
+    assert_one_target_per_source(&b, 800);
+    assert_eq!(run["situationSummary"]["ABSENT"], 800, "{run}");
+    assert_eq!(run["situationSummary"]["CONFIRMED"], 320, "{run}");
+    assert_eq!(run["progress"]["target"]["created"], 800, "{run}");
+    assert_eq!(processed_in_all(&run), 1120, "{run}");
+}
+
 /// The runs a node started from schedule `name`.
 fn scheduled_runs(s: &Server, name: &str) -> Vec<Value> {
     s.get("/openidm/recon").body["reconciliations"]

@@ -27,7 +27,9 @@
 //!   shared repository), so nodes never write over each other's; the target phase's follow
 //!   the last page's range.
 //! * When the owner dies, a node that helped takes the run over (`ClusterRole::Adopter`): it
-//!   skips reading and offering, takes the pages left, and goes on as the owner.
+//!   skips reading and offering, takes the pages left, and goes on as the owner; if the owner
+//!   died while still reading the source, it reads the whole source again and offers it
+//!   after the pages there are.
 //! * Each node adds the objects it processed to `sourceProcessedByNode`; every completed
 //!   page adds one `sourcePagePhase` sample to `durationSummary`.
 //!
@@ -66,8 +68,8 @@ pub(in crate::runner) struct ClusterSpec {
     pub schedule: Option<String>,
     pub started_ms: i64,
     /// Source objects the run's query found, and the pages they were offered in (final once
-    /// `complete`: every page was offered; a run whose starter died before is not taken
-    /// over).
+    /// `complete`: every page was offered; a node taking over a run whose starter died
+    /// before that reads the source again, see `clustered_source_phase`).
     pub seen: u64,
     pub pages: u64,
     pub complete: bool,
@@ -84,7 +86,23 @@ pub(super) fn clustered_source_phase<'c, 'a>(
     let shared = coordinator.is_shared();
     let node = ctx.inner.settings.node_id.as_str();
     let (seen, pages, cleanup) = match run.role {
-        ClusterRole::Adopter { seen, pages } => (seen, pages, DropPages { ctx }),
+        ClusterRole::Adopter {
+            seen,
+            pages,
+            complete: true,
+        } => (seen, pages, DropPages { ctx }),
+        ClusterRole::Adopter {
+            complete: false, ..
+        } => {
+            // The owner died while it read the source: which of its objects made it into a
+            // page is unknown, so every object is offered again after every page there is
+            // (counted, not taken from the spec, which a node dying mid-read leaves behind);
+            // the pages offered twice are redone safely, and count twice, like any redo.
+            let cleanup = DropPages { ctx };
+            let there = coordinator.pages_offered(&run.id)?;
+            let (seen, all) = offer_source(ctx, threads, there)?;
+            (seen, all, cleanup)
+        }
         ClusterRole::Helper => {
             return Err(RunFailure::Setup(
                 "a helping node does not own the run".into(),
@@ -93,7 +111,7 @@ pub(super) fn clustered_source_phase<'c, 'a>(
         ClusterRole::Starter => {
             // The guard first: pages offered before a failure go with the run.
             let cleanup = DropPages { ctx };
-            let (seen, pages) = offer_source(ctx, threads)?;
+            let (seen, pages) = offer_source(ctx, threads, 0)?;
             (seen, pages, cleanup)
         }
     };
@@ -246,8 +264,8 @@ impl Drop for DropPages<'_, '_> {
 const OFFER_CHUNK: usize = 8;
 
 /// The starter's reading of the source: writes the run's spec, offers the objects the run's
-/// source query yields as pages, in chunks as they are read, and completes the spec with
-/// what was offered; returns (source objects seen, pages offered).
+/// source query yields as pages numbered from `first`, in chunks as they are read, and
+/// completes the spec with what was offered; returns (source objects seen, pages there).
 ///
 /// A page of a store-backed source holds ids (each node reads the objects by id, fresh and
 /// cheap); a page of any other source (CSV, a connector) holds the objects themselves, as
@@ -257,7 +275,7 @@ const OFFER_CHUNK: usize = 8;
 /// coordinator keeps pages in memory) the starter processes each chunk's pages before it
 /// reads on, so memory holds one chunk; on a shared repository it reads on while other nodes
 /// take the pages.
-fn offer_source(ctx: &Ctx<'_>, threads: usize) -> Result<(u64, u64), RunFailure> {
+fn offer_source(ctx: &Ctx<'_>, threads: usize, first: u64) -> Result<(u64, u64), RunFailure> {
     let run = ctx.run;
     let coordinator = &ctx.inner.coordinator;
     let shared = coordinator.is_shared();
@@ -284,10 +302,11 @@ fn offer_source(ctx: &Ctx<'_>, threads: usize) -> Result<(u64, u64), RunFailure>
         Ok(())
     };
     // The spec before any page: a node that sees a page can always read it.
-    write_spec(0, 0, false)?;
+    write_spec(0, first, false)?;
     let mut seen = 0u64;
     let mut without_id = 0u64;
-    let mut offered = 0u64;
+    let mut offered = first;
+    let mut held = false;
     let mut page: Vec<Value> = Vec::with_capacity(page_size.min(10_000));
     let mut chunk: Vec<String> = Vec::new();
     let mut failed: Option<RunFailure> = None;
@@ -320,6 +339,10 @@ fn offer_source(ctx: &Ctx<'_>, threads: usize) -> Result<(u64, u64), RunFailure>
                     return Ok(());
                 }
                 offer(&mut chunk, &mut offered)?;
+                if !held {
+                    held = true;
+                    hooks::get().hold_after_offer();
+                }
                 if shared {
                     Ok(())
                 } else {
