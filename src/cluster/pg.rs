@@ -267,11 +267,22 @@ pub fn put_scoped<C: GenericClient>(
     node: &str,
     value: &str,
 ) -> Result<(), ClusterError> {
+    put_done_row(c, &page_scope(run), key, node, value)
+}
+
+/// Writes (over) a done row at `key` in `scope`: never a claim or a page, only a value.
+fn put_done_row<C: GenericClient>(
+    c: &mut C,
+    scope: &str,
+    key: &str,
+    node: &str,
+    value: &str,
+) -> Result<(), ClusterError> {
     c.execute(
         "INSERT INTO recond_claims (key, node_id, lease_until, payload, scope, done) \
          VALUES ($1, $2, now(), $3, $4, true) \
          ON CONFLICT (key) DO UPDATE SET node_id = excluded.node_id, payload = excluded.payload",
-        &[&key, &node, &value, &page_scope(run)],
+        &[&key, &node, &value, &scope],
     )
     .map_err(ClusterError::db(format!("writing {key}")))?;
     Ok(())
@@ -303,14 +314,7 @@ pub fn put_spec<C: GenericClient>(
     node: &str,
     spec: &str,
 ) -> Result<(), ClusterError> {
-    c.execute(
-        "INSERT INTO recond_claims (key, node_id, lease_until, payload, scope, done) \
-         VALUES ($1, $2, now(), $3, $4, true) \
-         ON CONFLICT (key) DO UPDATE SET node_id = excluded.node_id, payload = excluded.payload",
-        &[&key, &node, &spec, &SPECS],
-    )
-    .map_err(ClusterError::db(format!("writing {key}")))?;
-    Ok(())
+    put_done_row(c, SPECS, key, node, spec)
 }
 
 /// The spec at `key`, if there.
