@@ -121,11 +121,22 @@ pub fn release<C: GenericClient>(c: &mut C, key: &str, node: &str) -> Result<boo
 
 /// Marks `key` done (never taken again): true when `node` held it.
 pub fn complete<C: GenericClient>(c: &mut C, key: &str, node: &str) -> Result<bool, ClusterError> {
+    mark_done(c, key, node, None)
+}
+
+/// Marks `key` done, its payload replaced by `payload` when given: true when `node` held it.
+fn mark_done<C: GenericClient>(
+    c: &mut C,
+    key: &str,
+    node: &str,
+    payload: Option<&str>,
+) -> Result<bool, ClusterError> {
     let n = c
         .execute(
-            "UPDATE recond_claims SET done = true, lease_until = now() \
+            "UPDATE recond_claims SET done = true, lease_until = now(), \
+                    payload = coalesce($3, payload) \
               WHERE key = $1 AND node_id = $2 AND NOT done",
-            &[&key, &node],
+            &[&key, &node, &payload],
         )
         .map_err(ClusterError::db(format!("completing {key}")))?;
     Ok(n == 1)
@@ -234,14 +245,7 @@ pub fn complete_page<C: GenericClient>(
     node: &str,
     result: &str,
 ) -> Result<bool, ClusterError> {
-    let n = c
-        .execute(
-            "UPDATE recond_claims SET done = true, lease_until = now(), payload = $3 \
-              WHERE key = $1 AND node_id = $2 AND NOT done",
-            &[&key, &node, &result],
-        )
-        .map_err(ClusterError::db(format!("completing {key}")))?;
-    Ok(n == 1)
+    mark_done(c, key, node, Some(result))
 }
 
 /// The results of `run`'s completed pages, in page order.

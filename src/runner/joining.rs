@@ -85,14 +85,6 @@ fn round(inner: &Arc<Inner>, helped: &mut HashMap<String, Arc<RunState>>) -> Res
             helped.remove(&id);
             continue;
         }
-        let helper = match helped.get(&id) {
-            Some(h) => h.clone(),
-            None => {
-                let h = Arc::new(run_state(&id, seq, mapping, &spec, ClusterRole::Helper)?);
-                helped.insert(id.clone(), h.clone());
-                h
-            }
-        };
         let holder = coordinator
             .holder(&crate::cluster::run_key(&spec.mapping))
             .map_err(unavailable)?;
@@ -106,6 +98,17 @@ fn round(inner: &Arc<Inner>, helped: &mut HashMap<String, Arc<RunState>>) -> Res
                     .claim_page(&id, me, worker::page_lease())
                     .map_err(unavailable)?;
                 if let Some(page) = page {
+                    // One helper state per run while it lasts, so its report stays
+                    // cumulative.
+                    let helper = match helped.get(&id) {
+                        Some(h) => h.clone(),
+                        None => {
+                            let h =
+                                Arc::new(run_state(&id, seq, mapping, &spec, ClusterRole::Helper)?);
+                            helped.insert(id.clone(), h.clone());
+                            h
+                        }
+                    };
                     help(inner, &helper, page);
                 }
             }
