@@ -48,19 +48,12 @@ fn links(s: &Server) -> Vec<(String, String)> {
     v
 }
 
-const CLUSTERED: &str = r#"
-[cluster]
-node_id = "node-a"
+/// Node A's config of a clustered hr mapping (pages of 40).
+fn clustered_config() -> String {
+    format!("\n[cluster]\nnode_id = \"node-a\"\n{HR_SETS}\n{CLUSTERED_MAPPING}")
+}
 
-[managed.user]
-indexed = ["userName"]
-
-[system.hr.account]
-connector = "csv"
-file = "data/hr.csv"
-id_column = "uid"
-
-[[mappings]]
+const CLUSTERED_MAPPING: &str = r#"[[mappings]]
 name = "hr"
 source = "system/hr/account"
 target = "managed/user"
@@ -82,11 +75,14 @@ fn a_clustered_run_on_the_shared_repository_matches_the_embedded_one() {
     let Some(db) = Pg::start() else { return };
     let data = format!("{HEADER}{}", people(150, 0));
     let files = [("data/hr.csv", data.as_str())];
-    let mut shared = Server::start(&on_repository(CLUSTERED, &pg_url(&db), "node-a"), &files);
-    let local = Server::start(CLUSTERED, &files);
+    let mut shared = Server::start(
+        &on_repository(&clustered_config(), &pg_url(&db), "node-a"),
+        &files,
+    );
+    let local = Server::start(&clustered_config(), &files);
     // Two more nodes on the same repository: each reads the run node A ran.
     let peers = ["node-b", "node-c"]
-        .map(|n| Server::start(&on_repository(CLUSTERED, &pg_url(&db), n), &files));
+        .map(|n| Server::start(&on_repository(&clustered_config(), &pg_url(&db), n), &files));
     for round in 0..2 {
         if round == 1 {
             let changed = format!("{HEADER}{}", people(120, 30));
@@ -257,13 +253,13 @@ fn a_clustered_run_is_spread_over_three_nodes() {
     };
     let files = [("data/hr.csv", setup.data.as_str())];
     let a = Server::start_with_env(
-        &on_repository(CLUSTERED, &setup.url, "node-a"),
+        &on_repository(&clustered_config(), &setup.url, "node-a"),
         &files,
         &[("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str())],
     );
     let _others = ["node-b", "node-c"]
-        .map(|n| Server::start(&on_repository(CLUSTERED, &setup.url, n), &files));
-    let local = Server::start(CLUSTERED, &files);
+        .map(|n| Server::start(&on_repository(&clustered_config(), &setup.url, n), &files));
+    let local = Server::start(&clustered_config(), &files);
     std::fs::write(setup.hold.0.join("gate"), "").expect("gate");
     let r = a.post(
         "/openidm/recon?_action=recon&mapping=hr&persistAssociations=true",
@@ -332,7 +328,7 @@ fn a_clustered_run_is_finished_by_the_survivors_when_its_starter_is_killed_mid_p
     let files = [("data/hr.csv", setup.data.as_str())];
     let config = |node: &str| {
         on_repository(
-            &CLUSTERED.replace(
+            &clustered_config().replace(
                 "[managed.user]",
                 "[recon]\nbatch_size = 20\n\n[managed.user]",
             ),
@@ -412,7 +408,7 @@ fn a_clustered_run_is_finished_when_its_starter_dies_while_reading_the_source() 
         ("RECOND_TEST_PAGE_LEASE_MS", "2000"),
     ];
     let mut a = Server::start_with_env(
-        &on_repository(CLUSTERED, &setup.url, "node-a"),
+        &on_repository(&clustered_config(), &setup.url, "node-a"),
         &files,
         &[
             ("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str()),
@@ -421,7 +417,7 @@ fn a_clustered_run_is_finished_when_its_starter_dies_while_reading_the_source() 
         ],
     );
     let b = Server::start_with_env(
-        &on_repository(CLUSTERED, &setup.url, "node-b"),
+        &on_repository(&clustered_config(), &setup.url, "node-b"),
         &files,
         &leases,
     );
@@ -535,7 +531,7 @@ fn a_cancelled_clustered_run_leaves_no_pages_or_claim_behind() {
         return;
     };
     let s = Server::start_with_env(
-        &on_repository(CLUSTERED, &setup.url, "node-a"),
+        &on_repository(&clustered_config(), &setup.url, "node-a"),
         &[("data/hr.csv", &setup.data)],
         &[("RECOND_TEST_HOLD_DIR", setup.hold_dir.as_str())],
     );

@@ -23,15 +23,7 @@ fn config(clustered: bool) -> String {
         r#"
 [cluster]
 node_id = "node-a"
-
-[managed.user]
-indexed = ["userName"]
-
-[system.hr.account]
-connector = "csv"
-file = "data/hr.csv"
-id_column = "uid"
-
+{HR_SETS}
 [[mappings]]
 name = "hr"
 source = "system/hr/account"

@@ -484,6 +484,18 @@ pub fn people(n: usize, start: usize) -> String {
         .collect()
 }
 
+/// The people CSV source (`data/hr.csv`, keyed by `uid`) and `managed/user` with its
+/// `userName` index: the sets the hr mappings of the tests run between.
+pub const HR_SETS: &str = r#"
+[managed.user]
+indexed = ["userName"]
+
+[system.hr.account]
+connector = "csv"
+file = "data/hr.csv"
+id_column = "uid"
+"#;
+
 pub const HR: &str = r#"
 [managed.user]
 indexed = ["userName"]
