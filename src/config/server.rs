@@ -104,6 +104,12 @@ pub struct StorageSection {
     /// supervisor restarts it; 0 = never exit, only report ACTIVE_NOT_READY.
     #[serde(default = "default_unwritable_exit")]
     pub unwritable_exit_secs: u64,
+    /// A REST write (and the synchronization it caused) is answered only once the store has
+    /// flushed it, so an answered write survives a crash. `false` answers first and leaves the
+    /// write to the background flush (`flush_every_ms`): faster bulk loads over REST, and a
+    /// crash may lose the writes of the last interval.
+    #[serde(default = "default_true")]
+    pub durable_writes: bool,
 }
 
 impl std::fmt::Debug for StorageSection {
@@ -116,6 +122,7 @@ impl std::fmt::Debug for StorageSection {
             .field("cache_capacity_mb", &self.cache_capacity_mb)
             .field("flush_every_ms", &self.flush_every_ms)
             .field("unwritable_exit_secs", &self.unwritable_exit_secs)
+            .field("durable_writes", &self.durable_writes)
             .finish()
     }
 }
@@ -128,6 +135,9 @@ fn default_cache_mb() -> u64 {
 }
 fn default_flush_ms() -> u64 {
     crate::storage::DEFAULT_FLUSH_EVERY_MS
+}
+fn default_true() -> bool {
+    true
 }
 fn default_unwritable_exit() -> u64 {
     60
@@ -142,6 +152,7 @@ impl Default for StorageSection {
             cache_capacity_mb: default_cache_mb(),
             flush_every_ms: default_flush_ms(),
             unwritable_exit_secs: default_unwritable_exit(),
+            durable_writes: true,
         }
     }
 }

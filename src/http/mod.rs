@@ -165,6 +165,34 @@ pub async fn handle(
     res
 }
 
+/// Whether a request of this method may write (and so is answered only once durable).
+fn writes(method: &hyper::Method) -> bool {
+    !matches!(
+        *method,
+        hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+    )
+}
+
+/// Flushes the store before a writing request is answered (`[storage] durable_writes`), so
+/// an answered write survives a crash. A failed request may have written too (a managed
+/// change whose synchronization failed is kept), so the flush does not depend on the
+/// outcome; a flush that fails turns a success into a 500 (the write is applied but not
+/// known to be on disk) and leaves an error answer as it was.
+fn make_durable(
+    state: &AppState,
+    reply: Result<handlers::Reply, ApiError>,
+) -> Result<handlers::Reply, ApiError> {
+    match state.runner.store().flush() {
+        Ok(_) => reply,
+        Err(e) => {
+            tracing::error!(error = %e, "could not make a write durable before answering it");
+            reply.and(Err(ApiError::internal(format!(
+                "the change was applied but could not be flushed to disk: {e}"
+            ))))
+        }
+    }
+}
+
 /// A 500's cause (a store error, an OS error) is for the log, not for the client: it is logged
 /// with a fresh reference, and the answer is a generic message naming that reference.
 fn redact(e: ApiError, method: &hyper::Method, path: &str) -> ApiError {
@@ -277,9 +305,17 @@ async fn respond(
         Some(r) => r,
         None => {
             let st = state.clone();
-            tokio::task::spawn_blocking(move || handlers::dispatch(&st, ctx))
-                .await
-                .map_err(|e| ApiError::internal(format!("request handler failed: {e}")))??
+            let durable = state.config.storage.durable_writes && writes(&parts.method);
+            tokio::task::spawn_blocking(move || {
+                let reply = handlers::dispatch(&st, ctx);
+                if durable {
+                    make_durable(&st, reply)
+                } else {
+                    reply
+                }
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("request handler failed: {e}")))??
         }
     };
     let (status, value) = match reply {

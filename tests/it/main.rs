@@ -8,6 +8,7 @@ mod cluster_nodes;
 mod cluster_pg;
 mod clustered;
 mod diffs;
+mod durable_acks;
 mod foundation;
 mod full_disk;
 mod guard;
