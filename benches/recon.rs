@@ -852,10 +852,10 @@ fn http_scenario(b: &Bench, n: usize, threads: usize) -> (f64, Value) {
     let (code, body) = runner.join().expect("the run request");
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(code, 200, "{body}");
-    // The run's CPU time (it replaces the line's `cpu_seconds`): the floor's spinners after
+    // The run's CPU time (it replaces the line's `cpu_seconds`): the floor's writers after
     // it would count too.
     let cpu = cpu_seconds();
-    let mut floor = latency_floor(&addr, latencies.len().clamp(100, 500));
+    let mut floor = latency_floor(&addr, latencies.len().clamp(100, 500), &b.dir);
     served.stop();
     (
         secs,
@@ -891,20 +891,36 @@ fn poll_latencies(
 
 /// The platform's latency floor for the http figure: the same client, at the same pace, asks
 /// the same server for `GET /openidm/info/ping` (answered from memory on the runtime thread,
-/// as a live run's summary is) `polls` times while two threads of this process spin in user
-/// space, so that both cores are busy with work that makes no system call and holds no lock
-/// the server takes. What remains is the wake-up delay of the server's and the client's
-/// threads behind busy ones: no server can answer faster on this machine and kernel.
-fn latency_floor(addr: &str, polls: usize) -> Vec<f64> {
+/// as a live run's summary is) `polls` times while two threads of this process do what a run
+/// does to the machine without any of recond in it: at the runs' scheduling priority
+/// (`runner::priority`), each writes 64 KiB blocks to its own file in `dir` (wrapping at
+/// 256 MiB) with a data sync every 8 MiB, so that both cores are busy and the kernel's
+/// writeback runs as under a run. What remains is the wake-up delay of the server's and the
+/// client's threads behind that load: no server can answer faster on this machine and kernel
+/// while the disk is written at this pace.
+fn latency_floor(addr: &str, polls: usize, dir: &Path) -> Vec<f64> {
+    use std::os::unix::fs::FileExt;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let spinners: Vec<_> = (0..2)
-        .map(|_| {
+    let writers: Vec<_> = (0..2)
+        .map(|i| {
             let stop = stop.clone();
+            let path = dir.join(format!("latency-floor-{i}"));
             std::thread::spawn(move || {
-                let mut x = 0u64;
+                recond::runner::priority::lower_current_thread();
+                let file = std::fs::File::create(&path).expect("a latency floor file");
+                let block: Vec<u8> = (0..64 * 1024).map(|b| (b % 251) as u8).collect();
+                let (mut offset, mut written) = (0u64, 0u64);
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    file.write_all_at(&block, offset)
+                        .expect("write a floor block");
+                    offset = (offset + block.len() as u64) % (256 << 20);
+                    written += 1;
+                    if written % 128 == 0 {
+                        file.sync_data().expect("sync a floor file");
+                    }
                 }
+                drop(file);
+                std::fs::remove_file(&path).expect("remove a latency floor file");
             })
         })
         .collect();
@@ -917,8 +933,8 @@ fn latency_floor(addr: &str, polls: usize) -> Vec<f64> {
         || Some((addr.to_string(), "/openidm/info/ping".to_string())),
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in spinners {
-        s.join().expect("a spinner thread");
+    for w in writers {
+        w.join().expect("a latency floor writer");
     }
     latencies
 }

@@ -22,7 +22,7 @@ mod host;
 mod implicit;
 mod joining;
 mod lease;
-pub(crate) mod priority;
+pub mod priority;
 mod recovery;
 mod retention;
 mod state;
